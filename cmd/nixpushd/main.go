@@ -1,0 +1,28 @@
+// Command nixpushd keeps a Nix binary cache on S3 (or a file:// directory)
+// filled with what this machine builds.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var u usageError
+		if !errors.As(err, &u) || u.msg != "" {
+			fmt.Fprintln(os.Stderr, "nixpushd:", err)
+		}
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/queue"
+	"github.com/nixpushd/nixpushd/store"
+	"github.com/nixpushd/nixpushd/upload"
+)
+
+// targetOptions are the flags shared by push and daemon that say where and
+// how to upload.
+type targetOptions struct {
+	to            string
+	compression   string
+	level         int
+	secretKeyFile string
+	jobs          int
+	tempDir       string
+	stateDir      string
+	nixDB         string
+	logLevel      string
+}
+
+func (o *targetOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
+	fs.StringVar(&o.compression, "compression", "xz", "NAR compression: xz, zstd or none")
+	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22 (0 = default)")
+	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by `nix key generate-secret` (unsigned when empty)")
+	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "paths serialised, compressed and uploaded at once")
+	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default $TMPDIR)")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory (queue, default file:// cache)")
+	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to `nix path-info` when unreadable)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (o *targetOptions) validate() error {
+	if o.jobs < 1 {
+		return usageError{fmt.Sprintf("--jobs %d: must be at least 1", o.jobs)}
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		return err
+	}
+	if o.to == "" {
+		o.to = defaultTarget(o.stateDir)
+	}
+	if strings.HasPrefix(o.to, "s3://") {
+		if _, err := upload.ParseS3URL(o.to); err != nil {
+			return usageError{err.Error()}
+		}
+	} else if !strings.HasPrefix(o.to, "file://") {
+		return usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)}
+	}
+	if _, err := upload.NewCompressor(o.compression, o.level, 1); err != nil {
+		return usageError{"--compression: " + err.Error()}
+	}
+	return nil
+}
+
+// pusher builds the upload pipeline the options describe.
+func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.Pusher, error) {
+	target, err := upload.Open(ctx, o.to)
+	if err != nil {
+		return nil, err
+	}
+	comp, err := upload.NewCompressor(o.compression, o.level, 0)
+	if err != nil {
+		return nil, err
+	}
+	var key *nar.SecretKey
+	if o.secretKeyFile != "" {
+		if key, err = nar.LoadSecretKeyFile(o.secretKeyFile); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with `nix key generate-secret --key-name HOST-1 > FILE`")
+	}
+	return &upload.Pusher{
+		Target:     target,
+		Compressor: comp,
+		Key:        key,
+		Jobs:       o.jobs,
+		TempDir:    o.tempDir,
+		Log:        log,
+		Retry: upload.RetryPolicy{
+			Attempts: 5,
+			Delay: func(n int) time.Duration {
+				return queue.Backoff(n, 500*time.Millisecond, 10*time.Second, rand64)
+			},
+		},
+	}, nil
+}
+
+func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("push", flag.ContinueOnError)
+	var o targetOptions
+	o.register(fs)
+	quiet := fs.Bool("quiet", false, "no progress display")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"push: name at least one store path (or a symlink to one, like ./result)"}
+	}
+	level, _ := parseLevel(o.logLevel)
+	tty := isTerminal(stderr) && !*quiet
+	if tty && level < slog.LevelWarn {
+		level = slog.LevelWarn // the progress line replaces per-path logs
+	}
+	log := newLogger(stderr, level)
+
+	var roots []string
+	for _, a := range fs.Args() {
+		p, err := store.ToStorePath(a)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		roots = append(roots, p)
+	}
+	roots = slices.Compact(slices.Sorted(slices.Values(roots)))
+
+	st, err := store.Open(o.nixDB)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	closure, err := st.Closure(ctx, roots)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	p, err := o.pusher(ctx, log)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+
+	start := time.Now()
+	prog := newProgress(stderr, tty, len(closure), &p.NarBytes)
+	p.OnEvent = prog.event
+	stopProg := prog.run()
+	res, err := p.Push(ctx, closure)
+	stopProg()
+	elapsed := time.Since(start)
+
+	fmt.Fprintln(stderr, summary(res, p, elapsed))
+	if err != nil {
+		return fmt.Errorf("push to %s: %w", p.Target, err)
+	}
+	if len(res.Failed) > 0 {
+		for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
+			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
+		}
+		return fmt.Errorf("push to %s: %d of %d paths failed", p.Target, len(res.Failed), res.Total)
+	}
+	return nil
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration) string {
+	rate := float64(res.NarBytes) / elapsed.Seconds()
+	s := fmt.Sprintf("pushed %d paths to %s: %d uploaded, %d already cached, %d failed; %s NAR → %s %s in %.1fs (%s/s)",
+		res.Total, p.Target, res.Uploaded, res.Present, len(res.Failed),
+		humanBytes(res.NarBytes), humanBytes(res.FileBytes), p.Compressor.Method, elapsed.Seconds(), humanBytes(int64(rate)))
+	return s
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+

@@ -1,0 +1,173 @@
+package upload
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os/exec"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// corpus is compressible but not trivial: text with random runs.
+func corpus(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	words := []string{"nix", "store", "/lib/", "libc.so.6", "\x00\x00\x00", "ELF", "derivation", "\n"}
+	var b bytes.Buffer
+	for b.Len() < n {
+		if r.IntN(10) == 0 {
+			var rnd [16]byte
+			for i := range rnd {
+				rnd[i] = byte(r.Uint32())
+			}
+			b.Write(rnd[:])
+		} else {
+			b.WriteString(words[r.IntN(len(words))])
+		}
+	}
+	return b.Bytes()[:n]
+}
+
+func compressAll(t testing.TB, c *Compressor, data []byte, writeSize int) []byte {
+	var out bytes.Buffer
+	w, err := c.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(data) > 0 {
+		n := min(writeSize, len(data))
+		if _, err := w.Write(data[:n]); err != nil {
+			t.Fatal(err)
+		}
+		data = data[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// The chunked xz output must decode with liblzma (the xz tool), which is
+// what Nix uses, across chunk boundaries and for empty input.
+func TestChunkedXZDecodesWithLiblzma(t *testing.T) {
+	xzBin, err := exec.LookPath("xz")
+	if err != nil {
+		t.Skip("xz not installed")
+	}
+	for _, tc := range []struct {
+		name      string
+		size      int
+		chunk     int
+		writeSize int
+	}{
+		{"empty", 0, 1 << 16, 1},
+		{"one byte", 1, 1 << 16, 1},
+		{"below one chunk", 1000, 1 << 16, 333},
+		{"exactly one chunk", 1 << 16, 1 << 16, 1 << 16},
+		{"many chunks, odd writes", 1<<20 + 17, 1 << 16, 4099},
+		{"many chunks, big writes", 3 << 20, 1 << 18, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewCompressor("xz", 0, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.ChunkSize = tc.chunk
+			data := corpus(tc.size, uint64(tc.size))
+			comp := compressAll(t, c, data, tc.writeSize)
+			cmd := exec.Command(xzBin, "-d", "-c")
+			cmd.Stdin = bytes.NewReader(comp)
+			got, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("xz -d: %v", err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("xz -d gave %d bytes, want %d identical", len(got), len(data))
+			}
+			// Our own reader too: multi-stream files must read whole.
+			r, err := xz.NewReader(bytes.NewReader(comp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got2, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got2, data) {
+				t.Fatalf("xz.NewReader: %v, %d bytes", err, len(got2))
+			}
+		})
+	}
+}
+
+func TestZstdRoundTrip(t *testing.T) {
+	for _, level := range []int{0, 1, 19} {
+		c, err := NewCompressor("zstd", level, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := corpus(500_000, 7)
+		comp := compressAll(t, c, data, 10_000)
+		d, _ := zstd.NewReader(bytes.NewReader(comp))
+		got, err := io.ReadAll(d)
+		d.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("level %d: %v", level, err)
+		}
+		if len(comp) >= len(data) {
+			t.Errorf("level %d: no compression (%d >= %d)", level, len(comp), len(data))
+		}
+	}
+}
+
+func TestCompressorErrors(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		level  int
+	}{{"gzip", 0}, {"zstd", 23}, {"zstd", -1}, {"", 0}} {
+		if _, err := NewCompressor(tc.method, tc.level, 1); err == nil {
+			t.Errorf("NewCompressor(%q, %d): want error", tc.method, tc.level)
+		}
+	}
+	for method, ext := range map[string]string{"xz": ".nar.xz", "zstd": ".nar.zst", "none": ".nar"} {
+		c, _ := NewCompressor(method, 0, 1)
+		if c.Ext() != ext {
+			t.Errorf("%s: Ext %q, want %q", method, c.Ext(), ext)
+		}
+	}
+}
+
+// A failing destination must surface its error and still let every worker
+// finish (Close returns, nothing leaks).
+func TestChunkedXZWriteError(t *testing.T) {
+	c, _ := NewCompressor("xz", 0, 2)
+	c.ChunkSize = 1 << 12
+	w, _ := c.NewWriter(failWriter{})
+	data := corpus(1<<16, 3)
+	var werr error
+	for i := 0; i < len(data) && werr == nil; i += 1000 {
+		_, werr = w.Write(data[i:min(i+1000, len(data))])
+	}
+	cerr := w.Close()
+	if werr == nil && cerr == nil {
+		t.Fatal("want an error from the failing writer")
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+func BenchmarkCompress(b *testing.B) {
+	data := corpus(16<<20, 1)
+	for _, m := range []string{"xz", "zstd", "none"} {
+		b.Run(m, func(b *testing.B) {
+			c, _ := NewCompressor(m, 0, 0)
+			b.SetBytes(int64(len(data)))
+			var out int
+			for b.Loop() {
+				out = len(compressAll(b, c, data, 1<<16))
+			}
+			b.ReportMetric(float64(len(data))/float64(out), "ratio")
+		})
+	}
+}

@@ -1,0 +1,323 @@
+package upload
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/store"
+)
+
+// memTarget is an in-memory cache that records the order of writes and can
+// fail on demand. For ordering and retry logic only: real caches are tested
+// against MinIO and Nix.
+type memTarget struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	order   []string
+	exists  map[string]int // Exists calls per key
+	failPut func(key string, attempt int) error
+	puts    map[string]int
+}
+
+func newMem() *memTarget {
+	return &memTarget{objects: map[string][]byte{}, exists: map[string]int{}, puts: map[string]int{}}
+}
+
+func (m *memTarget) String() string { return "mem://" }
+
+func (m *memTarget) Exists(_ context.Context, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.exists[key]++
+	_, ok := m.objects[key]
+	return ok, nil
+}
+
+func (m *memTarget) Get(_ context.Context, key string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.objects[key]
+	if !ok {
+		return nil, errors.New("not found")
+	}
+	return b, nil
+}
+
+func (m *memTarget) Put(_ context.Context, key string, body io.Reader, size int64, _ string) error {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.puts[key]++
+	if m.failPut != nil {
+		if err := m.failPut(key, m.puts[key]); err != nil {
+			return err
+		}
+	}
+	if int64(len(b)) != size {
+		return fmt.Errorf("size %d != %d", len(b), size)
+	}
+	m.objects[key] = b
+	m.order = append(m.order, key)
+	return nil
+}
+
+func (m *memTarget) index(key string) int {
+	for i, k := range m.order {
+		if k == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func fakeNAR(path string) []byte { return []byte("nar of " + path) }
+
+func fakeDump(corrupt map[string]bool) func(io.Writer, string) error {
+	return func(w io.Writer, path string) error {
+		b := fakeNAR(path)
+		if corrupt[path] {
+			b = append(b, '!')
+		}
+		_, err := w.Write(b)
+		return err
+	}
+}
+
+func info(name string, refs ...*store.PathInfo) *store.PathInfo {
+	// A valid store path: 32 nix32 characters derived from the name.
+	sum := sha256.Sum256([]byte(name))
+	h := nar.NixBase32.EncodeToString(sum[:20])
+	p := &store.PathInfo{Path: nar.StoreDir + "/" + h + "-" + name}
+	d := sha256.Sum256(fakeNAR(p.Path))
+	p.NarHash = nar.NewSHA256(d[:])
+	p.NarSize = int64(len(fakeNAR(p.Path)))
+	p.References = []string{}
+	for _, r := range refs {
+		p.References = append(p.References, r.Path)
+	}
+	return p
+}
+
+func testKey(t *testing.T) *nar.SecretKey {
+	_, sk, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &nar.SecretKey{Name: "test-1", Key: sk}
+}
+
+func newTestPusher(t *testing.T, m *memTarget, corrupt map[string]bool) *Pusher {
+	c, err := NewCompressor("xz", 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Pusher{
+		Target: m, Compressor: c, Key: testKey(t), Jobs: 3, TempDir: t.TempDir(),
+		Retry: RetryPolicy{Attempts: 4, Delay: func(n int) time.Duration { return time.Duration(n) * time.Second }},
+		dump:  fakeDump(corrupt),
+	}
+}
+
+func narinfoKeyOf(t *testing.T, p string) string {
+	k, err := narinfoKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Every narinfo is written after its own NAR and after the narinfos of all
+// its references, whatever the worker interleaving.
+func TestPushOrder(t *testing.T) {
+	for round := range 20 {
+		m := newMem()
+		p := newTestPusher(t, m, nil)
+		a := info("a")
+		b := info("b", a)
+		c := info("c", a, b)
+		c.References = append(c.References, c.Path) // self-reference
+		d := info("d", c)
+		e := info("e")
+		closure := []*store.PathInfo{e, d, c, b, a}
+		res, err := p.Push(context.Background(), closure)
+		if err != nil || len(res.Failed) != 0 {
+			t.Fatalf("round %d: %v %v", round, err, res.Failed)
+		}
+		if res.Uploaded != 5 || res.Present != 0 {
+			t.Fatalf("result %+v", res)
+		}
+		if m.index("nix-cache-info") != 0 {
+			t.Errorf("nix-cache-info not written first: %v", m.order)
+		}
+		pub := p.Key.Key.Public().(ed25519.PublicKey)
+		for _, pi := range closure {
+			key := narinfoKeyOf(t, pi.Path)
+			ni, err := nar.ParseNarInfo(m.objects[key])
+			if err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			if m.index(ni.URL) < 0 || m.index(ni.URL) > m.index(key) {
+				t.Errorf("%s written before its NAR %s", key, ni.URL)
+			}
+			for _, r := range pi.References {
+				if r != pi.Path && m.index(narinfoKeyOf(t, r)) > m.index(key) {
+					t.Errorf("%s written before its reference %s", key, r)
+				}
+			}
+			if ni.Verify([]*nar.PublicKey{{Name: "test-1", Key: pub}}) != 1 {
+				t.Errorf("%s: signature does not verify", key)
+			}
+		}
+	}
+}
+
+// A corrupt path fails with ErrCorrupt and uploads nothing; its dependents
+// fail; unrelated paths still go up.
+func TestPushCorrupt(t *testing.T) {
+	m := newMem()
+	a := info("a")
+	b := info("b", a)
+	e := info("e")
+	p := newTestPusher(t, m, map[string]bool{a.Path: true})
+	res, err := p.Push(context.Background(), []*store.PathInfo{a, b, e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res.Failed[a.Path], ErrCorrupt) || !strings.Contains(res.Failed[a.Path].Error(), a.Path) {
+		t.Errorf("a: %v", res.Failed[a.Path])
+	}
+	if res.Failed[b.Path] == nil || !strings.Contains(res.Failed[b.Path].Error(), "reference "+a.Path) {
+		t.Errorf("b: %v", res.Failed[b.Path])
+	}
+	if res.Uploaded != 1 {
+		t.Errorf("uploaded %d, want 1 (e)", res.Uploaded)
+	}
+	for key := range m.objects {
+		if strings.HasPrefix(key, "nar/") && len(m.objects) > 0 {
+			continue
+		}
+		if key == narinfoKeyOf(t, a.Path) || key == narinfoKeyOf(t, b.Path) {
+			t.Errorf("narinfo %s written for a failed path", key)
+		}
+	}
+	// Only e's NAR and b's NAR may be there; never a NAR with a's bad bytes.
+	if got := len(m.objects); got > 4 { // cache-info, e nar+narinfo, b nar
+		t.Errorf("%d objects, want at most 4: %v", got, m.order)
+	}
+}
+
+// Already-cached paths cost one existence check each and no writes.
+func TestPushNoop(t *testing.T) {
+	m := newMem()
+	a := info("a")
+	b := info("b", a)
+	p := newTestPusher(t, m, nil)
+	if _, err := p.Push(context.Background(), []*store.PathInfo{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	writes := len(m.order)
+	p2 := newTestPusher(t, m, nil)
+	m.exists = map[string]int{}
+	res, err := p2.Push(context.Background(), []*store.PathInfo{a, b})
+	if err != nil || res.Present != 2 || res.Uploaded != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if len(m.order) != writes {
+		t.Errorf("no-op push wrote %v", m.order[writes:])
+	}
+	for _, pi := range []*store.PathInfo{a, b} {
+		if n := m.exists[narinfoKeyOf(t, pi.Path)]; n != 1 {
+			t.Errorf("%s checked %d times, want 1", pi.Path, n)
+		}
+	}
+	// The same Pusher remembers: a third push checks nothing.
+	m.exists = map[string]int{}
+	if _, err := p2.Push(context.Background(), []*store.PathInfo{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if m.exists[narinfoKeyOf(t, a.Path)] != 0 {
+		t.Error("known-present path checked again")
+	}
+}
+
+// Transient failures are retried after the backoff delay, without
+// compressing again; permanent ones are not retried.
+func TestPushRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMem()
+		a := info("a")
+		m.failPut = func(key string, attempt int) error {
+			if strings.HasPrefix(key, "nar/") && attempt <= 2 {
+				return errors.New("connection reset by peer")
+			}
+			return nil
+		}
+		p := newTestPusher(t, m, nil)
+		var dumps int
+		inner := p.dump
+		p.dump = func(w io.Writer, path string) error { dumps++; return inner(w, path) }
+		start := time.Now()
+		res, err := p.Push(context.Background(), []*store.PathInfo{a})
+		if err != nil || res.Uploaded != 1 {
+			t.Fatalf("%+v %v", res, err)
+		}
+		// Delays of 1s then 2s: virtual time says exactly 3s passed.
+		if el := time.Since(start); el != 3*time.Second {
+			t.Errorf("elapsed %v, want 3s of backoff", el)
+		}
+		if dumps != 1 {
+			t.Errorf("serialised %d times, want 1 (retries reuse the compressed file)", dumps)
+		}
+
+		m2 := newMem()
+		b := info("b")
+		m2.failPut = func(key string, attempt int) error {
+			if strings.HasPrefix(key, "nar/") {
+				return &PermanentError{Err: errors.New("AccessDenied"), Config: true}
+			}
+			return nil
+		}
+		p2 := newTestPusher(t, m2, nil)
+		start = time.Now()
+		res, _ = p2.Push(context.Background(), []*store.PathInfo{b})
+		if !IsConfig(res.Failed[b.Path]) {
+			t.Errorf("want a config error, got %v", res.Failed[b.Path])
+		}
+		if m2.puts[narKeyIn(m2)] != 1 || time.Since(start) != 0 {
+			t.Errorf("permanent error retried: %v puts, %v elapsed", m2.puts, time.Since(start))
+		}
+	})
+}
+
+func narKeyIn(m *memTarget) string {
+	for k := range m.puts {
+		if strings.HasPrefix(k, "nar/") {
+			return k
+		}
+	}
+	return ""
+}
+
+// A cancelled context is never retried.
+func TestRetryCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := 0
+	err := RetryPolicy{Attempts: 5}.Do(ctx, func() error { calls++; return context.Canceled })
+	if calls != 1 || !errors.Is(err, context.Canceled) {
+		t.Errorf("calls %d err %v", calls, err)
+	}
+}

@@ -1,0 +1,87 @@
+package upload
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseS3URL(t *testing.T) {
+	good := []struct {
+		in   string
+		want S3Config
+	}{
+		{"s3://nix-cache", S3Config{Bucket: "nix-cache", Scheme: "https"}},
+		{"s3://nix-cache?profile=nixbuilder&endpoint=s3.homelab.local", S3Config{Bucket: "nix-cache", Scheme: "https", Endpoint: "s3.homelab.local", Profile: "nixbuilder"}},
+		{"s3://b?endpoint=127.0.0.1:9000&region=eu-west-1&scheme=http", S3Config{Bucket: "b", Scheme: "http", Endpoint: "127.0.0.1:9000", Region: "eu-west-1"}},
+		{"s3://b?endpoint=http://127.0.0.1:9000/", S3Config{Bucket: "b", Scheme: "http", Endpoint: "127.0.0.1:9000"}},
+	}
+	for _, tt := range good {
+		got, err := ParseS3URL(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseS3URL(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+	bad := map[string]string{
+		"s3://":                          "bucket",
+		"s3://b/prefix":                  "no path",
+		"s3://b?scheme=ftp":              "scheme",
+		"s3://b?compression=xz":          "--compression",
+		"s3://b?secret-key=/k":           "--secret-key-file",
+		"s3://b?endpoint=ftp://h":        "endpoint scheme",
+		"s3://b?bogus=1":                 "unknown parameter",
+		"s3://b?endpoint=host/path":      "HOST:PORT",
+		"http://b":                       "s3://",
+	}
+	for in, want := range bad {
+		_, err := ParseS3URL(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseS3URL(%q) = %v, want error containing %q", in, err, want)
+		}
+	}
+}
+
+func TestPartSize(t *testing.T) {
+	for _, size := range []int64{0, 1, 16 << 20, 1 << 30, 5 << 30, 6 << 30, 100 << 30, 4 << 40} {
+		ps := int64(PartSize(size))
+		if ps < 16<<20 || ps%(1<<20) != 0 {
+			t.Errorf("PartSize(%d) = %d: below 16 MiB or not whole MiB", size, ps)
+		}
+		if parts := (size + ps - 1) / ps; parts > 10000 {
+			t.Errorf("PartSize(%d) = %d gives %d parts, over S3's 10,000", size, ps, parts)
+		}
+	}
+}
+
+func TestResolveCredentials(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/credentials"
+	writeFile(t, file, "[nixbuilder]\naws_access_key_id=fileuser\naws_secret_access_key=filesecret\n")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", file)
+	t.Setenv("AWS_ACCESS_KEY_ID", "envuser")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
+	t.Setenv("AWS_PROFILE", "")
+
+	c, err := resolveCredentials("nixbuilder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(); v.AccessKeyID != "fileuser" {
+		t.Errorf("with profile: got %q, want the profile's key", v.AccessKeyID)
+	}
+	c, err = resolveCredentials("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(); v.AccessKeyID != "envuser" {
+		t.Errorf("without profile: got %q, want the environment's key", v.AccessKeyID)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	_, err = resolveCredentials("missing")
+	if err == nil || !strings.Contains(err.Error(), "[missing]") {
+		t.Errorf("missing profile: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "filesecret") {
+		t.Error("error leaks a secret")
+	}
+}
