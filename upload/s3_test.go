@@ -22,15 +22,15 @@ func TestParseS3URL(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"s3://":                          "bucket",
-		"s3://b/prefix":                  "no path",
-		"s3://b?scheme=ftp":              "scheme",
-		"s3://b?compression=xz":          "--compression",
-		"s3://b?secret-key=/k":           "--secret-key-file",
-		"s3://b?endpoint=ftp://h":        "endpoint scheme",
-		"s3://b?bogus=1":                 "unknown parameter",
-		"s3://b?endpoint=host/path":      "HOST:PORT",
-		"http://b":                       "s3://",
+		"s3://":                     "bucket",
+		"s3://b/prefix":             "no path",
+		"s3://b?scheme=ftp":         "scheme",
+		"s3://b?compression=xz":     "--compression",
+		"s3://b?secret-key=/k":      "--secret-key-file",
+		"s3://b?endpoint=ftp://h":   "endpoint scheme",
+		"s3://b?bogus=1":            "unknown parameter",
+		"s3://b?endpoint=host/path": "HOST:PORT",
+		"http://b":                  "s3://",
 	}
 	for in, want := range bad {
 		_, err := ParseS3URL(in)
