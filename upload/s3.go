@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
 
 // S3Config is what an s3:// cache URL says, in the shape Nix's own
@@ -35,6 +36,9 @@ func ParseS3URL(raw string) (S3Config, error) {
 		return S3Config{}, fmt.Errorf("cache URL %q: want s3://BUCKET?endpoint=HOST:PORT (the bucket is the host part, with no path)", raw)
 	}
 	cfg := S3Config{Bucket: u.Host, Scheme: "https"}
+	if err := s3utils.CheckValidBucketName(cfg.Bucket); err != nil {
+		return S3Config{}, fmt.Errorf("cache URL %q: bucket %q: %w", raw, cfg.Bucket, err)
+	}
 	for k, vs := range u.Query() {
 		v := vs[len(vs)-1]
 		switch k {
@@ -69,24 +73,20 @@ func ParseS3URL(raw string) (S3Config, error) {
 }
 
 func (c S3Config) String() string {
-	s := "s3://" + c.Bucket
-	q := url.Values{}
-	if c.Endpoint != "" {
-		q.Set("endpoint", c.Endpoint)
-	}
-	if c.Region != "" {
-		q.Set("region", c.Region)
+	// Written by hand: url.Values would escape the ':' in HOST:PORT.
+	var q []string
+	for _, kv := range [][2]string{{"endpoint", c.Endpoint}, {"region", c.Region}, {"profile", c.Profile}} {
+		if kv[1] != "" {
+			q = append(q, kv[0]+"="+kv[1])
+		}
 	}
 	if c.Scheme != "https" {
-		q.Set("scheme", c.Scheme)
+		q = append(q, "scheme="+c.Scheme)
 	}
-	if c.Profile != "" {
-		q.Set("profile", c.Profile)
+	if len(q) == 0 {
+		return "s3://" + c.Bucket
 	}
-	if len(q) > 0 {
-		s += "?" + q.Encode()
-	}
-	return s
+	return "s3://" + c.Bucket + "?" + strings.Join(q, "&")
 }
 
 // S3 is a binary cache in an S3 bucket.

@@ -12,8 +12,8 @@ func TestParseS3URL(t *testing.T) {
 	}{
 		{"s3://nix-cache", S3Config{Bucket: "nix-cache", Scheme: "https"}},
 		{"s3://nix-cache?profile=nixbuilder&endpoint=s3.homelab.local", S3Config{Bucket: "nix-cache", Scheme: "https", Endpoint: "s3.homelab.local", Profile: "nixbuilder"}},
-		{"s3://b?endpoint=127.0.0.1:9000&region=eu-west-1&scheme=http", S3Config{Bucket: "b", Scheme: "http", Endpoint: "127.0.0.1:9000", Region: "eu-west-1"}},
-		{"s3://b?endpoint=http://127.0.0.1:9000/", S3Config{Bucket: "b", Scheme: "http", Endpoint: "127.0.0.1:9000"}},
+		{"s3://bkt?endpoint=127.0.0.1:9000&region=eu-west-1&scheme=http", S3Config{Bucket: "bkt", Scheme: "http", Endpoint: "127.0.0.1:9000", Region: "eu-west-1"}},
+		{"s3://bkt?endpoint=http://127.0.0.1:9000/", S3Config{Bucket: "bkt", Scheme: "http", Endpoint: "127.0.0.1:9000"}},
 	}
 	for _, tt := range good {
 		got, err := ParseS3URL(tt.in)
@@ -22,15 +22,17 @@ func TestParseS3URL(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"s3://":                     "bucket",
-		"s3://b/prefix":             "no path",
-		"s3://b?scheme=ftp":         "scheme",
-		"s3://b?compression=xz":     "--compression",
-		"s3://b?secret-key=/k":      "--secret-key-file",
-		"s3://b?endpoint=ftp://h":   "endpoint scheme",
-		"s3://b?bogus=1":            "unknown parameter",
-		"s3://b?endpoint=host/path": "HOST:PORT",
-		"http://b":                  "s3://",
+		"s3://":                       "bucket",
+		"s3://bkt/prefix":             "no path",
+		"s3://bkt?scheme=ftp":         "scheme",
+		"s3://bkt?compression=xz":     "--compression",
+		"s3://bkt?secret-key=/k":      "--secret-key-file",
+		"s3://bkt?endpoint=ftp://h":   "endpoint scheme",
+		"s3://bkt?bogus=1":            "unknown parameter",
+		"s3://bkt?endpoint=host/path": "HOST:PORT",
+		"http://b":                    "s3://",
+		"s3://b":                      "bucket",
+		"s3://Bad_Bucket":             "bucket",
 	}
 	for in, want := range bad {
 		_, err := ParseS3URL(in)
