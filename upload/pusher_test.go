@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -128,6 +129,7 @@ func newTestPusher(t *testing.T, m *memTarget, corrupt map[string]bool) *Pusher 
 		Target: m, Compressor: c, Key: testKey(t), Jobs: 3, TempDir: t.TempDir(),
 		Retry: RetryPolicy{Attempts: 4, Delay: func(n int) time.Duration { return time.Duration(n) * time.Second }},
 		dump:  fakeDump(corrupt),
+		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
 

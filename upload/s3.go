@@ -36,7 +36,7 @@ func ParseS3URL(raw string) (S3Config, error) {
 		return S3Config{}, fmt.Errorf("cache URL %q: want s3://BUCKET?endpoint=HOST:PORT (the bucket is the host part, with no path)", raw)
 	}
 	cfg := S3Config{Bucket: u.Host, Scheme: "https"}
-	if err := s3utils.CheckValidBucketName(cfg.Bucket); err != nil {
+	if err := s3utils.CheckValidBucketNameStrict(cfg.Bucket); err != nil {
 		return S3Config{}, fmt.Errorf("cache URL %q: bucket %q: %w", raw, cfg.Bucket, err)
 	}
 	for k, vs := range u.Query() {
