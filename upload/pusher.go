@@ -43,6 +43,10 @@ type Pusher struct {
 	// dump serialises a path; nar.DumpPath unless a test replaces it.
 	dump func(w io.Writer, path string) error
 
+	mu       sync.Mutex
+	inflight map[string]*pathState // paths being uploaded by any Push call
+	sem      *semaphore.Weighted   // Jobs slots shared by all Push calls
+
 	cacheInfoOnce sync.Mutex
 	cacheInfoOK   bool
 	known         sync.Map // hash part → struct{}: narinfos known present
@@ -212,45 +216,49 @@ func (p *Pusher) Push(ctx context.Context, closure []*store.PathInfo) (*Result, 
 	}
 	missing = store.SortTopo(missing)
 
-	// One "published" channel per path to upload, closed when its narinfo
-	// is written or it has failed.
-	type state struct {
-		done chan struct{}
-		err  error
+	// Start the paths no other Push is already uploading; share the rest.
+	mine := make(map[string]bool, len(missing))
+	states := make([]*pathState, len(missing))
+	p.mu.Lock()
+	if p.inflight == nil {
+		p.inflight = map[string]*pathState{}
+		p.sem = semaphore.NewWeighted(int64(p.jobs()))
 	}
-	states := make(map[string]*state, len(missing))
-	for _, pi := range missing {
-		states[pi.Path] = &state{done: make(chan struct{})}
+	for i, pi := range missing {
+		st, ok := p.inflight[pi.Path]
+		if key, _ := narinfoKey(pi.Path); !ok && p.isKnown(key) {
+			// Finished by another Push since Missing checked: known is
+			// set before a path leaves inflight, so this cannot miss.
+			st = donePresent
+		} else if !ok {
+			st = &pathState{done: make(chan struct{})}
+			p.inflight[pi.Path] = st
+			mine[pi.Path] = true
+		}
+		states[i] = st
 	}
+	p.mu.Unlock()
+
 	var mu sync.Mutex
-	sem := semaphore.NewWeighted(int64(p.jobs()))
 	var wg sync.WaitGroup
-	for _, pi := range missing {
-		st := states[pi.Path]
+	for i, pi := range missing {
+		st := states[i]
+		if !mine[pi.Path] {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(st.done)
 			start := time.Now()
-			fileSize, err := p.pushOne(ctx, pi, sem, func(ref string) error {
-				dep, ok := states[ref]
-				if !ok {
-					return nil // present in the cache before we started
-				}
-				select {
-				case <-dep.done:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				if dep.err != nil {
-					return fmt.Errorf("reference %s was not uploaded", ref)
-				}
-				return nil
-			})
+			fileSize, err := p.pushOne(ctx, pi, p.waitRef)
+			st.err = err
+			p.mu.Lock()
+			delete(p.inflight, pi.Path)
+			p.mu.Unlock()
+			close(st.done)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				st.err = err
 				res.Failed[pi.Path] = err
 				p.emit(Event{Kind: EventFailed, Path: pi.Path, Err: err, Duration: time.Since(start)})
 				return
@@ -262,20 +270,86 @@ func (p *Pusher) Push(ctx context.Context, closure []*store.PathInfo) (*Result, 
 		}()
 	}
 	wg.Wait()
+	// Paths another Push was uploading: wait for its outcome.
+	for i, pi := range missing {
+		if mine[pi.Path] {
+			continue
+		}
+		select {
+		case <-states[i].done:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if err := states[i].err; err != nil {
+			res.Failed[pi.Path] = err
+		} else {
+			res.Present++
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
+// donePresent stands for a path another Push has just uploaded.
+var donePresent = func() *pathState {
+	st := &pathState{done: make(chan struct{})}
+	close(st.done)
+	return st
+}()
+
+func (p *Pusher) isKnown(key string) bool {
+	_, ok := p.known.Load(key)
+	return ok
+}
+
+// pathState is one path being uploaded; done closes when its narinfo is
+// written or it has failed (err set before the close).
+type pathState struct {
+	done chan struct{}
+	err  error
+}
+
+// waitRef blocks until ref's narinfo is in the cache, or says why it won't be.
+func (p *Pusher) waitRef(ctx context.Context, ref string) error {
+	key, err := narinfoKey(ref)
+	if err != nil {
+		return err
+	}
+	if _, ok := p.known.Load(key); ok {
+		return nil
+	}
+	p.mu.Lock()
+	st, ok := p.inflight[ref]
+	p.mu.Unlock()
+	if !ok {
+		// Neither uploading nor known: it was present when this Push
+		// checked (Missing marks those known), or it just finished.
+		if _, ok := p.known.Load(key); ok {
+			return nil
+		}
+		return fmt.Errorf("reference %s was not uploaded", ref)
+	}
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if st.err != nil {
+		return fmt.Errorf("reference %s was not uploaded", ref)
+	}
+	return nil
+}
+
 // pushOne uploads pi's NAR (holding a worker slot), then waits for its
 // references and writes its narinfo.
-func (p *Pusher) pushOne(ctx context.Context, pi *store.PathInfo, sem *semaphore.Weighted, waitRef func(string) error) (int64, error) {
-	if err := sem.Acquire(ctx, 1); err != nil {
+func (p *Pusher) pushOne(ctx context.Context, pi *store.PathInfo, waitRef func(context.Context, string) error) (int64, error) {
+	if err := p.sem.Acquire(ctx, 1); err != nil {
 		return 0, err
 	}
 	info, fileSize, err := p.uploadNAR(ctx, pi)
-	sem.Release(1)
+	p.sem.Release(1)
 	if err != nil {
 		return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
 	}
@@ -283,7 +357,7 @@ func (p *Pusher) pushOne(ctx context.Context, pi *store.PathInfo, sem *semaphore
 		if ref == pi.Path {
 			continue
 		}
-		if err := waitRef(ref); err != nil {
+		if err := waitRef(ctx, ref); err != nil {
 			return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
 		}
 	}

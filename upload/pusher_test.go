@@ -323,3 +323,36 @@ func TestRetryCanceled(t *testing.T) {
 		t.Errorf("calls %d err %v", calls, err)
 	}
 }
+
+// Concurrent Push calls that share a dependency upload it once, and each
+// still writes its narinfo only after the shared one.
+func TestConcurrentPushesShare(t *testing.T) {
+	m := newMem()
+	p := newTestPusher(t, m, nil)
+	shared := info("shared")
+	var tops []*store.PathInfo
+	for i := range 8 {
+		tops = append(tops, info(fmt.Sprintf("top%d", i), shared))
+	}
+	var wg sync.WaitGroup
+	for _, top := range tops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := p.Push(context.Background(), []*store.PathInfo{shared, top})
+			if err != nil || len(res.Failed) > 0 {
+				t.Errorf("%v %v", err, res.Failed)
+			}
+		}()
+	}
+	wg.Wait()
+	sk := narinfoKeyOf(t, shared.Path)
+	if m.puts[sk] != 1 {
+		t.Errorf("shared narinfo put %d times, want 1", m.puts[sk])
+	}
+	for _, top := range tops {
+		if k := narinfoKeyOf(t, top.Path); m.index(k) < m.index(sk) {
+			t.Errorf("%s written before its reference", k)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package nar
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+)
+
+// DumpPath writes the NAR serialization of the file, directory or symlink at
+// path to w, byte-for-byte as `nix-store --dump` does. A symlink at path is
+// archived as a symlink, not followed. File contents are streamed.
+func DumpPath(w io.Writer, path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	d := dumper{nw: NewWriter(w), buf: make([]byte, 128<<10)}
+	if err := d.dump(path, "", fi); err != nil {
+		return err
+	}
+	return d.nw.Close()
+}
+
+type dumper struct {
+	nw  *Writer
+	buf []byte
+}
+
+// afterOpenHook lets tests change a file between stat and read.
+var afterOpenHook func(path string)
+
+func (d *dumper) dump(full, rel string, fi fs.FileInfo) error {
+	mode := fi.Mode()
+	switch {
+	case mode.IsRegular():
+		return d.file(full, rel, fi)
+	case mode.IsDir():
+		return d.dir(full, rel)
+	case mode&fs.ModeSymlink != 0:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		return d.header(full, &Header{Path: rel, Type: TypeSymlink, LinkTarget: target})
+	}
+	return fmt.Errorf("nar: %s: cannot archive a %s, NAR holds only regular files, directories and symlinks", full, fileKind(mode))
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "special file (mode " + m.String() + ")"
+}
+
+// header wraps Writer errors with the file name.
+func (d *dumper) header(full string, h *Header) error {
+	if err := d.nw.WriteHeader(h); err != nil {
+		return fmt.Errorf("nar: %s: %w", full, err)
+	}
+	return nil
+}
+
+func (d *dumper) dir(full, rel string) error {
+	if err := d.header(full, &Header{Path: rel, Type: TypeDirectory}); err != nil {
+		return err
+	}
+	f, err := os.Open(full)
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	// NAR order is byte-wise, never locale order.
+	slices.Sort(names)
+	for _, name := range names {
+		cfull := full + "/" + name
+		cfi, err := os.Lstat(cfull)
+		if err != nil {
+			return fmt.Errorf("nar: %w", err)
+		}
+		crel := name
+		if rel != "" {
+			crel = rel + "/" + name
+		}
+		if err := d.dump(cfull, crel, cfi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *dumper) file(full, rel string, fi fs.FileInfo) error {
+	f, err := os.Open(full)
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	defer f.Close()
+	ofi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("nar: %w", err)
+	}
+	// Guard against the name now pointing at something else.
+	if !ofi.Mode().IsRegular() || !os.SameFile(fi, ofi) {
+		return fmt.Errorf("nar: %s: replaced while being archived", full)
+	}
+	if afterOpenHook != nil {
+		afterOpenHook(full)
+	}
+	size := ofi.Size()
+	h := &Header{Path: rel, Type: TypeRegular, Size: size, Executable: ofi.Mode()&0o100 != 0}
+	if err := d.header(full, h); err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(d.nw, io.LimitReader(f, size), d.buf)
+	if err != nil {
+		return fmt.Errorf("nar: %s: %w", full, err)
+	}
+	if n < size {
+		return fmt.Errorf("nar: %s: file shrank from %d to %d bytes while being read", full, size, n)
+	}
+	var probe [1]byte
+	if m, err := f.Read(probe[:]); m > 0 {
+		return fmt.Errorf("nar: %s: file grew beyond %d bytes while being read", full, size)
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("nar: %s: %w", full, err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package nar
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// SecretKey is a Nix signing key, "name:base64(64 bytes)" on disk.
+type SecretKey struct {
+	Name string
+	Key  ed25519.PrivateKey
+}
+
+// PublicKey is a Nix public key, "name:base64(32 bytes)".
+type PublicKey struct {
+	Name string
+	Key  ed25519.PublicKey
+}
+
+// splitKey splits "name:data" and decodes data. Errors never quote data.
+func splitKey(what, s string) (string, []byte, error) {
+	name, data, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok || name == "" || data == "" {
+		return "", nil, fmt.Errorf("%s is not in the form NAME:BASE64", what)
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s %q: key data is not valid base64", what, name)
+	}
+	return name, raw, nil
+}
+
+// ParseSecretKey parses a key as `nix key generate-secret` writes it.
+func ParseSecretKey(s string) (*SecretKey, error) {
+	name, raw, err := splitKey("secret key", s)
+	if err != nil {
+		return nil, fmt.Errorf("nar: %w", err)
+	}
+	if len(raw) != ed25519.PrivateKeySize {
+		hint := ""
+		if len(raw) == ed25519.PublicKeySize {
+			hint = " (is this a public key?)"
+		}
+		return nil, fmt.Errorf("nar: secret key %q: key data is %d bytes, want %d%s", name, len(raw), ed25519.PrivateKeySize, hint)
+	}
+	key := ed25519.PrivateKey(raw)
+	// A mismatched public half would yield signatures nobody can verify.
+	if !bytes.Equal(ed25519.NewKeyFromSeed(key.Seed())[32:], key[32:]) {
+		return nil, fmt.Errorf("nar: secret key %q is corrupt: its public half does not match its seed", name)
+	}
+	return &SecretKey{Name: name, Key: key}, nil
+}
+
+// LoadSecretKeyFile reads and parses a secret key file.
+func LoadSecretKeyFile(path string) (*SecretKey, error) {
+	howto := fmt.Sprintf("create one with `nix key generate-secret --key-name NAME > %s`", path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("nar: secret key file %s does not exist; %s", path, howto)
+		}
+		return nil, fmt.Errorf("nar: reading secret key file: %w; %s", err, howto)
+	}
+	k, err := ParseSecretKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("nar: secret key file %s: %s; %s", path, strings.TrimPrefix(err.Error(), "nar: "), howto)
+	}
+	return k, nil
+}
+
+// ParsePublicKey parses "name:base64(32 bytes)".
+func ParsePublicKey(s string) (*PublicKey, error) {
+	name, raw, err := splitKey("public key", s)
+	if err != nil {
+		return nil, fmt.Errorf("nar: %w", err)
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("nar: public key %q: key data is %d bytes, want %d", name, len(raw), ed25519.PublicKeySize)
+	}
+	return &PublicKey{Name: name, Key: ed25519.PublicKey(raw)}, nil
+}
+
+// Public returns the matching public key.
+func (k *SecretKey) Public() *PublicKey {
+	return &PublicKey{Name: k.Name, Key: k.Key.Public().(ed25519.PublicKey)}
+}
+
+// String hides the key material so that logging a key cannot leak it.
+func (k *SecretKey) String() string { return k.Name + ":<secret>" }
+
+// GoString hides the key material from %#v.
+func (k *SecretKey) GoString() string {
+	return fmt.Sprintf("&nar.SecretKey{Name:%q, Key:<secret>}", k.Name)
+}
+
+// String returns "name:base64", as `nix key convert-secret-to-public` prints.
+func (k *PublicKey) String() string {
+	return k.Name + ":" + base64.StdEncoding.EncodeToString(k.Key)
+}
+
+// Sign returns "name:base64(signature)".
+func (k *SecretKey) Sign(msg []byte) string {
+	return k.Name + ":" + base64.StdEncoding.EncodeToString(ed25519.Sign(k.Key, msg))
+}
+
+// Verify checks a "name:base64(signature)" string. Signatures by another
+// key name are not valid.
+func (k *PublicKey) Verify(msg []byte, sig string) bool {
+	name, data, ok := strings.Cut(sig, ":")
+	if !ok || name != k.Name || len(k.Key) != ed25519.PublicKeySize {
+		return false
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(k.Key, msg, raw)
+}

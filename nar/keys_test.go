@@ -1,0 +1,120 @@
+package nar
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// A key made by `nix key generate-secret --key-name test-1`; the public key
+// is what `nix key convert-secret-to-public` printed for it.
+const (
+	testSecretKey = "test-1:vmgonhTr9OL8ZK5fANIwzqSKzebx+kbbkefSYTWSEJo8KORswMPKb01bQ3rc9bOGZ3R1x6sg+u6u76UJjQCg4w=="
+	testPublicKey = "test-1:PCjkbMDDym9NW0N63PWzhmd0dcerIPruru+lCY0AoOM="
+)
+
+func TestKeys(t *testing.T) {
+	sk, err := ParseSecretKey("  " + testSecretKey + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sk.Name != "test-1" || len(sk.Key) != ed25519.PrivateKeySize {
+		t.Fatalf("ParseSecretKey = %q, %d bytes", sk.Name, len(sk.Key))
+	}
+	if got := sk.Public().String(); got != testPublicKey {
+		t.Errorf("Public() = %s, want %s", got, testPublicKey)
+	}
+	pk, err := ParsePublicKey(testPublicKey + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pk.String() != testPublicKey {
+		t.Errorf("PublicKey.String() = %s", pk.String())
+	}
+
+	msg := []byte("1;/nix/store/xmy64pbaynfirn4h6wwjanqsvy3129ps-b;sha256:0vvl22a1xbsb0yq3hcwfkckydmria54dxxyb38qdnqyjszsp52qn;160;")
+	sig := sk.Sign(msg)
+	if !strings.HasPrefix(sig, "test-1:") || !pk.Verify(msg, sig) {
+		t.Fatalf("Sign/Verify failed: %s", sig)
+	}
+	if pk.Verify(append(msg, 'x'), sig) {
+		t.Error("Verify accepted a different message")
+	}
+	other := &PublicKey{Name: "test-2", Key: pk.Key}
+	if other.Verify(msg, sig) {
+		t.Error("Verify accepted a signature made under another key name")
+	}
+	for _, bad := range []string{"", "test-1", "test-1:", "test-1:!!!", "test-1:" + base64.StdEncoding.EncodeToString([]byte("short")), sig + "x"} {
+		if pk.Verify(msg, bad) {
+			t.Errorf("Verify accepted %q", bad)
+		}
+	}
+
+	// Printing a secret key must not reveal it.
+	secretB64 := testSecretKey[len("test-1:"):]
+	for _, s := range []string{fmt.Sprint(sk), fmt.Sprintf("%v %s %+v %#v", sk, sk, sk, sk)} {
+		if strings.Contains(s, secretB64[:20]) || strings.Contains(s, fmt.Sprint([]byte(sk.Key))) {
+			t.Errorf("formatting a SecretKey leaks it: %s", s)
+		}
+	}
+}
+
+func TestParseKeyErrors(t *testing.T) {
+	secretB64 := testSecretKey[len("test-1:"):]
+	raw, _ := base64.StdEncoding.DecodeString(secretB64)
+	mismatched := append([]byte(nil), raw...)
+	mismatched[40] ^= 1
+	tests := []struct{ in, want string }{
+		{"", "NAME:BASE64"},
+		{secretB64, "NAME:BASE64"},
+		{":" + secretB64, "NAME:BASE64"},
+		{"test-1:", "NAME:BASE64"},
+		{"test-1:" + secretB64[:40] + "!!" + secretB64[42:], "not valid base64"},
+		{testPublicKey, "is this a public key?"},
+		{"test-1:" + base64.StdEncoding.EncodeToString(mismatched), "public half does not match"},
+	}
+	for _, tc := range tests {
+		_, err := ParseSecretKey(tc.in)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseSecretKey(%q) error %v, want %q", tc.in, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), secretB64[:16]) || strings.Contains(err.Error(), secretB64[42:60]) {
+			t.Errorf("error leaks key material: %v", err)
+		}
+	}
+	for _, s := range []string{"", "test-1", testSecretKey, "test-1:AAAA"} {
+		if _, err := ParsePublicKey(s); err == nil {
+			t.Errorf("ParsePublicKey(%q) accepted", s)
+		}
+	}
+}
+
+func TestLoadSecretKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/good.sec"
+	if err := os.WriteFile(good, []byte(testSecretKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := LoadSecretKeyFile(good); err != nil || k.Public().String() != testPublicKey {
+		t.Fatalf("LoadSecretKeyFile: %v", err)
+	}
+
+	bad := dir + "/bad.sec"
+	if err := os.WriteFile(bad, []byte(testPublicKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dir + "/missing.sec", bad} {
+		_, err := LoadSecretKeyFile(path)
+		if err == nil {
+			t.Fatalf("LoadSecretKeyFile(%s) succeeded", path)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, path) || !strings.Contains(msg, "nix key generate-secret --key-name NAME > "+path) {
+			t.Errorf("error should name the file and say how to make one: %s", msg)
+		}
+	}
+}
