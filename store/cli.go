@@ -89,6 +89,23 @@ func (c *CLI) Closure(ctx context.Context, paths []string) ([]*PathInfo, error) 
 	return SortTopo(infos), nil
 }
 
+// ValidPaths asks one path at a time: `nix path-info` fails the whole call
+// on the first invalid path.
+func (c *CLI) ValidPaths(ctx context.Context, paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		_, err := c.PathInfos(ctx, []string{p})
+		if errors.Is(err, ErrNotValid) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 func (c *CLI) RegisteredSince(context.Context, int64) ([]Registered, error) {
 	return nil, fmt.Errorf("registration times need read access to %s: %w", DefaultDB, errors.ErrUnsupported)
 }

@@ -173,3 +173,38 @@ func fieldsOrNil(s string) []string {
 	}
 	return nil
 }
+
+func (s *DB) ValidPaths(ctx context.Context, paths []string) ([]string, error) {
+	valid := make(map[string]bool, len(paths))
+	for i := 0; i < len(paths); i += batch {
+		chunk := paths[i:min(i+batch, len(paths))]
+		args := make([]any, len(chunk))
+		for j, p := range chunk {
+			args[j] = p
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT path FROM ValidPaths WHERE path IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
+		}
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
+			}
+			valid[p] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
+		}
+	}
+	var out []string
+	for _, p := range paths {
+		if valid[p] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}

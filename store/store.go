@@ -11,10 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nixpushd/nixpushd/nar"
@@ -50,6 +50,8 @@ type Store interface {
 	// Closure returns the infos of paths and everything they reference,
 	// dependencies before dependents.
 	Closure(ctx context.Context, paths []string) ([]*PathInfo, error)
+	// ValidPaths returns the paths among paths that are valid, in order.
+	ValidPaths(ctx context.Context, paths []string) ([]string, error)
 	// RegisteredSince lists paths registered at or after unix time t, oldest
 	// first. Backends that cannot answer return errors.ErrUnsupported.
 	RegisteredSince(ctx context.Context, t int64) ([]Registered, error)
@@ -59,20 +61,92 @@ type Store interface {
 // DefaultDB is where Nix keeps its database.
 const DefaultDB = "/nix/var/nix/db/db.sqlite"
 
-// Open returns the DB backend when dbPath is readable, and the CLI backend
-// otherwise. An empty dbPath means DefaultDB.
+// Open returns a Store that reads the database at dbPath (empty: DefaultDB)
+// when it can and asks `nix path-info` when it cannot.
 func Open(dbPath string) (Store, error) {
 	if dbPath == "" {
 		dbPath = DefaultDB
 	}
-	if f, err := os.Open(dbPath); err == nil {
-		f.Close()
-		s, err := OpenDB(dbPath)
-		if err == nil {
-			return s, nil
+	a := &Auto{path: dbPath, cli: NewCLI()}
+	a.tryDB()
+	return a, nil
+}
+
+// Auto prefers the database and falls back to the CLI, per call. A reader
+// that may not create Nix's WAL files (a non-root service at boot, before
+// anything opened the database) cannot open it yet, so Auto tries again
+// from time to time; once open, its connection keeps the files alive.
+type Auto struct {
+	path string
+	cli  *CLI
+
+	mu      sync.Mutex
+	db      *DB
+	lastTry time.Time
+}
+
+const dbRetry = 30 * time.Second
+
+func (a *Auto) tryDB() *DB {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.db != nil || time.Since(a.lastTry) < dbRetry {
+		return a.db
+	}
+	a.lastTry = time.Now()
+	if db, err := OpenDB(a.path); err == nil {
+		a.db = db
+	}
+	return a.db
+}
+
+// UsingDB reports whether the database is open.
+func (a *Auto) UsingDB() bool { return a.tryDB() != nil }
+
+func (a *Auto) PathInfos(ctx context.Context, paths []string) ([]*PathInfo, error) {
+	if db := a.tryDB(); db != nil {
+		infos, err := db.PathInfos(ctx, paths)
+		if err == nil || errors.Is(err, ErrNotValid) || ctx.Err() != nil {
+			return infos, err
 		}
 	}
-	return NewCLI(), nil
+	return a.cli.PathInfos(ctx, paths)
+}
+
+func (a *Auto) Closure(ctx context.Context, paths []string) ([]*PathInfo, error) {
+	if db := a.tryDB(); db != nil {
+		infos, err := db.Closure(ctx, paths)
+		if err == nil || errors.Is(err, ErrNotValid) || ctx.Err() != nil {
+			return infos, err
+		}
+	}
+	return a.cli.Closure(ctx, paths)
+}
+
+func (a *Auto) ValidPaths(ctx context.Context, paths []string) ([]string, error) {
+	if db := a.tryDB(); db != nil {
+		valid, err := db.ValidPaths(ctx, paths)
+		if err == nil || ctx.Err() != nil {
+			return valid, err
+		}
+	}
+	return a.cli.ValidPaths(ctx, paths)
+}
+
+func (a *Auto) RegisteredSince(ctx context.Context, t int64) ([]Registered, error) {
+	if db := a.tryDB(); db != nil {
+		return db.RegisteredSince(ctx, t)
+	}
+	return a.cli.RegisteredSince(ctx, t)
+}
+
+func (a *Auto) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.db != nil {
+		return a.db.Close()
+	}
+	return nil
 }
 
 // ToStorePath resolves p (a store path, a path inside one, or a symlink such

@@ -161,6 +161,22 @@ in b`), 0o644)
 	if !slices.ContainsFunc(regs, func(r Registered) bool { return r.Path == top }) {
 		t.Errorf("RegisteredSince misses %s", top)
 	}
+	// Without a readable database, Auto answers through the CLI.
+	auto, _ := Open(filepath.Join(dir, "no-such-db.sqlite"))
+	defer auto.Close()
+	if auto.(*Auto).UsingDB() {
+		t.Error("Auto claims a database that does not exist")
+	}
+	if fromAuto, err := auto.Closure(ctx, []string{top}); err != nil || !reflect.DeepEqual(fromAuto, fromDB) {
+		t.Errorf("Auto without DB: %v", err)
+	}
+	missing := "/nix/store/00000000000000000000000000000000-missing"
+	for name, s := range map[string]Store{"db": db, "cli": NewCLI()} {
+		v, err := s.ValidPaths(ctx, []string{missing, top})
+		if err != nil || len(v) != 1 || v[0] != top {
+			t.Errorf("%s ValidPaths = %v, %v; want [%s]", name, v, err, top)
+		}
+	}
 	_, err = db.PathInfos(ctx, []string{"/nix/store/00000000000000000000000000000000-missing"})
 	if !errors.Is(err, ErrNotValid) {
 		t.Errorf("missing path: %v, want ErrNotValid", err)

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nixpushd/nixpushd/daemon"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
@@ -20,15 +23,16 @@ import (
 // targetOptions are the flags shared by push and daemon that say where and
 // how to upload.
 type targetOptions struct {
-	to            string
-	compression   string
-	level         int
-	secretKeyFile string
-	jobs          int
-	tempDir       string
-	stateDir      string
-	nixDB         string
-	logLevel      string
+	to              string
+	compression     string
+	level           int
+	secretKeyFile   string
+	jobs            int
+	tempDir         string
+	stateDir        string
+	nixDB           string
+	logLevel        string
+	credentialsFile string
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
@@ -41,6 +45,7 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory (queue, default file:// cache)")
 	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to `nix path-info` when unreadable)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.credentialsFile, "credentials-file", "", "file of KEY=VALUE lines (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) loaded into the environment, e.g. a systemd credential")
 }
 
 func (o *targetOptions) validate() error {
@@ -53,11 +58,16 @@ func (o *targetOptions) validate() error {
 	if o.to == "" {
 		o.to = defaultTarget(o.stateDir)
 	}
+	if o.credentialsFile != "" {
+		if err := loadEnvFile(o.credentialsFile); err != nil {
+			return err
+		}
+	}
 	if strings.HasPrefix(o.to, "s3://") {
 		if _, err := upload.ParseS3URL(o.to); err != nil {
 			return usageError{err.Error()}
 		}
-	} else if !strings.HasPrefix(o.to, "file://") {
+	} else if dir, ok := strings.CutPrefix(o.to, "file://"); !ok || !filepath.IsAbs(dir) {
 		return usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)}
 	}
 	if _, err := upload.NewCompressor(o.compression, o.level, 1); err != nil {
@@ -105,6 +115,9 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var o targetOptions
 	o.register(fs)
 	quiet := fs.Bool("quiet", false, "no progress display")
+	viaDaemon := fs.Bool("via-daemon", false, "hand the paths to the running daemon's queue instead of uploading here")
+	socket, _ := hookDefaults()
+	fs.StringVar(&socket, "socket", socket, "the daemon's socket, for --via-daemon")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -130,6 +143,9 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		roots = append(roots, p)
 	}
 	roots = slices.Compact(slices.Sorted(slices.Values(roots)))
+	if *viaDaemon {
+		return pushViaDaemon(ctx, socket, roots, stderr)
+	}
 
 	st, err := store.Open(o.nixDB)
 	if err != nil {
@@ -195,4 +211,21 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// pushViaDaemon enqueues roots in the daemon; it computes closures itself.
+func pushViaDaemon(ctx context.Context, socket string, roots []string, stderr io.Writer) error {
+	added := 0
+	for batch := range slices.Chunk(roots, daemon.MaxPaths) {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		reply, err := daemon.Request(rctx, socket, "PUSH "+strings.Join(batch, " "))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("push --via-daemon: %w (is `nixpushd daemon` running with --socket %s?)", err, socket)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(reply))
+		added += n
+	}
+	fmt.Fprintf(stderr, "queued %d paths in the daemon (%d were already queued); follow with `nixpushd status` or journalctl -u nixpushd\n", added, len(roots)-added)
+	return nil
 }

@@ -16,22 +16,7 @@ func TestPushCorruptPath(t *testing.T) {
 	testenv.RequireNix(t)
 	cl := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1, ExtraLeaves: 1})
 	victim := cl.Extra[0]
-	files, _ := filepath.Glob(victim + "/*")
-	target := victim
-	if len(files) > 0 {
-		target = files[0]
-	}
-	orig, err := os.ReadFile(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The store is read-only to builds, not to root: alter and restore.
-	os.Chmod(filepath.Dir(target), 0o755)
-	os.Chmod(target, 0o644)
-	if err := os.WriteFile(target, append(orig, "tampered"...), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.WriteFile(target, orig, 0o444); os.Chmod(filepath.Dir(target), 0o555) })
+	tamper(t, victim)
 
 	cacheDir := t.TempDir()
 	out, err := nixpushd(t, nil, "push", "--to", "file://"+cacheDir, victim, cl.Mid)
@@ -123,4 +108,30 @@ func TestPushProfile(t *testing.T) {
 	if err == nil || !strings.Contains(out, "access key or secret is wrong") {
 		t.Errorf("wrong credentials: %v\n%s", err, out)
 	}
+}
+
+// tamper appends to a file of store path p (p itself if it is a file) and
+// restores it at cleanup. The store is read-only to builds, not to root.
+func tamper(t *testing.T, p string) {
+	t.Helper()
+	target := p
+	if files, _ := filepath.Glob(p + "/*"); len(files) > 0 {
+		target = files[0]
+		os.Chmod(p, 0o755)
+	}
+	orig, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(target, 0o644)
+	if err := os.WriteFile(target, append(orig, "tampered"...), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.Chmod(target, 0o644)
+		os.WriteFile(target, orig, 0o444)
+		if target != p {
+			os.Chmod(p, 0o555)
+		}
+	})
 }

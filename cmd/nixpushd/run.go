@@ -20,6 +20,9 @@ const usage = `usage: nixpushd COMMAND [flags]
 
 commands:
   push PATH...   upload store paths and their closures to a binary cache
+  daemon         run the service: watch the store, take hook notifications, upload
+  hook           Nix's post-build-hook (also installed as nixpushd-hook)
+  status         show the daemon's queue
   version        print the version
 
 Run 'nixpushd COMMAND -h' for the flags of a command.
@@ -29,6 +32,11 @@ var version = "dev"
 
 // run dispatches on the subcommand (or on argv[0], for the hook alias).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Nix's post-build-hook is a bare program path: the alias needs no
+	// arguments.
+	if len(args) > 0 && filepath.Base(args[0]) == "nixpushd-hook" {
+		return runHook(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, usage)
 		return usageError{}
@@ -37,6 +45,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "push":
 		return runPush(ctx, rest, stdout, stderr)
+	case "daemon":
+		return runDaemon(ctx, rest, stdout, stderr)
+	case "hook":
+		return runHook(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nixpushd", version)
 		return nil

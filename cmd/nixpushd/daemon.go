@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+
+	"github.com/nixpushd/nixpushd/daemon"
+	"github.com/nixpushd/nixpushd/queue"
+	"github.com/nixpushd/nixpushd/store"
+)
+
+// daemonFlags parses the daemon's command line. It is its own function so
+// that `daemon --check-config` (used by the NixOS module's tests) runs the
+// very parser the service uses.
+func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
+	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
+	var o targetOptions
+	o.register(fs)
+	var c daemon.Config
+	var skip, include, exclude, spool string
+	fs.StringVar(&c.Socket, "socket", daemon.DefaultSocket, "Unix socket for post-build-hook notifications (ignored under systemd socket activation)")
+	fs.StringVar(&spool, "spool-dir", "", "directory where `nixpushd hook` leaves paths while the daemon is down (default STATE-DIR/spool)")
+	fs.BoolVar(&c.WatchStore, "watch-store", true, "watch /nix/store for new valid paths")
+	fs.StringVar(&c.StoreDir, "store-dir", "/nix/store", "the Nix store to watch")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often to look for paths registered without a watcher event")
+	fs.StringVar(&skip, "skip-signed-by", daemon.DefaultSkipKey, "comma-separated key names: paths signed by one were downloaded, not built, and are not pushed on their own (empty = push all)")
+	fs.BoolVar(&c.PushDerivations, "push-derivations", false, "also push .drv files")
+	fs.StringVar(&include, "include", "", "push only paths whose name (after the hash) matches this regular expression")
+	fs.StringVar(&exclude, "exclude", "", "do not push paths whose name matches this regular expression")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight uploads may take before they are put back in the queue")
+	fs.DurationVar(&c.MaxRetryDelay, "max-retry-delay", 5*time.Minute, "cap of the exponential backoff between retries of a failing upload")
+	fs.IntVar(&c.MaxActive, "max-active", 64, "queue items worked on at once")
+	check := fs.Bool("check-config", false, "parse and check the flags, print the configuration, and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, false, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, false, usageError{fmt.Sprintf("daemon: unexpected argument %q (the daemon takes only flags; to push paths use `nixpushd push`)", fs.Arg(0))}
+	}
+	if err := o.validate(); err != nil {
+		return nil, nil, false, err
+	}
+	c.StateDir = o.stateDir
+	c.SpoolDir = spool
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(o.stateDir, "spool")
+	}
+	for _, k := range strings.Split(skip, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.SkipSignedBy = append(c.SkipSignedBy, k)
+		}
+	}
+	var err error
+	if include != "" {
+		if c.Include, err = regexp.Compile(include); err != nil {
+			return nil, nil, false, usageError{fmt.Sprintf("--include %q: %v", include, err)}
+		}
+	}
+	if exclude != "" {
+		if c.Exclude, err = regexp.Compile(exclude); err != nil {
+			return nil, nil, false, usageError{fmt.Sprintf("--exclude %q: %v", exclude, err)}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, nil, false, usageError{err.Error()}
+	}
+	return &o, &c, *check, nil
+}
+
+func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, c, check, err := daemonFlags(args)
+	if err != nil {
+		return err
+	}
+	if check {
+		fmt.Fprintf(stdout, "config ok: to=%s compression=%s jobs=%d socket=%s state-dir=%s spool-dir=%s watch-store=%v reconcile-interval=%v skip-signed-by=%s push-derivations=%v include=%v exclude=%v secret-key-file=%s credentials-file=%s\n",
+			o.to, o.compression, o.jobs, c.Socket, c.StateDir, c.SpoolDir, c.WatchStore, c.ReconcileInterval,
+			strings.Join(c.SkipSignedBy, ","), c.PushDerivations, c.Include, c.Exclude, o.secretKeyFile, o.credentialsFile)
+		return nil
+	}
+	return startDaemon(ctx, o, c, stderr)
+}
+
+// daemonLogger logs natively to journald under systemd, as text otherwise.
+func daemonLogger(stderr io.Writer, level slog.Level) *slog.Logger {
+	if daemon.UseJournal() {
+		return slog.New(daemon.NewJournalHandler(level))
+	}
+	return newLogger(stderr, level)
+}
+
+func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, stderr io.Writer) error {
+	level, _ := parseLevel(o.logLevel)
+	log := daemonLogger(stderr, level)
+	slog.SetDefault(log)
+
+	q, err := queue.Open(filepath.Join(c.StateDir, "queue.db"))
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	st, err := store.Open(o.nixDB)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if a, ok := st.(*store.Auto); ok && !a.UsingDB() {
+		log.Warn("cannot read the Nix database yet; using `nix path-info` (slower, no reconcile) and retrying every 30s", "db", o.nixDB)
+	}
+	p, err := o.pusher(ctx, log)
+	if err != nil {
+		return err
+	}
+	ln, err := hookListener(c.Socket)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
+	return daemon.New(c, q, st, p, log).Run(ctx, ln)
+}
+
+// hookListener takes the socket systemd passes (socket activation), or
+// creates c.Socket. A stale socket file from a crashed daemon is replaced;
+// a live one means another daemon runs, which is an error.
+func hookListener(path string) (net.Listener, error) {
+	lns, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	for _, ln := range lns {
+		if ln != nil {
+			return ln, nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("--socket %s: %w", path, err)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("--socket %s: another nixpushd daemon is already listening there", path)
+	}
+	os.Remove(path)
+	// 0600: the post-build-hook runs as root; ordinary users may not
+	// enqueue.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("--socket %s: %w", path, err)
+	}
+	return ln, nil
+}

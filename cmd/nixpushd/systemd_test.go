@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The daemon under a fake systemd: READY=1 after start-up, STATUS= lines,
+// WATCHDOG=1 when WATCHDOG_USEC is set, STOPPING=1 and exit 0 on SIGTERM.
+func TestDaemonSdNotify(t *testing.T) {
+	dir := t.TempDir()
+	notifyPath := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 1000)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	cmd := exec.Command(bin, "daemon", "--state-dir", dir, "--socket", filepath.Join(dir, "s.sock"),
+		"--to", "file://"+filepath.Join(dir, "cache"), "--watch-store=false")
+	cmd.Env = append(cleanEnv(), "NOTIFY_SOCKET="+notifyPath, "WATCHDOG_USEC=600000")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	wait := func(prefix string) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			for k := range seen {
+				if strings.HasPrefix(k, prefix) {
+					return
+				}
+			}
+			select {
+			case m := <-msgs:
+				seen[m] = true
+			case <-deadline:
+				cmd.Process.Kill()
+				t.Fatalf("no %s message; got %v\n%s", prefix, seen, out.String())
+			}
+		}
+	}
+	wait("READY=1")
+	wait("STATUS=0 pending")
+	wait("WATCHDOG=1")
+	cmd.Process.Signal(syscall.SIGTERM)
+	wait("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
+	}
+}
+
+// Socket activation: the daemon serves on the listener systemd passes as
+// fd 3 (LISTEN_FDS=1, LISTEN_PID=its pid) instead of creating --socket.
+func TestDaemonSocketActivation(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "activated.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false) // the daemon serves on it after we close our copy
+	f, err := ln.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	defer f.Close()
+	// LISTEN_PID must be the daemon's own pid, known only after fork: let
+	// the shell set it and exec, as systemd does.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`, bin,
+		"daemon", "--state-dir", dir, "--socket", filepath.Join(dir, "not-used.sock"),
+		"--to", "file://"+filepath.Join(dir, "cache"), "--watch-store=false")
+	cmd.Env = cleanEnv()
+	cmd.ExtraFiles = []*os.File{f}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	waitFor(t, 20*time.Second, "daemon ready", func() bool { return strings.Contains(out.String(), "nixpushd ready") })
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintln(c, "PING")
+	reply, _ := bufio.NewReader(c).ReadString('\n')
+	if strings.TrimSpace(reply) != "OK pong" {
+		t.Errorf("PING on the activated socket: %q\n%s", reply, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "not-used.sock")); err == nil {
+		t.Error("created --socket although systemd passed one")
+	}
+}

@@ -1,0 +1,87 @@
+// Package daemon is the long-running service: it takes store paths from
+// the store watcher, the post-build-hook socket, the hook's spool directory
+// and periodic reconciliation, keeps them in the durable queue, and uploads
+// them with an upload.Pusher. It also speaks to systemd (notify, watchdog,
+// socket activation) and journald.
+package daemon
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults shared by the daemon, the hook and the NixOS module.
+const (
+	DefaultSocket   = "/run/nixpushd/nixpushd.sock"
+	DefaultStateDir = "/var/lib/nixpushd"
+	DefaultSpoolDir = DefaultStateDir + "/spool"
+	DefaultSkipKey  = "cache.nixos.org-1"
+)
+
+// Config is what the daemon is told on its command line.
+type Config struct {
+	StateDir          string
+	Socket            string
+	SpoolDir          string
+	WatchStore        bool
+	StoreDir          string // watched directory; /nix/store
+	ReconcileInterval time.Duration
+	SkipSignedBy      []string // key names; a root signed by one was substituted, not built
+	PushDerivations   bool
+	Include, Exclude  *regexp.Regexp // on the name part of store paths
+	ShutdownTimeout   time.Duration
+	MaxRetryDelay     time.Duration
+	// MaxActive bounds the queue items being worked on at once (each may
+	// pull in a closure); the Pusher's Jobs bounds the CPU-heavy part.
+	MaxActive int
+}
+
+// Filter decides whether a root path should be pushed, and why not.
+// Skip reasons are stable strings: status counts them.
+func (c *Config) Filter(path string, sigs []string) (skip string) {
+	base := strings.TrimPrefix(path, c.StoreDir+"/")
+	name := base
+	if _, n, ok := strings.Cut(base, "-"); ok {
+		name = n
+	}
+	if strings.HasSuffix(name, ".drv") && !c.PushDerivations {
+		return "derivation"
+	}
+	for _, s := range sigs {
+		keyName, _, _ := strings.Cut(s, ":")
+		for _, k := range c.SkipSignedBy {
+			if keyName == k {
+				return "signed-by-upstream"
+			}
+		}
+	}
+	if c.Include != nil && !c.Include.MatchString(name) {
+		return "not-included"
+	}
+	if c.Exclude != nil && c.Exclude.MatchString(name) {
+		return "excluded"
+	}
+	return ""
+}
+
+// Validate checks the values that flags alone cannot.
+func (c *Config) Validate() error {
+	if c.ReconcileInterval < time.Second {
+		return fmt.Errorf("--reconcile-interval %v: must be at least 1s", c.ReconcileInterval)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.MaxRetryDelay < time.Second {
+		return fmt.Errorf("--max-retry-delay %v: must be at least 1s", c.MaxRetryDelay)
+	}
+	if c.MaxActive < 1 {
+		return fmt.Errorf("--max-active %d: must be at least 1", c.MaxActive)
+	}
+	if c.Socket == "" {
+		return fmt.Errorf("--socket: must not be empty")
+	}
+	return nil
+}

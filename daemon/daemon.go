@@ -1,0 +1,446 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nixpushd/nixpushd/queue"
+	"github.com/nixpushd/nixpushd/store"
+	"github.com/nixpushd/nixpushd/upload"
+)
+
+// metaCheckpoint holds the registration time (unix seconds) up to which
+// reconcile has looked.
+const metaCheckpoint = "reconcile-checkpoint"
+
+// Daemon ties the sources, the queue and the pusher together.
+type Daemon struct {
+	cfg    *Config
+	q      *queue.Queue
+	st     store.Store
+	p      *upload.Pusher
+	log    *slog.Logger
+	notify *Notifier
+
+	wake      chan struct{} // something was enqueued or finished
+	active    atomic.Int64  // queue items being worked on
+	started   time.Time
+	heartbeat atomic.Int64 // unix nanos of the dispatcher's last turn
+
+	mu        sync.Mutex
+	skipped   map[string]int // reason → count, since start
+	lastError string         // last failure of the target as a whole
+	uploaded  int            // store paths uploaded since start (closures included)
+}
+
+// New makes a Daemon. It does not start anything.
+func New(cfg *Config, q *queue.Queue, st store.Store, p *upload.Pusher, log *slog.Logger) *Daemon {
+	return &Daemon{
+		cfg: cfg, q: q, st: st, p: p, log: log,
+		notify:  NewNotifier(log),
+		wake:    make(chan struct{}, 1),
+		skipped: map[string]int{},
+	}
+}
+
+func (d *Daemon) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Enqueue records paths durably and wakes the dispatcher. It is the one
+// way in for every source.
+func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (int, error) {
+	if len(paths) == 0 {
+		return 0, nil
+	}
+	added, err := d.q.Enqueue(paths, source, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("enqueue: %w", err)
+	}
+	for _, p := range paths {
+		d.log.Debug("enqueued", "STORE_PATH", p, "source", source)
+	}
+	if added > 0 {
+		d.poke()
+	}
+	return added, nil
+}
+
+// Run serves until ctx ends, then shuts down: it stops taking work, gives
+// in-flight uploads cfg.ShutdownTimeout to finish, and puts the rest back in
+// the queue. ln is the hook socket (nil: no socket).
+func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
+	d.started = time.Now()
+	if n, err := d.q.Requeue(time.Now()); err != nil {
+		return fmt.Errorf("recover queue: %w", err)
+	} else if n > 0 {
+		d.log.Info("resuming uploads interrupted by the last stop", "count", n)
+	}
+	if err := d.initCheckpoint(); err != nil {
+		return err
+	}
+	if err := d.p.EnsureCacheInfo(ctx); err != nil {
+		// Not fatal: the cache may be down now and up later; uploads retry.
+		d.log.Error("cannot reach the cache yet; uploads will be retried", "target", d.p.Target.String(), "err", err)
+	}
+
+	// Sources stop with ctx; workers get their own context so that they
+	// can finish after ctx ends, within the shutdown deadline.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var sources sync.WaitGroup
+	if n, err := DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
+		_, err := d.Enqueue(ctx, paths, "spool")
+		return err
+	}, d.log); err != nil {
+		d.log.Error("draining the hook spool", "dir", d.cfg.SpoolDir, "err", err)
+	} else if n > 0 {
+		d.log.Info("took paths spooled while the daemon was down", "count", n, "dir", d.cfg.SpoolDir)
+	}
+	if ln != nil {
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			if err := Serve(ctx, ln, d, 32, d.log); err != nil {
+				d.log.Error("hook socket stopped", "err", err)
+			}
+		}()
+	}
+	reconcileNow := make(chan struct{}, 1)
+	if d.cfg.WatchStore {
+		w, err := newStoreWatcher(d.cfg.StoreDir)
+		if err != nil {
+			d.log.Error("cannot watch the store; relying on reconcile and the hook", "dir", d.cfg.StoreDir, "err", err)
+		} else {
+			sources.Add(1)
+			go func() {
+				defer sources.Done()
+				d.watch(ctx, w, reconcileNow)
+			}()
+		}
+	}
+	sources.Add(1)
+	go func() {
+		defer sources.Done()
+		d.reconcileLoop(ctx, reconcileNow)
+	}()
+	if d.notify.Watchdog > 0 {
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			d.watchdog(ctx)
+		}()
+	}
+
+	d.notify.Ready()
+	d.log.Info("nixpushd ready", "target", d.p.Target.String(), "socket", addrOf(ln), "watch_store", d.cfg.WatchStore, "state_dir", d.cfg.StateDir)
+
+	var workers sync.WaitGroup
+	d.dispatch(ctx, workCtx, &workers)
+
+	// Shutdown.
+	d.notify.Stopping()
+	d.log.Info("stopping: no new work; waiting for uploads in flight", "active", d.active.Load(), "deadline", d.cfg.ShutdownTimeout)
+	finished := make(chan struct{})
+	go func() { workers.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(d.cfg.ShutdownTimeout):
+		d.log.Warn("shutdown deadline reached; unfinished uploads go back to the queue", "active", d.active.Load())
+		cancelWork()
+		<-finished
+	}
+	sources.Wait()
+	if n, err := d.q.Requeue(time.Now()); err != nil {
+		return fmt.Errorf("persist unfinished work: %w", err)
+	} else if n > 0 {
+		d.log.Info("unfinished uploads saved for the next start", "count", n)
+	}
+	return nil
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// dispatch claims due items while there is room and starts a worker for
+// each, until ctx ends. It sleeps until something is enqueued, a worker
+// finishes, or the next retry is due: an idle daemon uses no CPU.
+func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup) {
+	for {
+		d.heartbeat.Store(time.Now().UnixNano())
+		if ctx.Err() != nil {
+			return
+		}
+		free := d.cfg.MaxActive - int(d.active.Load())
+		if free > 0 {
+			items, err := d.q.Claim(time.Now(), free)
+			if err != nil {
+				d.log.Error("reading the queue", "err", err)
+			}
+			for _, it := range items {
+				d.active.Add(1)
+				workers.Add(1)
+				go func() {
+					defer workers.Done()
+					d.process(workCtx, it)
+					d.active.Add(-1)
+					d.poke()
+				}()
+			}
+		}
+		d.updateStatus()
+		wait := time.Duration(-1)
+		if next, ok, err := d.q.NextDue(); err == nil && ok {
+			wait = max(time.Until(next), 0)
+			if wait == 0 && free <= 0 {
+				wait = -1 // due, but no room: a finishing worker pokes us
+			}
+		}
+		if d.notify.Watchdog > 0 && (wait < 0 || wait > d.notify.Watchdog/3) {
+			wait = d.notify.Watchdog / 3 // keep the heartbeat fresh
+		}
+		var timer <-chan time.Time
+		var t *time.Timer
+		if wait >= 0 {
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-d.wake:
+		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// process uploads one queue item (a root path with its closure) and records
+// the outcome in the queue.
+func (d *Daemon) process(ctx context.Context, it queue.Item) {
+	log := d.log.With("STORE_PATH", it.Path)
+	start := time.Now()
+	infos, err := d.st.PathInfos(ctx, []string{it.Path})
+	if errors.Is(err, store.ErrNotValid) {
+		d.fail(it, log, "not a valid store path any more (garbage-collected before upload?)")
+		return
+	}
+	if err != nil {
+		d.retry(ctx, it, log, err)
+		return
+	}
+	if reason := d.cfg.Filter(it.Path, infos[0].Sigs); reason != "" {
+		d.mu.Lock()
+		d.skipped[reason]++
+		d.mu.Unlock()
+		log.Debug("skipped", "reason", reason)
+		if err := d.q.Complete(it.Path, time.Now()); err != nil {
+			log.Error("recording skip", "err", err)
+		}
+		return
+	}
+	closure, err := d.st.Closure(ctx, []string{it.Path})
+	if errors.Is(err, store.ErrNotValid) {
+		d.fail(it, log, "part of its closure is no longer valid (garbage-collected before upload?)")
+		return
+	}
+	if err != nil {
+		d.retry(ctx, it, log, err)
+		return
+	}
+	res, err := d.p.Push(ctx, closure)
+	d.mu.Lock()
+	d.uploaded += res.Uploaded
+	d.mu.Unlock()
+	if err == nil && len(res.Failed) > 0 {
+		// A corrupt or vanished path in the closure will never upload: the
+		// root cannot either. Anything else is worth retrying.
+		for path, ferr := range res.Failed {
+			if upload.IsPathPermanent(ferr) {
+				reason := ferr.Error()
+				if path != it.Path {
+					reason = "closure member " + path + " cannot be uploaded: " + reason
+				}
+				d.fail(it, log, reason)
+				return
+			}
+			err = ferr
+		}
+	}
+	if err != nil {
+		d.retry(ctx, it, log, err)
+		return
+	}
+	d.mu.Lock()
+	d.lastError = ""
+	d.mu.Unlock()
+	if err := d.q.Complete(it.Path, time.Now()); err != nil {
+		log.Error("recording completion", "err", err)
+		return
+	}
+	log.Info("pushed", "closure", res.Total, "uploaded", res.Uploaded, "already_cached", res.Present,
+		"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+}
+
+func (d *Daemon) fail(it queue.Item, log *slog.Logger, reason string) {
+	log.Error("upload failed permanently; fix the path and push it again", "reason", reason)
+	if err := d.q.Fail(it.Path, reason, time.Now()); err != nil {
+		log.Error("recording failure", "err", err)
+	}
+}
+
+// retry puts the item back with capped, jittered exponential backoff. An
+// item interrupted by shutdown stays in flight: Run requeues it.
+func (d *Daemon) retry(ctx context.Context, it queue.Item, log *slog.Logger, cause error) {
+	if ctx.Err() != nil {
+		return
+	}
+	delay := queue.Backoff(it.Attempts+1, time.Second, d.cfg.MaxRetryDelay, rand.Float64)
+	msg := cause.Error()
+	d.mu.Lock()
+	d.lastError = msg
+	d.mu.Unlock()
+	lvl := slog.LevelWarn
+	if upload.IsConfig(cause) {
+		lvl = slog.LevelError // a human must act: say it loudly every time
+	}
+	log.Log(ctx, lvl, "upload failed; will retry", "attempt", it.Attempts+1, "retry_in", delay.Round(time.Millisecond), "err", msg)
+	if err := d.q.Retry(it.Path, msg, time.Now().Add(delay), time.Now()); err != nil {
+		log.Error("recording retry", "err", err)
+	}
+}
+
+// Status is what `nixpushd status` shows.
+type Status struct {
+	Target    string         `json:"target"`
+	Uptime    string         `json:"uptime"`
+	Pending   int            `json:"pending"`
+	InFlight  int            `json:"in_flight"`
+	Done      int            `json:"done"`
+	Failed    int            `json:"failed"`
+	Uploaded  int            `json:"uploaded_since_start"`
+	Skipped   map[string]int `json:"skipped_since_start"`
+	LastError string         `json:"last_error,omitempty"`
+	Items     []queue.Item   `json:"items"` // failed, in flight, pending (first ones), recent done
+}
+
+// QueueStatus reads the status straight from a queue (used by `nixpushd
+// status` when no daemon is running).
+func QueueStatus(q *queue.Queue) (*Status, error) {
+	stats, err := q.Stats()
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{
+		Pending: stats.Pending, InFlight: stats.InFlight, Done: stats.Done, Failed: stats.Failed,
+		Skipped: map[string]int{},
+	}
+	for _, s := range []struct {
+		state queue.State
+		n     int
+	}{{queue.Failed, 100}, {queue.InFlight, 100}, {queue.Pending, 50}, {queue.Done, 20}} {
+		items, err := q.List(s.state, s.n)
+		if err != nil {
+			return nil, err
+		}
+		st.Items = append(st.Items, items...)
+	}
+	return st, nil
+}
+
+// Snapshot gathers the current status.
+func (d *Daemon) Snapshot() (*Status, error) {
+	st, err := QueueStatus(d.q)
+	if err != nil {
+		return nil, err
+	}
+	st.Target, st.Uptime = d.p.Target.String(), time.Since(d.started).Round(time.Second).String()
+	d.mu.Lock()
+	for k, v := range d.skipped {
+		st.Skipped[k] = v
+	}
+	st.LastError, st.Uploaded = d.lastError, d.uploaded
+	d.mu.Unlock()
+	return st, nil
+}
+
+func (d *Daemon) StatusJSON(context.Context) ([]byte, error) {
+	st, err := d.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(st)
+}
+
+// updateStatus tells systemd the queue's shape (shown by systemctl status).
+func (d *Daemon) updateStatus() {
+	stats, err := d.q.Stats()
+	if err != nil {
+		return
+	}
+	s := fmt.Sprintf("%d pending, %d in flight, %d done, %d failed", stats.Pending, d.active.Load(), stats.Done, stats.Failed)
+	d.mu.Lock()
+	if d.lastError != "" {
+		s += "; last error: " + firstLine(d.lastError, 120)
+	}
+	d.mu.Unlock()
+	d.notify.Status(s)
+}
+
+func firstLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// watchdog pings systemd while the dispatcher is alive. A wedged
+// dispatcher stops the pings, and systemd restarts the service.
+func (d *Daemon) watchdog(ctx context.Context) {
+	t := time.NewTicker(d.notify.Watchdog / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, d.heartbeat.Load())) < d.notify.Watchdog {
+				d.notify.Ping()
+			}
+		}
+	}
+}
+
+// initCheckpoint records, on the very first start, that reconcile begins
+// now: the store's history is `nixpushd push`'s job, not the daemon's.
+func (d *Daemon) initCheckpoint() error {
+	_, ok, err := d.q.Meta(metaCheckpoint)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	now := time.Now().Unix()
+	d.log.Info("first start: pushing paths registered from now on (use `nixpushd push` for older ones)")
+	return d.q.SetMeta(metaCheckpoint, strconv.FormatInt(now, 10))
+}

@@ -1,0 +1,300 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hookDrain drains dir and returns the paths found.
+func hookDrain(t *testing.T, dir string) []string {
+	t.Helper()
+	var c spoolCollector
+	if _, err := DrainSpool(context.Background(), dir, c.enqueue, protoTestLog(t)); err != nil {
+		t.Fatal(err)
+	}
+	return c.all()
+}
+
+func TestHookSends(t *testing.T) {
+	h := &protoFakeHandler{}
+	socket, _ := protoStartServe(t, h, 4)
+	spool := filepath.Join(t.TempDir(), "spool")
+	out := []string{protoTestPath(1, "hello"), protoTestPath(2, "hello-man")}
+	drv := protoTestPath(3, "hello.drv")
+
+	res, err := Hook(context.Background(), socket, spool, " "+out[0]+"  "+out[1]+" ", drv, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 3 || res.Added != 3 || res.Spooled != 0 || res.SpoolFile != "" || res.SocketErr != nil {
+		t.Errorf("%+v", res)
+	}
+	if got := h.paths(); !slices.Equal(got, append(slices.Clone(out), drv)) {
+		t.Errorf("daemon got %q", got)
+	}
+	if _, err := os.Stat(spool); !os.IsNotExist(err) {
+		t.Errorf("spool dir created: %v", err)
+	}
+
+	// Again: already queued; duplicates in OUT_PATHS are sent once.
+	res, err = Hook(context.Background(), socket, spool, out[0]+" "+out[0], "", 2*time.Second)
+	if err != nil || res.Sent != 1 || res.Added != 0 {
+		t.Errorf("%+v, %v", res, err)
+	}
+}
+
+func TestHookSpoolsWithoutDaemon(t *testing.T) {
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "no-such.sock")
+	spool := filepath.Join(dir, "spool")
+	out := []string{protoTestPath(1, "a"), protoTestPath(2, "b")}
+
+	start := time.Now()
+	res, err := Hook(context.Background(), socket, spool, strings.Join(out, " "), "", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("took %v with no socket", d)
+	}
+	if res.Sent != 0 || res.Spooled != 2 || res.SpoolFile == "" || res.SocketErr == nil {
+		t.Errorf("%+v", res)
+	}
+	if got := hookDrain(t, spool); !slices.Equal(got, out) {
+		t.Errorf("spool drained to %q", got)
+	}
+
+	// A socket file nobody listens on (a dead daemon) behaves the same.
+	ln, err := net.Listen("unix", protoSocketPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	res, err = Hook(context.Background(), dead, spool, out[0], "", 2*time.Second)
+	if err != nil || res.Spooled != 1 {
+		t.Errorf("dead socket: %+v, %v", res, err)
+	}
+}
+
+func TestHookTimesOutAndSpools(t *testing.T) {
+	socket := protoSocketPath(t)
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() { // accepts, reads, never replies
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	defer func() {
+		ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+
+	spool := filepath.Join(t.TempDir(), "spool")
+	out := protoTestPath(1, "slow")
+	const timeout = 300 * time.Millisecond
+	start := time.Now()
+	res, err := Hook(context.Background(), socket, spool, out, "", timeout)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took < timeout || took > timeout+time.Second {
+		t.Errorf("took %v with a %v timeout", took, timeout)
+	}
+	if res.Spooled != 1 || !errors.Is(res.SocketErr, context.DeadlineExceeded) {
+		t.Errorf("%+v", res)
+	}
+	if got := hookDrain(t, spool); !slices.Equal(got, []string{out}) {
+		t.Errorf("drained %q", got)
+	}
+}
+
+func TestHookDaemonErrorSpools(t *testing.T) {
+	h := &protoFakeHandler{err: errors.New("database is locked")}
+	socket, _ := protoStartServe(t, h, 4)
+	spool := t.TempDir()
+	res, err := Hook(context.Background(), socket, spool, protoTestPath(1, "a"), "", 2*time.Second)
+	if err != nil || res.Spooled != 1 || res.Sent != 0 || !strings.Contains(res.SocketErr.Error(), "database is locked") {
+		t.Errorf("%+v, %v", res, err)
+	}
+}
+
+// hookFlakyHandler accepts the first n Enqueue calls, then fails.
+type hookFlakyHandler struct {
+	protoFakeHandler
+	n int
+}
+
+func (h *hookFlakyHandler) Enqueue(ctx context.Context, paths []string, source string) (int, error) {
+	h.mu.Lock()
+	fail := h.calls >= h.n
+	if fail {
+		h.calls++
+	}
+	h.mu.Unlock()
+	if fail {
+		return 0, errors.New("shutting down")
+	}
+	return h.protoFakeHandler.Enqueue(ctx, paths, source)
+}
+
+func TestHookPartialSendSpoolsTheRest(t *testing.T) {
+	h := &hookFlakyHandler{n: 1}
+	socket, _ := protoStartServe(t, h, 4)
+	spool := t.TempDir()
+	var out []string
+	for i := range MaxPaths + 5 {
+		out = append(out, protoTestPath(i, "p"))
+	}
+	res, err := Hook(context.Background(), socket, spool, strings.Join(out, " "), "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != MaxPaths || res.Spooled != 5 {
+		t.Errorf("%+v", res)
+	}
+	if got := append(h.paths(), hookDrain(t, spool)...); !slices.Equal(got, out) {
+		t.Errorf("sent+spooled differ from OUT_PATHS (%d vs %d)", len(got), len(out))
+	}
+}
+
+func TestHookBadTokens(t *testing.T) {
+	h := &protoFakeHandler{}
+	socket, _ := protoStartServe(t, h, 4)
+	good := protoTestPath(1, "good")
+	out := "relative/path " + good + " /nix/store/../etc/passwd /tmp/x " + protoTestPath(2, "x") + "/bin/sh"
+	res, err := Hook(context.Background(), socket, t.TempDir(), out, "not-a-drv", 2*time.Second)
+	if res.Sent != 1 || res.Spooled != 0 {
+		t.Errorf("%+v", res)
+	}
+	if got := h.paths(); !slices.Equal(got, []string{good}) {
+		t.Errorf("daemon got %q", got)
+	}
+	if err == nil {
+		t.Fatal("no error for invalid tokens")
+	}
+	for _, bad := range []string{`"relative/path"`, `"/nix/store/../etc/passwd"`, `"/tmp/x"`, `/bin/sh"`, `"not-a-drv"`} {
+		if !strings.Contains(err.Error(), bad) {
+			t.Errorf("error does not name %s: %v", bad, err)
+		}
+	}
+
+	// Nothing valid: nothing sent, nothing spooled, the error says why.
+	spool := filepath.Join(t.TempDir(), "spool")
+	res, err = Hook(context.Background(), socket, spool, "/tmp/x", "", 2*time.Second)
+	if err == nil || res != (HookResult{}) {
+		t.Errorf("%+v, %v", res, err)
+	}
+	if _, err := os.Stat(spool); !os.IsNotExist(err) {
+		t.Error("spool dir created")
+	}
+	// Nothing at all.
+	if res, err := Hook(context.Background(), socket, spool, "  ", "", 2*time.Second); err != nil || res != (HookResult{}) {
+		t.Errorf("empty: %+v, %v", res, err)
+	}
+
+	// Many bad tokens: the error stays short.
+	many := strings.Repeat("/tmp/"+strings.Repeat("x", 300)+" ", 1000)
+	_, err = Hook(context.Background(), socket, spool, many+good, "", 2*time.Second)
+	if err == nil || len(err.Error()) > 2000 {
+		t.Errorf("error of %d bytes", len(err.Error()))
+	}
+}
+
+func TestHookCannotSpool(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := protoTestPath(1, "a")
+	res, err := Hook(context.Background(), filepath.Join(dir, "none.sock"), filepath.Join(blocker, "spool"), p, "", time.Second)
+	if err == nil || res.Spooled != 0 || res.Sent != 0 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if !strings.Contains(err.Error(), "could not deliver 1 store paths") || !strings.Contains(err.Error(), "none.sock") {
+		t.Errorf("error: %v", err)
+	}
+}
+
+func TestHookBadRequestReplyNotSpooled(t *testing.T) {
+	// A daemon of another version that rejects what we send.
+	socket := protoSocketPath(t)
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer func() { ln.Close(); wg.Wait() }()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte("ERR bad request: unknown verb \"PUSH\"\n"))
+			c.Close()
+		}
+	})
+	spool := t.TempDir()
+	res, err := Hook(context.Background(), socket, spool, protoTestPath(1, "a"), "", time.Second)
+	if err == nil || res.Spooled != 0 || res.Sent != 0 || !strings.Contains(err.Error(), "unknown verb") {
+		t.Errorf("%+v, %v", res, err)
+	}
+	if len(spoolFiles(t, spool)) != 0 {
+		t.Error("spooled paths the daemon rejects")
+	}
+}
+
+func TestHookBatches(t *testing.T) {
+	if b := hookBatches(nil); b != nil {
+		t.Errorf("%v", b)
+	}
+	long := "/nix/store/" + protoTestHash + "-" + strings.Repeat("n", 211)
+	var paths []string
+	for range 3 * MaxPaths {
+		paths = append(paths, long)
+	}
+	batches := hookBatches(paths)
+	total := 0
+	for _, b := range batches {
+		line := ParsedRequest{Verb: VerbPush, Paths: b}.String()
+		if len(b) == 0 || len(b) > MaxPaths || len(line) > MaxLine {
+			t.Errorf("batch of %d paths, %d bytes", len(b), len(line))
+		}
+		if _, err := ParseRequest([]byte(line)); err != nil {
+			t.Errorf("batch does not parse: %v", err)
+		}
+		total += len(b)
+	}
+	if total != len(paths) {
+		t.Errorf("batches hold %d paths of %d", total, len(paths))
+	}
+}

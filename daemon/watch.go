@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/nixpushd/nixpushd/nar"
+)
+
+func newStoreWatcher(dir string) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// lockTarget returns the store path whose lock file name is, or "".
+// Nix deletes /nix/store/<path>.lock only after registering <path>.
+func lockTarget(storeDir, name string) string {
+	if filepath.Dir(name) != storeDir || !strings.HasSuffix(name, ".lock") {
+		return ""
+	}
+	p := strings.TrimSuffix(name, ".lock")
+	if _, err := nar.ParseStorePath(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// watch turns lock removals into candidates, batches them for a moment (a
+// build registers its outputs together), keeps the valid ones and enqueues
+// them. An event overflow asks reconcile to run at once.
+func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow chan<- struct{}) {
+	defer w.Close()
+	const settle = 50 * time.Millisecond
+	pending := map[string]bool{}
+	var flush <-chan time.Time
+	var t *time.Timer
+	for {
+		select {
+		case <-ctx.Done():
+			if t != nil {
+				t.Stop()
+			}
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if !ev.Has(fsnotify.Remove) && !ev.Has(fsnotify.Rename) {
+				continue
+			}
+			if p := lockTarget(d.cfg.StoreDir, ev.Name); p != "" {
+				pending[p] = true
+				if flush == nil {
+					t = time.NewTimer(settle)
+					flush = t.C
+				}
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				d.log.Warn("store watcher overflowed; reconciling now")
+				select {
+				case reconcileNow <- struct{}{}:
+				default:
+				}
+			} else {
+				d.log.Warn("store watcher", "err", err)
+			}
+		case <-flush:
+			flush, t = nil, nil
+			paths := make([]string, 0, len(pending))
+			for p := range pending {
+				paths = append(paths, p)
+			}
+			clear(pending)
+			valid, err := d.st.ValidPaths(ctx, paths)
+			if err != nil {
+				d.log.Warn("checking new store paths; reconcile will catch them", "err", err)
+				continue
+			}
+			if _, err := d.Enqueue(ctx, valid, "watch"); err != nil {
+				d.log.Error("enqueue from store watcher; reconcile will catch them", "err", err)
+			}
+		}
+	}
+}
+
+// reconcileLoop runs reconcile at start, every ReconcileInterval, and when
+// asked; it also drains the spool, in case a hook spooled while the socket
+// was briefly unavailable.
+func (d *Daemon) reconcileLoop(ctx context.Context, now <-chan struct{}) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-now:
+			t.Stop()
+		}
+		if err := d.reconcile(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("reconcile", "err", err)
+		}
+		if _, err := DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
+			_, err := d.Enqueue(ctx, paths, "spool")
+			return err
+		}, d.log); err != nil && ctx.Err() == nil {
+			d.log.Warn("draining the hook spool", "err", err)
+		}
+		if err := d.q.PruneDone(10000); err != nil {
+			d.log.Warn("pruning queue history", "err", err)
+		}
+		t.Reset(d.cfg.ReconcileInterval)
+	}
+}
+
+// reconcile enqueues paths registered since the checkpoint that the queue
+// has never seen: those whose watcher event was missed, or that were built
+// while the daemon was down.
+func (d *Daemon) reconcile(ctx context.Context) error {
+	v, _, err := d.q.Meta(metaCheckpoint)
+	if err != nil {
+		return err
+	}
+	cp, _ := strconv.ParseInt(v, 10, 64)
+	start := time.Now()
+	regs, err := d.st.RegisteredSince(ctx, cp)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil // CLI backend: the watcher and the hook must do
+	}
+	if err != nil {
+		return err
+	}
+	var fresh []string
+	newCP := cp
+	for _, r := range regs {
+		newCP = max(newCP, r.Time)
+		if _, ok, err := d.q.Get(r.Path); err != nil {
+			return err
+		} else if !ok {
+			fresh = append(fresh, r.Path)
+		}
+	}
+	if len(fresh) > 0 {
+		if _, err := d.Enqueue(ctx, fresh, "reconcile"); err != nil {
+			return err
+		}
+		d.log.Info("reconcile found paths without a watcher event", "count", len(fresh))
+	}
+	d.log.Debug("reconciled", "registered_since_checkpoint", len(regs), "new", len(fresh), "took", time.Since(start))
+	// The checkpoint stays on the newest second seen: more paths may still
+	// be registered within it.
+	if newCP != cp {
+		return d.q.SetMeta(metaCheckpoint, strconv.FormatInt(newCP, 10))
+	}
+	return nil
+}
