@@ -238,6 +238,11 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 func (d *Daemon) process(ctx context.Context, it queue.Item) {
 	log := d.log.With("STORE_PATH", it.Path)
 	start := time.Now()
+	if strings.HasSuffix(it.Path, ".drv") {
+		// Nix 2.8's post-build-hook passes an empty OUT_PATHS and only
+		// DRV_PATH (NixOS/nix#6446): the built outputs are the derivation's.
+		d.enqueueOutputs(ctx, it, log)
+	}
 	infos, err := d.st.PathInfos(ctx, []string{it.Path})
 	if errors.Is(err, store.ErrNotValid) {
 		d.fail(it, log, "not a valid store path any more (garbage-collected before upload?)")
@@ -298,6 +303,21 @@ func (d *Daemon) process(ctx context.Context, it queue.Item) {
 	}
 	log.Info("pushed", "closure", res.Total, "uploaded", res.Uploaded, "already_cached", res.Present,
 		"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+}
+
+// enqueueOutputs queues the valid outputs of the derivation it.Path.
+func (d *Daemon) enqueueOutputs(ctx context.Context, it queue.Item, log *slog.Logger) {
+	outs, err := d.st.DerivationOutputs(ctx, it.Path)
+	if err == nil && len(outs) > 0 {
+		outs, err = d.st.ValidPaths(ctx, outs)
+	}
+	if err != nil {
+		log.Warn("cannot list the derivation's outputs; reconcile will find them", "err", err)
+		return
+	}
+	if _, err := d.Enqueue(ctx, outs, it.Source); err != nil {
+		log.Error("enqueue the derivation's outputs; reconcile will find them", "err", err)
+	}
 }
 
 func (d *Daemon) fail(it queue.Item, log *slog.Logger, reason string) {

@@ -89,6 +89,18 @@ func (c *CLI) Closure(ctx context.Context, paths []string) ([]*PathInfo, error) 
 	return SortTopo(infos), nil
 }
 
+// DerivationOutputs asks `nix-store --query --outputs`.
+func (c *CLI) DerivationOutputs(ctx context.Context, drv string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, "nix-store", "--query", "--outputs", drv)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("nix-store --query --outputs %s: %v: %s", drv, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.Fields(string(out)), nil
+}
+
 // ValidPaths asks one path at a time: `nix path-info` fails the whole call
 // on the first invalid path.
 func (c *CLI) ValidPaths(ctx context.Context, paths []string) ([]string, error) {

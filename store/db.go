@@ -208,3 +208,20 @@ func (s *DB) ValidPaths(ctx context.Context, paths []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+func (s *DB) DerivationOutputs(ctx context.Context, drv string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT o.path FROM DerivationOutputs o JOIN ValidPaths v ON v.id = o.drv WHERE v.path = ? ORDER BY o.id`, drv)
+	if err != nil {
+		return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}

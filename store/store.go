@@ -50,6 +50,9 @@ type Store interface {
 	// Closure returns the infos of paths and everything they reference,
 	// dependencies before dependents.
 	Closure(ctx context.Context, paths []string) ([]*PathInfo, error)
+	// DerivationOutputs returns the output paths a derivation (.drv) is
+	// known to produce, valid or not.
+	DerivationOutputs(ctx context.Context, drv string) ([]string, error)
 	// ValidPaths returns the paths among paths that are valid, in order.
 	ValidPaths(ctx context.Context, paths []string) ([]string, error)
 	// RegisteredSince lists paths registered at or after unix time t, oldest
@@ -121,6 +124,16 @@ func (a *Auto) Closure(ctx context.Context, paths []string) ([]*PathInfo, error)
 		}
 	}
 	return a.cli.Closure(ctx, paths)
+}
+
+func (a *Auto) DerivationOutputs(ctx context.Context, drv string) ([]string, error) {
+	if db := a.tryDB(); db != nil {
+		outs, err := db.DerivationOutputs(ctx, drv)
+		if err == nil || ctx.Err() != nil {
+			return outs, err
+		}
+	}
+	return a.cli.DerivationOutputs(ctx, drv)
 }
 
 func (a *Auto) ValidPaths(ctx context.Context, paths []string) ([]string, error) {

@@ -161,6 +161,14 @@ in b`), 0o644)
 	if !slices.ContainsFunc(regs, func(r Registered) bool { return r.Path == top }) {
 		t.Errorf("RegisteredSince misses %s", top)
 	}
+	// The .drv knows its output, in both backends.
+	drv := fromDB[1].Deriver
+	for name, s := range map[string]Store{"db": db, "cli": NewCLI()} {
+		outs, err := s.DerivationOutputs(ctx, drv)
+		if err != nil || len(outs) != 1 || outs[0] != top {
+			t.Errorf("%s DerivationOutputs(%s) = %v, %v; want [%s]", name, drv, outs, err, top)
+		}
+	}
 	// Without a readable database, Auto answers through the CLI.
 	auto, _ := Open(filepath.Join(dir, "no-such-db.sqlite"))
 	defer auto.Close()

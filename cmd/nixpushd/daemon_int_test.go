@@ -46,13 +46,13 @@ func TestDaemonWatchStore(t *testing.T) {
 	old := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
 	time.Sleep(1100 * time.Millisecond) // registration times have 1 s resolution
 
-	d := startDaemonProc(t, writerEnv(cache), "", append(s3Args(cache, secret), "--watch-store")...)
+	d := startDaemonProc(t, writerEnv(cache), "", append(s3Args(cache, secret), "--watch-store", "--reconcile-interval", "1h")...)
 	cl := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: 1})
 	waitFor(t, 60*time.Second, "the new closure in the cache", func() bool { return cache.Has(t, narinfoKey(t, cl.Top)) })
 	if out, err := testenv.CopyFrom(t, cache.HTTPURL, []string{public}, cl.Top); err != nil {
 		t.Fatalf("nix copy from the daemon's cache: %v\n%s", err, out)
 	}
-	if !strings.Contains(d.out.String(), "source=watch") {
+	if !pushedVia(d.out.String(), cl.Top, "watch") {
 		t.Errorf("the upload did not come from the watcher:\n%s", d.out.String())
 	}
 	if cache.Has(t, narinfoKey(t, old.Top)) {
@@ -64,7 +64,7 @@ func TestDaemonWatchStore(t *testing.T) {
 	missed := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
 	d.start()
 	waitFor(t, 60*time.Second, "paths built while the daemon was down", func() bool { return cache.Has(t, narinfoKey(t, missed.Top)) })
-	if !strings.Contains(d.out.String(), "source=reconcile") {
+	if !pushedVia(d.out.String(), missed.Top, "reconcile") {
 		t.Errorf("expected reconcile to find the missed paths:\n%s", d.out.String())
 	}
 	assertBucketConsistent(t, cache)
@@ -88,11 +88,11 @@ func TestDaemonHookAndSpool(t *testing.T) {
 	t.Setenv("NIXPUSHD_SOCKET", filepath.Join(state, "nixpushd.sock"))
 	t.Setenv("NIXPUSHD_SPOOL_DIR", filepath.Join(state, "spool"))
 
-	d := startDaemonProc(t, writerEnv(cache), state, append(s3Args(cache, secret), "--watch-store=false")...)
+	d := startDaemonProc(t, writerEnv(cache), state, append(s3Args(cache, secret), "--watch-store=false", "--reconcile-interval", "1h")...)
 	paths := testenv.BuildExpr(t, chainExpr(t, 2, 1), "--option", "post-build-hook", hook)
 	top := paths[0]
 	waitFor(t, 60*time.Second, "hooked build in the cache", func() bool { return cache.Has(t, narinfoKey(t, top)) })
-	if !strings.Contains(d.out.String(), "source=socket") {
+	if !pushedVia(d.out.String(), top, "socket") {
 		t.Errorf("the upload did not come through the socket:\n%s", d.out.String())
 	}
 	if out, err := testenv.CopyFrom(t, cache.HTTPURL, []string{public}, top); err != nil {
@@ -109,6 +109,9 @@ func TestDaemonHookAndSpool(t *testing.T) {
 	}
 	d.start()
 	waitFor(t, 60*time.Second, "spooled paths in the cache", func() bool { return cache.Has(t, narinfoKey(t, top)) })
+	if !pushedVia(d.out.String(), top, "spool") {
+		t.Errorf("the upload did not come from the spool:\n%s", d.out.String())
+	}
 	if left, _ := filepath.Glob(filepath.Join(state, "spool", "*.paths")); len(left) != 0 {
 		t.Errorf("spool not drained: %v", left)
 	}

@@ -38,7 +38,7 @@ func (b *syncBuffer) String() string {
 
 // daemonProc is a running `nixpushd daemon`.
 type daemonProc struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	out     *syncBuffer
 	state   string
@@ -51,7 +51,7 @@ type daemonProc struct {
 
 // startDaemonProc starts the daemon with its own state dir and socket.
 // args are extra flags (e.g. --to). The process is killed at cleanup.
-func startDaemonProc(t *testing.T, env []string, state string, args ...string) *daemonProc {
+func startDaemonProc(t testing.TB, env []string, state string, args ...string) *daemonProc {
 	t.Helper()
 	if state == "" {
 		state = t.TempDir()
@@ -151,7 +151,7 @@ func (d *daemonProc) status() map[string]any {
 	return m
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -162,7 +162,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func narinfoKey(t *testing.T, p string) string {
+func narinfoKey(t testing.TB, p string) string {
 	sp, err := nar.ParseStorePath(p)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func narinfoKey(t *testing.T, p string) string {
 
 // assertBucketConsistent checks the invariant on whatever is in the bucket
 // right now: every narinfo's NAR and references are there.
-func assertBucketConsistent(t *testing.T, cache *testenv.Cache) int {
+func assertBucketConsistent(t testing.TB, cache *testenv.Cache) int {
 	t.Helper()
 	objects := cache.Objects(t)
 	n := 0
@@ -196,4 +196,15 @@ func assertBucketConsistent(t *testing.T, cache *testenv.Cache) int {
 		}
 	}
 	return n
+}
+
+// pushedVia reports whether the daemon's log shows path pushed because of
+// the given source (watch, socket, spool, reconcile).
+func pushedVia(log, path, source string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "msg=pushed") && strings.Contains(line, "STORE_PATH="+path+" ") && strings.Contains(line, "source="+source) {
+			return true
+		}
+	}
+	return false
 }

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireMinIO(t *testing.T) *testenv.MinIO {
+func requireMinIO(t testing.TB) *testenv.MinIO {
 	t.Helper()
 	testenv.RequireMinIO(t)
 	if srv == nil {
@@ -47,7 +47,7 @@ func requireMinIO(t *testing.T) *testenv.MinIO {
 
 // nixpushd runs the binary with env added to a clean environment, returning
 // stdout+stderr and the error.
-func nixpushd(t *testing.T, env []string, args ...string) (string, error) {
+func nixpushd(t testing.TB, env []string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(cleanEnv(), env...)

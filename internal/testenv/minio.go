@@ -486,10 +486,9 @@ func (m *MinIO) MC(t testing.TB, args ...string) []byte {
 	return out
 }
 
-// RunMC is MC without a test: it returns the error (with mc's output).
-func (m *MinIO) RunMC(args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
+// MCCommand is the mc command RunMC runs, with the MCAlias alias set, for
+// callers that need the process itself (benchmarks read its rusage).
+func (m *MinIO) MCCommand(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, m.mcBin, args...)
 	cmd.Env = append(withoutPrefix(os.Environ(), "MC_"),
 		"MC_CONFIG_DIR="+m.mcConfigDir(),
@@ -498,7 +497,14 @@ func (m *MinIO) RunMC(args ...string) ([]byte, error) {
 		"MC_HOST_"+MCAlias+"=http://"+m.RootUser+":"+m.RootPassword+"@"+m.Endpoint,
 		"MC_NO_COLOR=1", "MC_QUIET=1", "MC_DISABLE_PAGER=1")
 	cmd.SysProcAttr = childAttr(syscall.SIGKILL)
-	out, err := cmd.CombinedOutput()
+	return cmd
+}
+
+// RunMC is MC without a test: it returns the error (with mc's output).
+func (m *MinIO) RunMC(args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	out, err := m.MCCommand(ctx, args...).CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("mc %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
