@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -56,6 +58,17 @@ func TestChunkedXZDecodesWithLiblzma(t *testing.T) {
 	if err != nil {
 		t.Skip("xz not installed")
 	}
+	for _, backend := range []string{"liblzma", "ulikunitz"} {
+		t.Run(backend, func(t *testing.T) { testXZBackend(t, xzBin, backend) })
+	}
+}
+
+func testXZBackend(t *testing.T, xzBin, backend string) {
+	if backend == "ulikunitz" {
+		t.Setenv("NIXPUSHD_XZ", "ulikunitz")
+	} else if !loadLiblzma() {
+		t.Skip("liblzma.so.5 not found (pure-Go xz is used instead)")
+	}
 	for _, tc := range []struct {
 		name      string
 		size      int
@@ -73,6 +86,9 @@ func TestChunkedXZDecodesWithLiblzma(t *testing.T) {
 			c, err := NewCompressor("xz", 0, 2)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.Backend != backend {
+				t.Fatalf("backend %s, want %s", c.Backend, backend)
 			}
 			c.ChunkSize = tc.chunk
 			data := corpus(tc.size, uint64(tc.size))
@@ -123,7 +139,7 @@ func TestCompressorErrors(t *testing.T) {
 	for _, tc := range []struct {
 		method string
 		level  int
-	}{{"gzip", 0}, {"zstd", 23}, {"zstd", -1}, {"", 0}} {
+	}{{"gzip", 0}, {"zstd", 23}, {"zstd", -1}, {"xz", 10}, {"", 0}} {
 		if _, err := NewCompressor(tc.method, tc.level, 1); err == nil {
 			t.Errorf("NewCompressor(%q, %d): want error", tc.method, tc.level)
 		}
@@ -170,4 +186,73 @@ func BenchmarkCompress(b *testing.B) {
 			b.ReportMetric(float64(len(data))/float64(out), "ratio")
 		})
 	}
+}
+
+// realCorpus is a fixed mix of real files from this machine (Go binaries
+// and source, shared libraries), as NARs contain; nil when absent.
+func realCorpus(tb testing.TB, limit int) []byte {
+	var buf bytes.Buffer
+	for _, pattern := range []string{"/usr/local/go/pkg/tool/linux_amd64/*", "/usr/lib/x86_64-linux-gnu/libc.so*", "/usr/local/go/src/runtime/*.go"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil {
+				buf.Write(b)
+			}
+			if buf.Len() >= limit {
+				return buf.Bytes()[:limit]
+			}
+		}
+	}
+	if buf.Len() < limit/2 {
+		tb.Skip("real files for the corpus not found")
+	}
+	return buf.Bytes()
+}
+
+// BenchmarkXZSettings compares our xz (1 MiB dictionary, independent
+// chunks on all cores) with ulikunitz's defaults on the same real corpus.
+func BenchmarkXZSettings(b *testing.B) {
+	data := realCorpus(b, 32<<20)
+	b.Run("ulikunitz-default", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		var out bytes.Buffer
+		for b.Loop() {
+			out.Reset()
+			w, _ := xz.NewWriter(&out)
+			w.Write(data)
+			w.Close()
+		}
+		b.ReportMetric(float64(len(data))/float64(out.Len()), "ratio")
+	})
+	b.Run("nixpushd-ulikunitz-chunked", func(b *testing.B) {
+		b.Setenv("NIXPUSHD_XZ", "ulikunitz")
+		c, _ := NewCompressor("xz", 0, 0)
+		b.SetBytes(int64(len(data)))
+		var n int
+		for b.Loop() {
+			n = len(compressAll(b, c, data, 1<<16))
+		}
+		b.ReportMetric(float64(len(data))/float64(n), "ratio")
+	})
+	b.Run("nixpushd-liblzma-chunked", func(b *testing.B) {
+		if !loadLiblzma() {
+			b.Skip("no liblzma")
+		}
+		c, _ := NewCompressor("xz", 0, 0)
+		b.SetBytes(int64(len(data)))
+		var n int
+		for b.Loop() {
+			n = len(compressAll(b, c, data, 1<<16))
+		}
+		b.ReportMetric(float64(len(data))/float64(n), "ratio")
+	})
+	b.Run("zstd-default", func(b *testing.B) {
+		c, _ := NewCompressor("zstd", 0, 0)
+		b.SetBytes(int64(len(data)))
+		var n int
+		for b.Loop() {
+			n = len(compressAll(b, c, data, 1<<16))
+		}
+		b.ReportMetric(float64(len(data))/float64(n), "ratio")
+	})
 }

@@ -152,7 +152,7 @@ func BenchmarkNAR1GiB(b *testing.B) {
 	top := testenv.BuildExpr(b, `derivation {
 	  name = "bench-1gib"; system = builtins.currentSystem; builder = "/bin/sh"; PATH = "/usr/bin:/bin";
 	  seed = "nixpushd-bench-v1";
-	  args = ["-c" "while :; do cat /usr/lib/x86_64-linux-gnu/lib[a-f]*.so* /usr/local/go/pkg/tool/linux_amd64/* /usr/local/go/src/runtime/*.go; done 2>/dev/null | head -c 1073741824 > $out"];
+	  args = ["-c" "while cat /usr/lib/x86_64-linux-gnu/lib[a-f]*.so* /usr/local/go/pkg/tool/linux_amd64/* /usr/local/go/src/runtime/*.go; do :; done 2>/dev/null | head -c 1073741824 > $out"];
 	}`)[0]
 	for i := 0; i < b.N; i++ {
 		c := m.NewCache(b, "")

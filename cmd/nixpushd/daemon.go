@@ -119,6 +119,13 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, stderr
 	if a, ok := st.(*store.Auto); ok && !a.UsingDB() {
 		log.Warn("cannot read the Nix database yet; using `nix path-info` (slower, no reconcile) and retrying every 30s", "db", o.nixDB)
 	}
+	if o.tempDir == "" {
+		o.tempDir = filepath.Join(c.StateDir, "tmp")
+	}
+	if err := os.MkdirAll(o.tempDir, 0o700); err != nil {
+		return fmt.Errorf("--temp-dir: %w", err)
+	}
+	removeStaleTemp(o.tempDir, log)
 	p, err := o.pusher(ctx, log)
 	if err != nil {
 		return err
@@ -163,4 +170,18 @@ func hookListener(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("--socket %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// removeStaleTemp deletes compressed NARs left in dir by a killed nixpushd.
+// Only files untouched for an hour go: a concurrent `nixpushd push` using
+// the same directory keeps its files fresh.
+func removeStaleTemp(dir string, log *slog.Logger) {
+	files, _ := filepath.Glob(filepath.Join(dir, "nixpushd-*"))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && time.Since(st.ModTime()) > time.Hour {
+			if os.Remove(f) == nil {
+				log.Info("removed a temporary file left by an earlier run", "file", f)
+			}
+		}
+	}
 }
