@@ -146,7 +146,7 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	}
 
 	d.notify.Ready()
-	d.log.Info("nixpushd ready", "target", d.p.Target.String(), "socket", addrOf(ln), "watch_store", d.cfg.WatchStore, "state_dir", d.cfg.StateDir)
+	d.log.Info("nixpushd ready", "target", d.p.Target.String(), "compression", d.p.Compressor.String(), "socket", addrOf(ln), "watch_store", d.cfg.WatchStore, "state_dir", d.cfg.StateDir)
 
 	var workers sync.WaitGroup
 	d.dispatch(ctx, workCtx, &workers)

@@ -358,6 +358,12 @@ func TestPackageExpression(t *testing.T) {
 	if !slices.Contains(p.Ldflags, "-X main.version="+p.Version) {
 		t.Errorf("ldflags %q do not set main.version", p.Ldflags)
 	}
+	// The variable the ldflag sets must exist under that name.
+	if !slices.ContainsFunc(p.Ldflags, func(f string) bool {
+		return strings.HasPrefix(f, "-X github.com/nixpushd/nixpushd/upload.liblzmaPath=") && strings.HasSuffix(f, "/lib/liblzma.so.5")
+	}) {
+		t.Errorf("ldflags %q do not point the xz encoder at nixpkgs' liblzma", p.Ldflags)
+	}
 	if p.Meta.License != "MIT" || p.Meta.MainProgram != "nixpushd" || p.Meta.Description == "" {
 		t.Errorf("meta = %+v", p.Meta)
 	}

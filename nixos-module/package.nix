@@ -53,10 +53,13 @@ builder {
 
   subPackages = [ "cmd/nixpushd" ];
 
+  # NixOS has no system liblzma.so.5: point the xz encoder at nixpkgs' one
+  # (without it nixpushd falls back to the slower pure-Go encoder).
   ldflags = [
     "-s"
     "-w"
     "-X main.version=${version}"
+    "-X github.com/nixpushd/nixpushd/upload.liblzmaPath=${lib.getLib xz}/lib/liblzma.so.5"
   ];
 
   # One binary, two names: invoked as `nixpushd-hook` it is the Nix

@@ -78,6 +78,14 @@ func NewCompressor(method string, level, threads int) (*Compressor, error) {
 	return c, nil
 }
 
+// String names the method and, for xz, the encoder ("xz (liblzma)").
+func (c *Compressor) String() string {
+	if c.Backend != "" {
+		return c.Method + " (" + c.Backend + ")"
+	}
+	return c.Method
+}
+
 // Ext is the NAR file suffix Nix uses for this compression.
 func (c *Compressor) Ext() string {
 	switch c.Method {
@@ -112,19 +120,27 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
+// bufCap is the capacity of every chunk buffer: enough for a chunk and
+// for its compressed form, so that input and output buffers are
+// interchangeable and recycling never discards one.
+func (c *Compressor) bufCap() int {
+	n := c.ChunkSize + c.ChunkSize/64 + 64<<10
+	if c.Backend == "liblzma" {
+		n = max(n, lzmaBound(c.ChunkSize))
+	}
+	return n
+}
+
 // getBuf returns a recycled buffer of at least size bytes capacity.
 func (c *Compressor) getBuf(size int) []byte {
-	for {
-		select {
-		case b := <-c.free:
-			if cap(b) >= size {
-				return b[:0]
-			}
-			continue // too small for this use; let it go
-		default:
-			return make([]byte, 0, size)
+	select {
+	case b := <-c.free:
+		if cap(b) >= size {
+			return b[:0]
 		}
+	default:
 	}
+	return make([]byte, 0, max(size, c.bufCap()))
 }
 
 func (c *Compressor) putBuf(b []byte) {
@@ -205,7 +221,7 @@ func (z *chunkedXZ) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if z.cur == nil {
 			z.take()
-			z.cur = z.c.getBuf(z.c.ChunkSize)
+			z.cur = z.c.getBuf(z.c.bufCap())
 		}
 		take := min(z.c.ChunkSize-len(z.cur), len(p))
 		z.cur = append(z.cur, p[:take]...)

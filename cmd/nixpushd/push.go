@@ -196,7 +196,7 @@ func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration) string
 	rate := float64(res.NarBytes) / elapsed.Seconds()
 	s := fmt.Sprintf("pushed %d paths to %s: %d uploaded, %d already cached, %d failed; %s NAR → %s %s in %.1fs (%s/s)",
 		res.Total, p.Target, res.Uploaded, res.Present, len(res.Failed),
-		humanBytes(res.NarBytes), humanBytes(res.FileBytes), p.Compressor.Method, elapsed.Seconds(), humanBytes(int64(rate)))
+		humanBytes(res.NarBytes), humanBytes(res.FileBytes), p.Compressor, elapsed.Seconds(), humanBytes(int64(rate)))
 	return s
 }
 

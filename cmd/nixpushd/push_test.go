@@ -72,12 +72,23 @@ func TestPushFileRoundTrip(t *testing.T) {
 	cl := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: 2})
 	dir := t.TempDir()
 	secret, public := testenv.GenerateKey(t, dir, "file.test-1")
-	for _, comp := range []string{"xz", "zstd", "none"} {
-		t.Run(comp, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, comp string
+		env        []string
+	}{
+		{"xz", "xz", nil},
+		{"xz-pure-go", "xz", []string{"NIXPUSHD_XZ=ulikunitz"}},
+		{"zstd", "zstd", nil},
+		{"none", "none", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			cacheDir := t.TempDir()
-			out, err := nixpushd(t, nil, "push", "--to", "file://"+cacheDir, "--compression", comp, "--secret-key-file", secret, cl.Top)
+			out, err := nixpushd(t, tc.env, "push", "--to", "file://"+cacheDir, "--compression", tc.comp, "--secret-key-file", secret, cl.Top)
 			if err != nil {
 				t.Fatalf("push: %v\n%s", err, out)
+			}
+			if tc.name == "xz-pure-go" && !strings.Contains(out, "xz (ulikunitz)") {
+				t.Errorf("NIXPUSHD_XZ=ulikunitz did not select the pure-Go encoder:\n%s", out)
 			}
 			objects := map[string]int64{}
 			filepath.Walk(cacheDir, func(p string, fi os.FileInfo, err error) error {
