@@ -345,6 +345,7 @@ func (p *Pusher) waitRef(ctx context.Context, ref string) error {
 // pushOne uploads pi's NAR (holding a worker slot), then waits for its
 // references and writes its narinfo.
 func (p *Pusher) pushOne(ctx context.Context, pi *store.PathInfo, waitRef func(context.Context, string) error) (int64, error) {
+	start := time.Now()
 	if err := p.sem.Acquire(ctx, 1); err != nil {
 		return 0, err
 	}
@@ -376,7 +377,8 @@ func (p *Pusher) pushOne(ctx context.Context, pi *store.PathInfo, waitRef func(c
 		return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
 	}
 	p.known.Store(key, struct{}{})
-	p.log().Info("uploaded", "STORE_PATH", pi.Path, "nar_size", pi.NarSize, "file_size", fileSize, "url", info.URL)
+	p.log().Info("uploaded", "STORE_PATH", pi.Path, "nar_size", pi.NarSize, "file_size", fileSize,
+		"duration", time.Since(start).Round(time.Millisecond), "url", info.URL)
 	return fileSize, nil
 }
 

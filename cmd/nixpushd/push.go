@@ -38,7 +38,7 @@ type targetOptions struct {
 func (o *targetOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
 	fs.StringVar(&o.compression, "compression", "xz", "NAR compression: xz, zstd or none")
-	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22 (0 = default)")
+	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22, or xz preset 1-9 with liblzma (0 = default: zstd 3, xz 2)")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by `nix key generate-secret` (unsigned when empty)")
 	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "paths serialised, compressed and uploaded at once")
 	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default $TMPDIR)")
