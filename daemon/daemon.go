@@ -66,6 +66,9 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 	if len(paths) == 0 {
 		return 0, nil
 	}
+	if source == "socket" || source == "spool" {
+		paths = d.withOutputs(ctx, paths)
+	}
 	added, err := d.q.Enqueue(paths, source, time.Now())
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
@@ -102,14 +105,6 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	var sources sync.WaitGroup
-	if n, err := DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
-		_, err := d.Enqueue(ctx, paths, "spool")
-		return err
-	}, d.log); err != nil {
-		d.log.Error("draining the hook spool", "dir", d.cfg.SpoolDir, "err", err)
-	} else if n > 0 {
-		d.log.Info("took paths spooled while the daemon was down", "count", n, "dir", d.cfg.SpoolDir)
-	}
 	if ln != nil {
 		sources.Add(1)
 		go func() {
@@ -238,11 +233,6 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 func (d *Daemon) process(ctx context.Context, it queue.Item) {
 	log := d.log.With("STORE_PATH", it.Path)
 	start := time.Now()
-	if strings.HasSuffix(it.Path, ".drv") {
-		// Nix 2.8's post-build-hook passes an empty OUT_PATHS and only
-		// DRV_PATH (NixOS/nix#6446): the built outputs are the derivation's.
-		d.enqueueOutputs(ctx, it, log)
-	}
 	infos, err := d.st.PathInfos(ctx, []string{it.Path})
 	if errors.Is(err, store.ErrNotValid) {
 		d.fail(it, log, "not a valid store path any more (garbage-collected before upload?)")
@@ -305,19 +295,27 @@ func (d *Daemon) process(ctx context.Context, it queue.Item) {
 		"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
 }
 
-// enqueueOutputs queues the valid outputs of the derivation it.Path.
-func (d *Daemon) enqueueOutputs(ctx context.Context, it queue.Item, log *slog.Logger) {
-	outs, err := d.st.DerivationOutputs(ctx, it.Path)
-	if err == nil && len(outs) > 0 {
-		outs, err = d.st.ValidPaths(ctx, outs)
+// withOutputs adds to paths the valid outputs of the derivations among
+// them. Nix 2.8's post-build-hook passes an empty OUT_PATHS and only
+// DRV_PATH (NixOS/nix#6446): what was built are the derivation's outputs,
+// and they are queued before the hook is acknowledged.
+func (d *Daemon) withOutputs(ctx context.Context, paths []string) []string {
+	out := paths
+	for _, p := range paths {
+		if !strings.HasSuffix(p, ".drv") {
+			continue
+		}
+		outs, err := d.st.DerivationOutputs(ctx, p)
+		if err == nil && len(outs) > 0 {
+			outs, err = d.st.ValidPaths(ctx, outs)
+		}
+		if err != nil {
+			d.log.Warn("cannot list the derivation's outputs; reconcile will find them", "STORE_PATH", p, "err", err)
+			continue
+		}
+		out = append(out, outs...)
 	}
-	if err != nil {
-		log.Warn("cannot list the derivation's outputs; reconcile will find them", "err", err)
-		return
-	}
-	if _, err := d.Enqueue(ctx, outs, it.Source); err != nil {
-		log.Error("enqueue the derivation's outputs; reconcile will find them", "err", err)
-	}
+	return out
 }
 
 func (d *Daemon) fail(it queue.Item, log *slog.Logger, reason string) {

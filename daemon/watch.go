@@ -100,9 +100,11 @@ func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow ch
 	}
 }
 
-// reconcileLoop runs reconcile at start, every ReconcileInterval, and when
-// asked; it also drains the spool, in case a hook spooled while the socket
-// was briefly unavailable.
+// reconcileLoop drains the hook spool and reconciles at start, every
+// ReconcileInterval, and when asked. The spool goes first, so paths a hook
+// left while the daemon was down are recorded as coming from it; it is
+// drained again later in case a hook spooled while the socket was briefly
+// unavailable.
 func (d *Daemon) reconcileLoop(ctx context.Context, now <-chan struct{}) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -114,19 +116,28 @@ func (d *Daemon) reconcileLoop(ctx context.Context, now <-chan struct{}) {
 		case <-now:
 			t.Stop()
 		}
+		d.drainSpool(ctx)
 		if err := d.reconcile(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("reconcile", "err", err)
-		}
-		if _, err := DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
-			_, err := d.Enqueue(ctx, paths, "spool")
-			return err
-		}, d.log); err != nil && ctx.Err() == nil {
-			d.log.Warn("draining the hook spool", "err", err)
 		}
 		if err := d.q.PruneDone(10000); err != nil {
 			d.log.Warn("pruning queue history", "err", err)
 		}
 		t.Reset(d.cfg.ReconcileInterval)
+	}
+}
+
+// drainSpool queues the paths hooks left in the spool directory.
+func (d *Daemon) drainSpool(ctx context.Context) {
+	n, err := DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
+		_, err := d.Enqueue(ctx, paths, "spool")
+		return err
+	}, d.log)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		d.log.Error("draining the hook spool", "dir", d.cfg.SpoolDir, "err", err)
+	case n > 0:
+		d.log.Info("took paths the hook spooled while the daemon was unreachable", "count", n, "dir", d.cfg.SpoolDir)
 	}
 }
 
