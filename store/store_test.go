@@ -194,3 +194,20 @@ in b`), 0o644)
 		t.Errorf("CLI missing path: %v, want ErrNotValid", err)
 	}
 }
+
+func FuzzParsePathInfoJSON(f *testing.F) {
+	f.Add(`[{"path":"` + pC + `","narHash":"sha256-EFUdrtf6Rn0LWIJufrmg8q99aT3jGfLvd1//zaJEufY=","narSize":120,"references":["` + pA + `"]}]`)
+	f.Add(`{"` + pC + `":{"narHash":{"algorithm":"sha256","format":"base64","hash":"EFUdrtf6Rn0LWIJufrmg8q99aT3jGfLvd1//zaJEufY="},"narSize":1,"references":["l0dcvncb4bsg6wsqnwcmk2xk00jh5bvj-a"]}}`)
+	f.Add(`{"` + pA + `":null}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		infos, err := ParsePathInfoJSON([]byte(s))
+		if err != nil {
+			return
+		}
+		for _, pi := range infos {
+			if pi.NarHash.Algo == "" || !slices.IsSorted(pi.References) {
+				t.Fatalf("accepted %+v", pi)
+			}
+		}
+	})
+}

@@ -87,3 +87,20 @@ func TestResolveCredentials(t *testing.T) {
 		t.Error("error leaks a secret")
 	}
 }
+
+func FuzzParseS3URL(f *testing.F) {
+	f.Add("s3://nix-cache?endpoint=127.0.0.1:9000&region=us-east-1&scheme=http&profile=p")
+	f.Add("s3://b")
+	f.Add("s3://bucket?endpoint=http://h:1/")
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg, err := ParseS3URL(s)
+		if err != nil {
+			return
+		}
+		// Whatever parses renders to a URL that parses to the same config.
+		again, err := ParseS3URL(cfg.String())
+		if err != nil || again != cfg {
+			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, cfg, cfg.String(), again, err)
+		}
+	})
+}

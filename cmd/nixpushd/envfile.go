@@ -3,20 +3,34 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
 
-// loadEnvFile sets the variables of a systemd-style environment file
-// (KEY=VALUE lines, # comments, optional quotes). Errors never echo values:
-// the file holds secrets.
+// loadEnvFile sets the variables of a systemd-style environment file.
+// Errors never echo values: the file holds secrets.
 func loadEnvFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("--credentials-file: %w (it should hold AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… lines)", err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	vars, err := parseEnvFile(f)
+	if err != nil {
+		return fmt.Errorf("--credentials-file %s: %w", path, err)
+	}
+	for _, kv := range vars {
+		os.Setenv(kv[0], kv[1])
+	}
+	return nil
+}
+
+// parseEnvFile reads KEY=VALUE lines, # comments, an optional "export "
+// and optional matching quotes around the value.
+func parseEnvFile(r io.Reader) ([][2]string, error) {
+	var vars [][2]string
+	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -25,17 +39,17 @@ func loadEnvFile(path string) error {
 		line = strings.TrimPrefix(line, "export ")
 		k, v, ok := strings.Cut(line, "=")
 		k = strings.TrimSpace(k)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return fmt.Errorf("--credentials-file %s line %d: want KEY=VALUE", path, n)
+		if !ok || k == "" || strings.ContainsAny(k, " \t\x00") || strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", n)
 		}
 		v = strings.TrimSpace(v)
 		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
 			v = v[1 : len(v)-1]
 		}
-		os.Setenv(k, v)
+		vars = append(vars, [2]string{k, v})
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("--credentials-file %s: %w", path, err)
+		return nil, err
 	}
-	return nil
+	return vars, nil
 }
