@@ -222,7 +222,7 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return "go" // not found: the error of running it says so
 }
 
 // daemonBinary builds ./cmd/nixpushd into a package-like layout,

@@ -829,7 +829,7 @@ func checkPath(p string) error {
 		return errors.New("queue: empty path")
 	}
 	if len(p) > MaxPathLen {
-		return fmt.Errorf("queue: path longer than %d bytes: %.80s...", MaxPathLen, p)
+		return fmt.Errorf("queue: path longer than %d bytes: %.80q", MaxPathLen, p)
 	}
 	return nil
 }

@@ -260,7 +260,7 @@ func (z *chunkedXZ) drainOne() {
 		_, z.err = z.w.Write(r.out)
 	}
 	z.c.putBuf(r.in)
-	if r.out != nil {
+	if cap(r.out) > 0 {
 		z.c.putBuf(r.out)
 	}
 	<-z.c.tokens
@@ -277,7 +277,7 @@ func (z *chunkedXZ) Close() error {
 		z.cur = nil
 		<-z.c.tokens
 	case z.err != nil:
-	case z.cur != nil && len(z.cur) > 0:
+	case len(z.cur) > 0:
 		z.dispatch()
 	case z.cur != nil:
 		// Empty last chunk after full ones: nothing to add.

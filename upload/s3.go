@@ -108,7 +108,7 @@ func resolveCredentials(profile string) (*credentials.Credentials, error) {
 		providers = []credentials.Provider{&credentials.EnvAWS{}, file}
 	}
 	for _, p := range providers {
-		v, err := p.Retrieve()
+		v, err := p.RetrieveWithCredContext(nil) // nil: no network (no SSO, no IMDS)
 		if err == nil && v.AccessKeyID != "" && v.SecretAccessKey != "" {
 			return credentials.NewStaticV4(v.AccessKeyID, v.SecretAccessKey, v.SessionToken), nil
 		}

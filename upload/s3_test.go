@@ -67,14 +67,14 @@ func TestResolveCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := c.Get(); v.AccessKeyID != "fileuser" {
+	if v, _ := c.GetWithContext(nil); v.AccessKeyID != "fileuser" {
 		t.Errorf("with profile: got %q, want the profile's key", v.AccessKeyID)
 	}
 	c, err = resolveCredentials("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := c.Get(); v.AccessKeyID != "envuser" {
+	if v, _ := c.GetWithContext(nil); v.AccessKeyID != "envuser" {
 		t.Errorf("without profile: got %q, want the environment's key", v.AccessKeyID)
 	}
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
