@@ -335,7 +335,7 @@ in
       type = types.ints.between 0 22;
       default = 0;
       example = 19;
-      description = "zstd level, 1-22 (only with `compression = \"zstd\"`). 0 is the daemon's default.";
+      description = "zstd level 1-22, or xz preset 1-9 (used when liblzma is available; the package provides it). 0 is the daemon's default (zstd 3, xz 2).";
     };
 
     jobs = mkOption {
@@ -464,8 +464,11 @@ in
           } in cache.url; set the region in one place only.";
         }
         {
-          assertion = cfg.compressionLevel == 0 || cfg.compression == "zstd";
-          message = "services.nixpushd.compressionLevel = ${toString cfg.compressionLevel} only applies to compression = \"zstd\" (compression is \"${cfg.compression}\").";
+          assertion =
+            cfg.compressionLevel == 0
+            || cfg.compression == "zstd"
+            || (cfg.compression == "xz" && cfg.compressionLevel <= 9);
+          message = "services.nixpushd.compressionLevel = ${toString cfg.compressionLevel} does not fit compression = \"${cfg.compression}\": use 1-9 with xz, 1-22 with zstd, 0 with none.";
         }
       ]
       ++ secretAssertions "secretKeyFile" "the signing key" "/etc/nixpushd/secret-key" cfg.secretKeyFile

@@ -304,7 +304,8 @@ func TestModuleAssertions(t *testing.T) {
 		{"hookNoDaemon", []string{"postBuildHook = true needs services.nixpushd.enable = true"}},
 		{"regionConflict", []string{"cache.region", "contradicts region=us-east-1"}},
 		{"regionFile", []string{"cache.region only applies to an s3:// cache.url"}},
-		{"levelWithXz", []string{"compressionLevel = 9 only applies to compression = \"zstd\""}},
+		{"levelWithXz", []string{"compressionLevel = 12 does not fit compression = \"xz\": use 1-9 with xz"}},
+		{"levelWithNone", []string{"compressionLevel = 3 does not fit compression = \"none\""}},
 	}
 	for i, u := range badURLs {
 		cases = append(cases, struct {

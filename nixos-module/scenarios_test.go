@@ -186,7 +186,8 @@ func scenarios() map[string]string {
 		"regionConflict": `{ services.nixpushd = { enable = true; cache.url = "s3://nix-cache?region=us-east-1"; cache.region = "eu-west-1"; }; }`,
 		"regionSame":     `{ services.nixpushd = { enable = true; cache.url = "s3://nix-cache?region=eu-west-1"; cache.region = "eu-west-1"; secretKeyFile = "/run/keys/k"; }; }`,
 		"regionFile":     `{ services.nixpushd = { enable = true; cache.url = "file:///srv/cache"; cache.region = "eu-west-1"; }; }`,
-		"levelWithXz":    `{ services.nixpushd = { enable = true; compressionLevel = 9; }; }`,
+		"levelWithXz":    `{ services.nixpushd = { enable = true; compressionLevel = 12; }; }`,
+		"levelWithNone":  `{ services.nixpushd = { enable = true; compression = "none"; compressionLevel = 3; }; }`,
 	}
 	for i, u := range badURLs {
 		s[fmt.Sprintf("badURL%d", i)] = fmt.Sprintf(`{ services.nixpushd = { enable = true; cache.url = %s; }; }`, nixString(u))

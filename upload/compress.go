@@ -53,6 +53,9 @@ func NewCompressor(method string, level, threads int) (*Compressor, error) {
 			return nil, fmt.Errorf("compression level %d out of range for xz: use 0–9", level)
 		}
 	case "none":
+		if level != 0 {
+			return nil, fmt.Errorf("compression level %d given, but compression none has no levels", level)
+		}
 	case "zstd":
 		if level < 0 || level > 22 {
 			return nil, fmt.Errorf("compression level %d out of range for zstd: use 1–22", level)

@@ -139,7 +139,7 @@ func TestCompressorErrors(t *testing.T) {
 	for _, tc := range []struct {
 		method string
 		level  int
-	}{{"gzip", 0}, {"zstd", 23}, {"zstd", -1}, {"xz", 10}, {"", 0}} {
+	}{{"gzip", 0}, {"zstd", 23}, {"zstd", -1}, {"xz", 10}, {"none", 3}, {"", 0}} {
 		if _, err := NewCompressor(tc.method, tc.level, 1); err == nil {
 			t.Errorf("NewCompressor(%q, %d): want error", tc.method, tc.level)
 		}
