@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -317,11 +318,19 @@ func checkConfig(t *testing.T, r report, extra ...string) (out, info, creds stri
 	return stdout.String(), fmt.Sprintf("%q\n%s", args, stderr.String()), creds, err
 }
 
-// field reports whether `daemon --check-config` printed key=value.
-func field(out, key, value string) bool {
-	out = strings.TrimRight(out, "\n")
-	kv := key + "=" + value
-	return strings.Contains(out, " "+kv+" ") || strings.HasSuffix(out, " "+kv)
+// checkedConfig parses what `daemon --check-config` prints: "config ok: "
+// and one line of JSON with every setting as a string.
+func checkedConfig(t *testing.T, out string) map[string]string {
+	t.Helper()
+	rest, ok := strings.CutPrefix(strings.TrimSpace(out), "config ok: ")
+	if !ok {
+		t.Fatalf("--check-config printed %q, want config ok: {…}", out)
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(rest), &m); err != nil {
+		t.Fatalf("--check-config JSON: %v\n%s", err, out)
+	}
+	return m
 }
 
 func TestExecStartRoundTrip(t *testing.T) {
@@ -339,6 +348,8 @@ func TestExecStartRoundTrip(t *testing.T) {
 		"full": {
 			{"to", fullURL + "&region=" + fullRegion},
 			{"compression", "zstd"},
+			{"compression-level", "19"},
+			{"log-level", "debug"},
 			{"jobs", "3"},
 			{"watch-store", "false"},
 			{"reconcile-interval", "10m0s"},
@@ -364,6 +375,7 @@ func TestExecStartRoundTrip(t *testing.T) {
 		{"socket", "/run/nixpushd/nixpushd.sock"},
 		{"state-dir", "/var/lib/nixpushd"},
 		{"spool-dir", "/var/lib/nixpushd/spool"},
+		{"temp-dir", "/var/cache/nixpushd"},
 	}
 	for name, checks := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -375,14 +387,12 @@ func TestExecStartRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("nixpushd daemon --check-config: %v\n%s\n%s", err, out, info)
 			}
-			if !strings.HasPrefix(out, "config ok:") {
-				t.Fatalf("--check-config printed %q, want config ok: …", out)
-			}
+			got := checkedConfig(t, out)
 			for _, c := range append(checks, common...) {
 				// The credentials directory (%d) differs per test.
 				v := strings.Replace(c.value, "CREDS", creds, 1)
-				if !field(out, c.key, v) {
-					t.Errorf("--check-config lacks %s=%s:\n%s\n%s", c.key, v, out, info)
+				if got[c.key] != v {
+					t.Errorf("--check-config: %s = %q, want %q\n%s\n%s", c.key, got[c.key], v, out, info)
 				}
 			}
 		})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,9 +87,28 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if check {
-		fmt.Fprintf(stdout, "config ok: to=%s compression=%s jobs=%d socket=%s state-dir=%s spool-dir=%s watch-store=%v reconcile-interval=%v skip-signed-by=%s push-derivations=%v include=%v exclude=%v secret-key-file=%s credentials-file=%s\n",
-			o.to, o.compression, o.jobs, c.Socket, c.StateDir, c.SpoolDir, c.WatchStore, c.ReconcileInterval,
-			strings.Join(c.SkipSignedBy, ","), c.PushDerivations, c.Include, c.Exclude, o.secretKeyFile, o.credentialsFile)
+		// One line of JSON, every value a string: exact to compare, even
+		// for regular expressions with spaces or quotes.
+		re := func(r *regexp.Regexp) string {
+			if r == nil {
+				return ""
+			}
+			return r.String()
+		}
+		b, err := json.Marshal(map[string]string{
+			"to": o.to, "compression": o.compression, "compression-level": strconv.Itoa(o.level),
+			"jobs": strconv.Itoa(o.jobs), "temp-dir": o.tempDir, "state-dir": c.StateDir, "nix-db": o.nixDB,
+			"log-level": o.logLevel, "secret-key-file": o.secretKeyFile, "credentials-file": o.credentialsFile,
+			"socket": c.Socket, "spool-dir": c.SpoolDir, "watch-store": strconv.FormatBool(c.WatchStore),
+			"store-dir": c.StoreDir, "reconcile-interval": c.ReconcileInterval.String(),
+			"skip-signed-by": strings.Join(c.SkipSignedBy, ","), "push-derivations": strconv.FormatBool(c.PushDerivations),
+			"include": re(c.Include), "exclude": re(c.Exclude), "shutdown-timeout": c.ShutdownTimeout.String(),
+			"max-retry-delay": c.MaxRetryDelay.String(), "max-active": strconv.Itoa(c.MaxActive),
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "config ok: %s\n", b)
 		return nil
 	}
 	return startDaemon(ctx, o, c, stderr)
