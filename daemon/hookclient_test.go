@@ -88,32 +88,7 @@ func TestHookSpoolsWithoutDaemon(t *testing.T) {
 }
 
 func TestHookTimesOutAndSpools(t *testing.T) {
-	socket := protoSocketPath(t)
-	ln, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	wg.Go(func() { // accepts, reads, never replies
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	})
-	defer func() {
-		ln.Close()
-		wg.Wait()
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	socket := protoSilentServer(t)
 
 	spool := filepath.Join(t.TempDir(), "spool")
 	out := protoTestPath(1, "slow")

@@ -645,39 +645,12 @@ func TestRequestClient(t *testing.T) {
 }
 
 func TestRequestClientTimeout(t *testing.T) {
-	socket := protoSocketPath(t)
-	ln, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	// A server that accepts and never answers.
-	var conns []net.Conn
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	})
-	defer func() {
-		ln.Close()
-		wg.Wait()
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	socket := protoSilentServer(t) // accepts and never answers
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = Request(ctx, socket, "PING")
+	_, err := Request(ctx, socket, "PING")
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v", err)
 	}
@@ -691,4 +664,38 @@ func TestRequestClientTimeout(t *testing.T) {
 	if _, err := Request(ctx2, socket, "PING"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancel: %v", err)
 	}
+}
+
+// protoSilentServer listens on a fresh socket, accepts connections and
+// never answers: the daemon as a client sees it when it hangs. Everything
+// is closed and waited for at cleanup.
+func protoSilentServer(t *testing.T) string {
+	t.Helper()
+	socket := protoSocketPath(t)
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return socket
 }

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
 // ci reports whether CI is set to a true value: then a missing tool is a
@@ -62,18 +64,11 @@ func nixTool(t testing.TB, name string) string {
 	return ""
 }
 
-// nixEnv is the environment for Nix commands: as root without a nixbld
-// group, Nix must not try to drop privileges; nothing here needs a
-// substituter or the network.
+// nixEnv is the environment for Nix commands: the repository's shared Nix
+// settings (no build users, no substituters, nix-command on) and a private
+// cache directory.
 func nixEnv(t testing.TB) []string {
-	conf := "experimental-features = nix-command\nsubstituters =\n"
-	if os.Geteuid() == 0 {
-		conf += "build-users-group =\n"
-	}
-	if prev := os.Getenv("NIX_CONFIG"); prev != "" {
-		conf = prev + "\n" + conf
-	}
-	return append(os.Environ(), "NIX_CONFIG="+conf, "XDG_CACHE_HOME="+t.TempDir())
+	return append(append(os.Environ(), testenv.NixEnv()...), "XDG_CACHE_HOME="+t.TempDir())
 }
 
 // runCmd runs a command with a timeout and returns its stdout, or an error

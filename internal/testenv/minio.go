@@ -386,15 +386,22 @@ func (p *minioProc) stop(grace time.Duration) error {
 	}
 }
 
-// Stop stops the server (SIGTERM, then wait for it to exit), keeping its
-// data dir and port for Restart. Stopping a stopped server is a no-op.
-// It also reports a server that had died on its own.
-func (m *MinIO) Stop() error {
+// detach takes the running process (nil if none) out of m, so that
+// exactly one caller stops it, and drops idle client connections to it.
+func (m *MinIO) detach() *minioProc {
 	m.mu.Lock()
 	p := m.proc
 	m.proc = nil
 	m.mu.Unlock()
 	m.closeIdle()
+	return p
+}
+
+// Stop stops the server (SIGTERM, then wait for it to exit), keeping its
+// data dir and port for Restart. Stopping a stopped server is a no-op.
+// It also reports a server that had died on its own.
+func (m *MinIO) Stop() error {
+	p := m.detach()
 	if p == nil {
 		return nil
 	}
@@ -407,11 +414,7 @@ func (m *MinIO) Stop() error {
 // Kill stops the server abruptly (SIGKILL, then waits): S3 dying mid-way
 // rather than shutting down. Data written so far stays for Restart.
 func (m *MinIO) Kill() error {
-	m.mu.Lock()
-	p := m.proc
-	m.proc = nil
-	m.mu.Unlock()
-	m.closeIdle()
+	p := m.detach()
 	if p == nil {
 		return nil
 	}
