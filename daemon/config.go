@@ -36,6 +36,10 @@ type Config struct {
 	// MaxActive bounds the queue items being worked on at once (each may
 	// pull in a closure); the Pusher's Jobs bounds the CPU-heavy part.
 	MaxActive int
+	// Pins are named roots the daemon keeps pointing at what a path (often
+	// a symlink such as /run/current-system) resolves to, pushing its
+	// closure first; gc on every machine keeps them.
+	Pins map[string]string
 }
 
 // Filter decides whether a root path should be pushed, and why not.
@@ -80,8 +84,30 @@ func (c *Config) Validate() error {
 	if c.MaxActive < 1 {
 		return fmt.Errorf("--max-active %d: must be at least 1", c.MaxActive)
 	}
+	for name, path := range c.Pins {
+		if err := CheckPinName(name); err != nil {
+			return fmt.Errorf("--pin %s=%s: %w", name, path, err)
+		}
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("--pin %s=%s: the path must be absolute", name, path)
+		}
+	}
 	if c.Socket == "" {
 		return fmt.Errorf("--socket: must not be empty")
+	}
+	return nil
+}
+
+// CheckPinName accepts names that are safe as object keys everywhere:
+// letters, digits, '.', '_' and '-', not starting with '.'.
+func CheckPinName(name string) error {
+	if name == "" || len(name) > 100 || name[0] == '.' {
+		return fmt.Errorf("pin name %q: use 1-100 letters, digits, '.', '_' or '-', not starting with '.'", name)
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("pin name %q: use 1-100 letters, digits, '.', '_' or '-', not starting with '.'", name)
+		}
 	}
 	return nil
 }

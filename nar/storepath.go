@@ -87,9 +87,16 @@ func checkName(name string) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("name is %d bytes long, the limit is %d", len(name), MaxNameLen)
 	}
-	if name[0] == '.' {
-		// Also excludes "." and "..".
-		return fmt.Errorf("name starts with '.'")
+	// As Nix's checkName (src/libstore/path.cc, since NixOS/nix#9867):
+	// leading dots are valid, but the first '-'-separated component must
+	// not be "." or "..".
+	for _, dots := range []string{"..", "."} {
+		if rest, ok := strings.CutPrefix(name, dots); ok && (rest == "" || rest[0] == '-') {
+			if rest == "" {
+				return fmt.Errorf("name must not be %q", dots)
+			}
+			return fmt.Errorf("name must not start with %q (its first dash-separated component must not be %q)", dots+"-", dots)
+		}
 	}
 	for i := 0; i < len(name); i++ {
 		if !validNameChar(name[i]) {

@@ -6,6 +6,8 @@
 #     cache.url = "s3://nix-cache?endpoint=s3.homelab.local";
 #     credentialsFile = "/run/keys/nixpushd-aws";    # AWS_ACCESS_KEY_ID=…, AWS_SECRET_ACCESS_KEY=…
 #     secretKeyFile = "/run/keys/nixpushd-signing";  # nix key generate-secret --key-name …
+#     pins.system = "/run/current-system";           # kept by gc on every machine
+#     gc.enable = true;                              # nixpushd-gc.timer, daily
 #   };
 #
 # What it sets up, and why (nixpushd.service / nixpushd.socket next to this
@@ -27,6 +29,8 @@
 #   ProtectSystem=strict leaves readable (read-only); it writes only its
 #   StateDirectory (queue, spool, default file:// cache) and CacheDirectory
 #   (compressed NARs waiting for upload).
+# - gc.enable adds nixpushd-gc.service (oneshot, same user, hardening and
+#   cache as the daemon) and nixpushd-gc.timer.
 {
   config,
   lib,
@@ -51,6 +55,7 @@ let
   # The state directory, /var/lib/nixpushd, is StateDirectory=nixpushd: the
   # daemon takes it from $STATE_DIRECTORY.
   socketPath = "/run/nixpushd/nixpushd.sock";
+  stateDir = "/var/lib/nixpushd"; # StateDirectory=nixpushd
   tempDir = "/var/cache/nixpushd"; # CacheDirectory=nixpushd
   user = "nixpushd";
 
@@ -226,7 +231,8 @@ let
     "--push-derivations=${lib.boolToString cfg.pushDerivations}"
   ]
   ++ lib.optional (nonEmpty cfg.include) "--include=${cfg.include}"
-  ++ lib.optional (nonEmpty cfg.exclude) "--exclude=${cfg.exclude}";
+  ++ lib.optional (nonEmpty cfg.exclude) "--exclude=${cfg.exclude}"
+  ++ lib.mapAttrsToList (name: path: "--pin=${name}=${path}") cfg.pins;
 
   # %d is the service's credentials directory ($CREDENTIALS_DIRECTORY),
   # where LoadCredential= puts root-only files readable by the service.
@@ -241,6 +247,82 @@ let
     # Last, so that they win: the Go flag package keeps the last value.
     ++ map escapeSystemdArg cfg.extraArgs
   );
+
+  # ------------------------------------------------------------------ pins
+
+  # As the daemon's CheckPinName: names safe as object keys everywhere.
+  pinNameOk = name: builtins.match "[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}" name != null;
+  badPinNames = lib.filter (n: !(pinNameOk n)) (lib.attrNames cfg.pins);
+  relativePins = lib.attrNames (lib.filterAttrs (_: p: !(lib.hasPrefix "/" p)) cfg.pins);
+
+  # -------------------------------------------------------------------- gc
+
+  # The daemon's cache, spelt out: without cache.url the daemon defaults
+  # to file://$STATE_DIRECTORY/cache.
+  gcUrl = if effectiveUrl == null then "file://${stateDir}/cache" else effectiveUrl;
+  gcCredentialsFile =
+    if cfg.gc.credentialsFile != null then cfg.gc.credentialsFile else cfg.credentialsFile;
+
+  gcExecStart = lib.concatStringsSep " " (
+    [ "${cfg.package}/bin/nixpushd" ]
+    ++ map escapeSystemdArg [
+      "gc"
+      "--to=${gcUrl}"
+      "--keep=${cfg.gc.keep}"
+      "--grace=${cfg.gc.grace}"
+      "--state-dir=${stateDir}"
+      "--log-level=${cfg.logLevel}"
+    ]
+    ++ lib.optional (gcCredentialsFile != null) "--credentials-file=%d/aws-credentials"
+  );
+
+  # ------------------------------------------------------------- hardening
+
+  # Shared by nixpushd.service and nixpushd-gc.service. The daemon reads
+  # /nix/store and the Nix database /nix/var/nix/db/db.sqlite, which
+  # ProtectSystem=strict leaves readable but not writable, as wanted. The
+  # database is in WAL mode: a reader that cannot write in /nix/var/nix/db
+  # can open it only while db.sqlite-shm and -wal exist, i.e. while another
+  # process (a nix-daemon worker) has it open; SQLite deletes both when the
+  # last connection closes. Once open, the daemon's own connection keeps
+  # them. If they are missing when it starts, it falls back to
+  # `nix path-info` (through the nix-daemon socket).
+  hardening = {
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    NoNewPrivileges = true;
+    CapabilityBoundingSet = "";
+    AmbientCapabilities = "";
+    RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6";
+    # Blocked calls fail with EPERM instead of killing the process.
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+    ];
+    SystemCallErrorNumber = "EPERM";
+    SystemCallArchitectures = "native";
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectProc = "invisible";
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    RemoveIPC = true;
+    PrivateMounts = true;
+    # Not PrivateUsers=: the hook's peer uid (root) would read as
+    # "nobody" on the socket.
+  };
+
+  # gc.keep, gc.grace: whole days ("30d") or a Go duration ("12h").
+  gcDuration = types.strMatching "[0-9]+d|([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|ms|s|m|h)(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|ms|s|m|h))*";
 
   # Go's time.ParseDuration syntax.
   goDuration = types.strMatching "([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|ms|s|m|h)(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|ms|s|m|h))*";
@@ -433,6 +515,76 @@ in
       ];
       description = "More arguments for `nixpushd daemon` (see `nixpushd daemon -h`). They come last, so they override the ones this module sets.";
     };
+
+    pins = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        system = "/run/current-system";
+      };
+      description = ''
+        Named roots stored in the bucket, NAME = PATH (`--pin NAME=PATH`).
+        The daemon pushes the closure of what PATH resolves to first, then
+        points the pin at it, and does so again whenever PATH (typically a
+        symlink such as /run/current-system) changes. `nixpushd gc`, on
+        every machine sharing the bucket, keeps the closures of all pins.
+        NAME: 1-100 letters, digits, `.`, `_` or `-`, not starting with
+        `.`; use one per machine, e.g. the host name. PATH: absolute.
+      '';
+    };
+
+    gc = {
+      enable = mkEnableOption ''
+        nixpushd-gc.timer, which runs `nixpushd gc` on the cache at
+        `gc.dates`: it deletes what no pin keeps and is older than
+        `gc.keep`. Requires `enable`'';
+
+      keep = mkOption {
+        type = gcDuration;
+        default = "30d";
+        example = "14d";
+        description = "Keep paths pushed less than this long ago, pinned or not (`--keep`): whole days (`30d`) or a Go duration (`12h`).";
+      };
+
+      grace = mkOption {
+        type = gcDuration;
+        default = "1h";
+        example = "6h";
+        description = ''
+          Do not delete objects younger than this (`--grace`), so that a
+          push running on another machine during gc keeps what it has
+          uploaded so far: whole days or a Go duration.
+        '';
+      };
+
+      dates = mkOption {
+        type = types.str;
+        default = "daily";
+        example = "Sun 03:00";
+        description = "When to run gc, as a systemd calendar event (OnCalendar=, see systemd.time(7)). Runs missed while the machine was off happen at the next boot (Persistent=).";
+      };
+
+      randomizedDelaySec = mkOption {
+        type = types.str;
+        default = "0";
+        example = "45min";
+        description = "Delay each run by a random time up to this (RandomizedDelaySec=), so that machines sharing a bucket do not all start gc at once.";
+      };
+
+      credentialsFile = mkOption {
+        type = types.nullOr secretPath;
+        default = null;
+        example = "/run/keys/nixpushd-gc-aws";
+        description = ''
+          Path, as a string, of an environment file with S3 credentials for
+          gc, in the format of `credentialsFile`: a user that may also
+          delete (s3:DeleteObject), so that the daemon's own credentials can
+          stay write-only. Handed to nixpushd-gc.service by LoadCredential=,
+          never copied into the Nix store.
+          `null`: gc uses `credentialsFile`.
+        '';
+      };
+    };
   };
 
   config = mkMerge [
@@ -443,6 +595,10 @@ in
         {
           assertion = cfg.postBuildHook -> cfg.enable;
           message = "services.nixpushd.postBuildHook = true needs services.nixpushd.enable = true: the hook only hands paths to the daemon, and without it they would pile up in /var/lib/nixpushd/spool. Enable the service or drop postBuildHook.";
+        }
+        {
+          assertion = cfg.gc.enable -> cfg.enable;
+          message = "services.nixpushd.gc.enable = true needs services.nixpushd.enable = true: gc runs as the nixpushd user, on the cache the daemon pushes to.";
         }
       ];
     }
@@ -470,9 +626,20 @@ in
             || (cfg.compression == "xz" && cfg.compressionLevel <= 9);
           message = "services.nixpushd.compressionLevel = ${toString cfg.compressionLevel} does not fit compression = \"${cfg.compression}\": use 1-9 with xz, 1-22 with zstd, 0 with none.";
         }
+        {
+          assertion = badPinNames == [ ];
+          message = "services.nixpushd.pins: bad pin name${lib.optionalString (lib.length badPinNames > 1) "s"} ${
+            lib.concatMapStringsSep ", " builtins.toJSON badPinNames
+          }: use 1-100 letters, digits, '.', '_' or '-', not starting with '.'.";
+        }
+        {
+          assertion = relativePins == [ ];
+          message = "services.nixpushd.pins: the path of ${lib.concatMapStringsSep ", " builtins.toJSON relativePins} must be absolute, e.g. \"/run/current-system\".";
+        }
       ]
       ++ secretAssertions "secretKeyFile" "the signing key" "/etc/nixpushd/secret-key" cfg.secretKeyFile
-      ++ secretAssertions "credentialsFile" "the S3 credentials" "/etc/nixpushd/aws-credentials" cfg.credentialsFile;
+      ++ secretAssertions "credentialsFile" "the S3 credentials" "/etc/nixpushd/aws-credentials" cfg.credentialsFile
+      ++ secretAssertions "gc.credentialsFile" "the S3 credentials" "/etc/nixpushd/gc-aws-credentials" cfg.gc.credentialsFile;
 
       warnings =
         lib.optional (cfg.secretKeyFile == null) "services.nixpushd.secretKeyFile is not set: nixpushd pushes unsigned paths, which clients only accept with require-sigs = false. Create a key with `nix key generate-secret --key-name HOST-1 > FILE`."
@@ -551,47 +718,41 @@ in
             lib.optional (cfg.secretKeyFile != null) "secret-key:${toString cfg.secretKeyFile}"
             ++ lib.optional (cfg.credentialsFile != null) "aws-credentials:${toString cfg.credentialsFile}";
           UMask = "0077";
+        }
+        // hardening;
+      };
+    })
 
-          # Hardening. The daemon reads /nix/store and the Nix database
-          # /nix/var/nix/db/db.sqlite, which ProtectSystem=strict leaves
-          # readable but not writable, as wanted. The database is in WAL
-          # mode: a reader that cannot write in /nix/var/nix/db can open it
-          # only while db.sqlite-shm and -wal exist, i.e. while another
-          # process (a nix-daemon worker) has it open; SQLite deletes both
-          # when the last connection closes. Once open, the daemon's own
-          # connection keeps them. If they are missing when it starts, it
-          # falls back to `nix path-info` (through the nix-daemon socket).
-          ProtectSystem = "strict";
-          ProtectHome = true;
-          PrivateTmp = true;
-          PrivateDevices = true;
-          NoNewPrivileges = true;
-          CapabilityBoundingSet = "";
-          AmbientCapabilities = "";
-          RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6";
-          # Blocked calls fail with EPERM instead of killing the daemon.
-          SystemCallFilter = [
-            "@system-service"
-            "~@privileged"
-          ];
-          SystemCallErrorNumber = "EPERM";
-          SystemCallArchitectures = "native";
-          ProtectKernelTunables = true;
-          ProtectKernelModules = true;
-          ProtectKernelLogs = true;
-          ProtectControlGroups = true;
-          ProtectClock = true;
-          ProtectHostname = true;
-          ProtectProc = "invisible";
-          RestrictNamespaces = true;
-          RestrictRealtime = true;
-          RestrictSUIDSGID = true;
-          LockPersonality = true;
-          MemoryDenyWriteExecute = true;
-          RemoveIPC = true;
-          PrivateMounts = true;
-          # Not PrivateUsers=: the hook's peer uid (root) would read as
-          # "nobody" on the socket.
+    (mkIf (cfg.enable && cfg.gc.enable) {
+      systemd.services.nixpushd-gc = {
+        description = "nixpushd: delete unpinned old paths from the binary cache";
+        documentation = [ "https://github.com/nixpushd/nixpushd" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ];
+
+        serviceConfig = {
+          Type = "oneshot";
+          ExecStart = gcExecStart;
+          User = user;
+          Group = user;
+          # --state-dir, and the default file:// cache.
+          StateDirectory = "nixpushd";
+          StateDirectoryMode = "0750";
+          LoadCredential = lib.optional (
+            gcCredentialsFile != null
+          ) "aws-credentials:${toString gcCredentialsFile}";
+          UMask = "0077";
+        }
+        // hardening;
+      };
+
+      systemd.timers.nixpushd-gc = {
+        description = "nixpushd: garbage-collect the binary cache";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnCalendar = cfg.gc.dates;
+          Persistent = true;
+          RandomizedDelaySec = cfg.gc.randomizedDelaySec;
         };
       };
     })

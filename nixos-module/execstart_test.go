@@ -366,6 +366,12 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"credentials-file", "CREDS/aws-credentials"},
 		},
 		"noSkip": {{"skip-signed-by", ""}},
+		"pins":   {{"pin", "a.b_c-1=" + pinTricky + ",system=/run/current-system"}},
+		"gc": {
+			{"to", fullURL + "&region=" + fullRegion},
+			{"pin", "system=/run/current-system"},
+			{"credentials-file", "CREDS/aws-credentials"},
+		},
 	}
 	for i, u := range goodURLs {
 		cases[fmt.Sprintf("goodURL%d", i)] = []check{{"to", u}}
@@ -420,5 +426,58 @@ func TestURLValidationMatchesDaemon(t *testing.T) {
 		default:
 			t.Errorf("the module rejects --to=%s, but the daemon's --check-config gives %v (want exit status 2)\n%s", u, err, info)
 		}
+	}
+}
+
+// The module's pin name check agrees with the daemon's.
+func TestPinNamesMatchDaemon(t *testing.T) {
+	r := scenario(t, "defaults")
+	for _, n := range badPinNames {
+		_, info, _, err := checkConfig(t, r, "--pin="+n+"=/x")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("the module rejects pin name %q, but the daemon's --check-config gives %v (want exit status 2)\n%s", n, err, info)
+		}
+	}
+	for _, n := range goodPinNames {
+		out, info, _, err := checkConfig(t, r, "--pin="+n+"=/x")
+		if err != nil {
+			t.Errorf("the module accepts pin name %q, the daemon does not: %v\n%s", n, err, info)
+			continue
+		}
+		if got := checkedConfig(t, out)["pin"]; got != n+"=/x" {
+			t.Errorf("--pin=%s=/x: pin = %q", n, got)
+		}
+	}
+}
+
+// nixpushd-gc works on the cache the daemon pushes to, the default
+// file:// one included, with the daemon's state directory and log level.
+func TestGCTargetMatchesDaemon(t *testing.T) {
+	for _, name := range []string{"gc", "gcDefaults", "gcOwnCreds"} {
+		t.Run(name, func(t *testing.T) {
+			r := scenario(t, name)
+			if len(r.FailedAssertions) != 0 {
+				t.Fatalf("failed assertions: %q", r.FailedAssertions)
+			}
+			out, info, _, err := checkConfig(t, r)
+			if err != nil {
+				t.Fatalf("nixpushd daemon --check-config: %v\n%s\n%s", err, out, info)
+			}
+			daemon := checkedConfig(t, out)
+			gc := map[string]string{}
+			for _, a := range serviceArgs(t, r.GCService)[2:] {
+				k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+				if !ok {
+					t.Fatalf("nixpushd-gc argument %q is not --flag=value", a)
+				}
+				gc[k] = v
+			}
+			for _, k := range []string{"to", "state-dir", "log-level"} {
+				if gc[k] != daemon[k] {
+					t.Errorf("nixpushd-gc --%s=%q, the daemon has %q", k, gc[k], daemon[k])
+				}
+			}
+		})
 	}
 }

@@ -113,11 +113,22 @@ const nixpkgsLibHint = "NIXPKGS_LIB is not set: the module and package evaluatio
 	"Fetch github.com/nix-community/nixpkgs.lib (or any nixpkgs checkout) and set NIXPKGS_LIB=/path/to/it/lib, e.g.\n" +
 	"  git clone --depth 1 https://github.com/nix-community/nixpkgs.lib /tmp/nixpkgs-lib && export NIXPKGS_LIB=/tmp/nixpkgs-lib/lib"
 
-// nixpkgsLib returns $NIXPKGS_LIB, or skips the test saying how to set it.
+// nixpkgsLib returns $NIXPKGS_LIB, else the project's shared copy beside
+// the repository (../shared/nixpkgs-lib/lib), else skips the test saying
+// how to set it; under CI=true a missing lib is a failure.
 func nixpkgsLib(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("NIXPKGS_LIB")
 	if dir == "" {
+		shared := filepath.Join(filepath.Dir(repoRoot(t)), "shared", "nixpkgs-lib", "lib")
+		if _, err := os.Stat(filepath.Join(shared, "default.nix")); err == nil {
+			dir = shared
+		}
+	}
+	if dir == "" {
+		if v, _ := strconv.ParseBool(os.Getenv("CI")); v {
+			t.Fatal("CI=true: " + nixpkgsLibHint)
+		}
 		t.Skip(nixpkgsLibHint)
 	}
 	abs, err := filepath.Abs(dir)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -51,6 +52,7 @@ func TestModuleOptions(t *testing.T) {
 		"enable", "package", "cache.url", "cache.region", "credentialsFile", "secretKeyFile",
 		"compression", "compressionLevel", "jobs", "watchStore", "postBuildHook", "skipSignedBy",
 		"include", "exclude", "pushDerivations", "reconcileInterval", "logLevel", "extraArgs",
+		"pins", "gc.enable", "gc.keep", "gc.grace", "gc.dates", "gc.randomizedDelaySec", "gc.credentialsFile",
 	}
 	got := map[string]optionInfo{}
 	for _, o := range ev.Options {
@@ -83,23 +85,30 @@ func TestModuleOptions(t *testing.T) {
 	}
 
 	defaults := map[string]any{
-		"enable":            false,
-		"cache.url":         nil,
-		"cache.region":      nil,
-		"credentialsFile":   nil,
-		"secretKeyFile":     nil,
-		"compression":       "xz",
-		"compressionLevel":  float64(0),
-		"jobs":              nil,
-		"watchStore":        true,
-		"postBuildHook":     "config.services.nixpushd.enable",
-		"skipSignedBy":      []any{"cache.nixos.org-1"},
-		"include":           nil,
-		"exclude":           nil,
-		"pushDerivations":   false,
-		"reconcileInterval": "5m",
-		"logLevel":          "info",
-		"extraArgs":         []any{},
+		"enable":                false,
+		"cache.url":             nil,
+		"cache.region":          nil,
+		"credentialsFile":       nil,
+		"secretKeyFile":         nil,
+		"compression":           "xz",
+		"compressionLevel":      float64(0),
+		"jobs":                  nil,
+		"watchStore":            true,
+		"postBuildHook":         "config.services.nixpushd.enable",
+		"skipSignedBy":          []any{"cache.nixos.org-1"},
+		"include":               nil,
+		"exclude":               nil,
+		"pushDerivations":       false,
+		"reconcileInterval":     "5m",
+		"logLevel":              "info",
+		"extraArgs":             []any{},
+		"pins":                  map[string]any{},
+		"gc.enable":             false,
+		"gc.keep":               "30d",
+		"gc.grace":              "1h",
+		"gc.dates":              "daily",
+		"gc.randomizedDelaySec": "0",
+		"gc.credentialsFile":    nil,
 	}
 	for name, d := range defaults {
 		if o, ok := got[name]; ok && !reflect.DeepEqual(o.Default, d) {
@@ -107,7 +116,7 @@ func TestModuleOptions(t *testing.T) {
 		}
 	}
 	// Secrets are strings, never store paths: the type says so.
-	for _, name := range []string{"credentialsFile", "secretKeyFile"} {
+	for _, name := range []string{"credentialsFile", "secretKeyFile", "gc.credentialsFile"} {
 		if ty := got[name].Type; !strings.Contains(ty, "outside the Nix store") {
 			t.Errorf("type of %s is %q, want the secretPath type", name, ty)
 		}
@@ -116,8 +125,8 @@ func TestModuleOptions(t *testing.T) {
 
 func TestModuleDisabled(t *testing.T) {
 	r := scenario(t, "disabled")
-	if r.Service != nil || r.Socket != nil {
-		t.Error("units defined although services.nixpushd.enable = false")
+	if r.Service != nil || r.Socket != nil || r.GCService != nil || r.GCTimer != nil || len(r.Units) != 0 {
+		t.Errorf("units defined although services.nixpushd.enable = false: %q", r.Units)
 	}
 	if _, ok := r.NixSettings["post-build-hook"]; ok {
 		t.Error("post-build-hook set although services.nixpushd.enable = false")
@@ -306,6 +315,15 @@ func TestModuleAssertions(t *testing.T) {
 		{"regionFile", []string{"cache.region only applies to an s3:// cache.url"}},
 		{"levelWithXz", []string{"compressionLevel = 12 does not fit compression = \"xz\": use 1-9 with xz"}},
 		{"levelWithNone", []string{"compressionLevel = 3 does not fit compression = \"none\""}},
+		{"pinRelative", []string{"services.nixpushd.pins", `"system" must be absolute`}},
+		{"gcNoDaemon", []string{"gc.enable = true needs services.nixpushd.enable = true"}},
+		{"gcCredsInStore", []string{"services.nixpushd.gc.credentialsFile", "is in the Nix store"}},
+	}
+	for i, n := range badPinNames {
+		cases = append(cases, struct {
+			scenario string
+			want     []string
+		}{fmt.Sprintf("badPin%d", i), []string{"services.nixpushd.pins: bad pin name " + strconv.Quote(n) + ":", "not starting with '.'"}})
 	}
 	for i, u := range badURLs {
 		cases = append(cases, struct {
@@ -329,6 +347,11 @@ func TestModuleAssertions(t *testing.T) {
 	for i, u := range goodURLs {
 		if r := scenario(t, fmt.Sprintf("goodURL%d", i)); len(r.FailedAssertions) != 0 {
 			t.Errorf("cache.url = %q rejected: %q", u, r.FailedAssertions)
+		}
+	}
+	for i, n := range goodPinNames {
+		if r := scenario(t, fmt.Sprintf("goodPin%d", i)); len(r.FailedAssertions) != 0 {
+			t.Errorf("pin name %q rejected: %q", n, r.FailedAssertions)
 		}
 	}
 	if r := scenario(t, "regionSame"); len(r.FailedAssertions) != 0 {
@@ -421,5 +444,233 @@ func TestFlake(t *testing.T) {
 	}
 	if f.ModuleExecStartPrefix != fakePackage+"/bin/nixpushd" {
 		t.Errorf("nixosModules.default ExecStart starts with %q", f.ModuleExecStartPrefix)
+	}
+}
+
+// serviceArgs splits a service's ExecStart, keeping %d as it is.
+func serviceArgs(t *testing.T, s *service) []string {
+	t.Helper()
+	line, _ := s.ServiceConfig["ExecStart"].(string)
+	args, err := splitExec(line, map[byte]string{'d': "%d"})
+	if err != nil {
+		t.Fatalf("ExecStart is not a valid systemd command line: %v\n%s", err, line)
+	}
+	return args
+}
+
+func TestModulePins(t *testing.T) {
+	r := scenario(t, "pins")
+	if len(r.FailedAssertions) != 0 {
+		t.Fatalf("failed assertions: %q", r.FailedAssertions)
+	}
+	// One --pin per pin, in name order, before the credentials.
+	var pins []string
+	for _, a := range execArgs(t, r) {
+		if strings.HasPrefix(a, "--pin") {
+			pins = append(pins, a)
+		}
+	}
+	want := []string{"--pin=a.b_c-1=" + pinTricky, "--pin=system=/run/current-system"}
+	if !slices.Equal(pins, want) {
+		t.Errorf("pin flags %q, want %q", pins, want)
+	}
+	for _, name := range []string{"defaults", "full"} {
+		if args := execArgs(t, scenario(t, name)); slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--pin") }) {
+			t.Errorf("%s: --pin without pins: %q", name, args)
+		}
+	}
+}
+
+// Keys of nixpushd.service that nixpushd-gc.service does not share; every
+// other key (user, umask, all the hardening) must be the same in both.
+var daemonOnlyKeys = []string{"Type", "NotifyAccess", "ExecStart", "Restart", "RestartSec", "WatchdogSec",
+	"TimeoutStopSec", "StateDirectory", "CacheDirectory", "CacheDirectoryMode", "LoadCredential"}
+
+func TestModuleGC(t *testing.T) {
+	r := scenario(t, "gc")
+	if len(r.FailedAssertions) != 0 {
+		t.Fatalf("failed assertions: %q", r.FailedAssertions)
+	}
+	if r.GCService == nil || r.GCTimer == nil {
+		t.Fatalf("gc.enable = true, but service %v, timer %v", r.GCService, r.GCTimer)
+	}
+	want := []string{fakePackage + "/bin/nixpushd", "gc", "--to=" + fullURL + "&region=" + fullRegion,
+		"--keep=14d", "--grace=90m", "--state-dir=/var/lib/nixpushd", "--log-level=debug",
+		"--credentials-file=%d/aws-credentials"}
+	if args := serviceArgs(t, r.GCService); !slices.Equal(args, want) {
+		t.Errorf("nixpushd-gc ExecStart:\n got %q\nwant %q", args, want)
+	}
+	sc := r.GCService.ServiceConfig
+	for k, v := range map[string]string{
+		"Type":           "oneshot",
+		"User":           "nixpushd",
+		"Group":          "nixpushd",
+		"StateDirectory": "nixpushd",
+		"UMask":          "0077",
+		// gc does not sign: no signing key.
+		"LoadCredential": "aws-credentials:" + fullCreds,
+	} {
+		if got := unitValue(sc, k); got != v {
+			t.Errorf("nixpushd-gc %s = %q, want %q", k, got, v)
+		}
+	}
+	for _, k := range []string{"Restart", "WatchdogSec", "NotifyAccess", "CacheDirectory", "RuntimeDirectory"} {
+		if _, ok := sc[k]; ok {
+			t.Errorf("nixpushd-gc sets %s = %v", k, sc[k])
+		}
+	}
+	if len(r.GCService.WantedBy) != 0 {
+		t.Errorf("nixpushd-gc wantedBy = %q: only the timer starts it", r.GCService.WantedBy)
+	}
+	if !slices.Contains(r.GCService.After, "network-online.target") || !slices.Contains(r.GCService.Wants, "network-online.target") {
+		t.Errorf("nixpushd-gc wants %q / after %q: want network-online.target in both", r.GCService.Wants, r.GCService.After)
+	}
+
+	tc := r.GCTimer.TimerConfig
+	for k, v := range map[string]string{"OnCalendar": "Sun 03:00", "Persistent": "true", "RandomizedDelaySec": "45min"} {
+		if got := unitValue(tc, k); got != v {
+			t.Errorf("nixpushd-gc.timer %s = %q, want %q", k, got, v)
+		}
+	}
+	if !slices.Equal(r.GCTimer.WantedBy, []string{"timers.target"}) {
+		t.Errorf("nixpushd-gc.timer wantedBy = %q", r.GCTimer.WantedBy)
+	}
+}
+
+func TestModuleGCHardening(t *testing.T) {
+	for _, name := range []string{"gc", "gcDefaults", "gcOwnCreds"} {
+		r := scenario(t, name)
+		d, g := r.Service.ServiceConfig, r.GCService.ServiceConfig
+		for _, k := range []string{"ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges", "CapabilityBoundingSet",
+			"SystemCallFilter", "RestrictAddressFamilies", "MemoryDenyWriteExecute", "RestrictNamespaces", "ProtectProc"} {
+			if _, ok := g[k]; !ok {
+				t.Errorf("%s: nixpushd-gc lacks %s", name, k)
+			}
+		}
+		for k, v := range d {
+			if slices.Contains(daemonOnlyKeys, k) {
+				continue
+			}
+			if !reflect.DeepEqual(g[k], v) {
+				t.Errorf("%s: %s = %v in nixpushd, %v in nixpushd-gc", name, k, v, g[k])
+			}
+		}
+		for k := range g {
+			if _, ok := d[k]; !ok && !slices.Contains(daemonOnlyKeys, k) {
+				t.Errorf("%s: nixpushd-gc sets %s, nixpushd does not", name, k)
+			}
+		}
+	}
+}
+
+func TestModuleGCDefaults(t *testing.T) {
+	r := scenario(t, "gcDefaults")
+	if len(r.FailedAssertions) != 0 {
+		t.Fatalf("failed assertions: %q", r.FailedAssertions)
+	}
+	// The daemon's default cache, spelt out (see TestGCTargetMatchesDaemon).
+	want := []string{fakePackage + "/bin/nixpushd", "gc", "--to=file:///var/lib/nixpushd/cache",
+		"--keep=30d", "--grace=1h", "--state-dir=/var/lib/nixpushd", "--log-level=info"}
+	if args := serviceArgs(t, r.GCService); !slices.Equal(args, want) {
+		t.Errorf("nixpushd-gc ExecStart with the defaults:\n got %q\nwant %q", args, want)
+	}
+	if v := unitValue(r.GCService.ServiceConfig, "LoadCredential"); v != "" {
+		t.Errorf("LoadCredential = %q without credentials files", v)
+	}
+	for k, v := range map[string]string{"OnCalendar": "daily", "Persistent": "true", "RandomizedDelaySec": "0"} {
+		if got := unitValue(r.GCTimer.TimerConfig, k); got != v {
+			t.Errorf("nixpushd-gc.timer %s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+// gc.credentialsFile replaces credentialsFile for gc only.
+func TestModuleGCCredentials(t *testing.T) {
+	r := scenario(t, "gcOwnCreds")
+	if len(r.FailedAssertions) != 0 {
+		t.Fatalf("failed assertions: %q", r.FailedAssertions)
+	}
+	if got := unitValue(r.GCService.ServiceConfig, "LoadCredential"); got != "aws-credentials:"+gcCreds {
+		t.Errorf("nixpushd-gc LoadCredential = %q, want gc.credentialsFile", got)
+	}
+	if got := unitValue(r.Service.ServiceConfig, "LoadCredential"); got != "secret-key:/run/keys/k aws-credentials:"+fullCreds {
+		t.Errorf("nixpushd LoadCredential = %q, want its own credentialsFile", got)
+	}
+	args := serviceArgs(t, r.GCService)
+	if !slices.Contains(args, "--credentials-file=%d/aws-credentials") {
+		t.Errorf("nixpushd-gc ExecStart lacks the credential: %q", args)
+	}
+	if strings.Contains(strings.Join(args, " "), gcCreds) {
+		t.Errorf("nixpushd-gc ExecStart names the secret file itself: %q", args)
+	}
+}
+
+func TestModuleGCDisabled(t *testing.T) {
+	for _, name := range []string{"defaults", "full", "pins", "gcOff"} {
+		r := scenario(t, name)
+		if r.GCService != nil || r.GCTimer != nil {
+			t.Errorf("%s: gc units without gc.enable", name)
+		}
+		if want := []string{"nixpushd"}; !slices.Equal(r.Units, want) {
+			t.Errorf("%s: units %q, want %q", name, r.Units, want)
+		}
+	}
+	if r := scenario(t, "gcOff"); len(r.FailedAssertions) != 0 {
+		t.Errorf("gc.credentialsFile with gc off: %q", r.FailedAssertions)
+	}
+}
+
+// Every %d/NAME a service's ExecStart reads is a LoadCredential=NAME:…,
+// and every credential loaded is used.
+func TestModuleCredentialNames(t *testing.T) {
+	for name, r := range evalAll(t).Scenarios {
+		if len(r.FailedAssertions) != 0 {
+			continue
+		}
+		for _, s := range []*service{r.Service, r.GCService} {
+			if s == nil {
+				continue
+			}
+			var used, loaded []string
+			for _, a := range serviceArgs(t, s) {
+				if _, rest, ok := strings.Cut(a, "%d/"); ok {
+					used = append(used, rest)
+				}
+			}
+			for _, v := range unitValues(s.ServiceConfig["LoadCredential"]) {
+				n, _, _ := strings.Cut(v, ":")
+				loaded = append(loaded, n)
+			}
+			if !slices.Equal(sorted(used), sorted(loaded)) {
+				t.Errorf("%s: %s reads credentials %q but loads %q", name, s.Description, used, loaded)
+			}
+		}
+	}
+}
+
+// gc.keep and gc.grace: days or Go durations, checked by the option type.
+func TestModuleGCDurations(t *testing.T) {
+	lib := nixpkgsLib(t)
+	inst := nixTool(t, "nix-instantiate")
+	eval := func(keep string) (string, error) {
+		expr := fmt.Sprintf(`let h = import ./nixos-module/test/eval.nix { libPath = %s; }; in
+			(h.report { services.nixpushd = { enable = true; gc = { enable = true; keep = %s; grace = %[2]s; }; }; }).gcService.serviceConfig.ExecStart`,
+			nixString(lib), nixString(keep))
+		var out string
+		err := evalJSON(t, inst, expr, &out)
+		return out, err
+	}
+	for _, d := range []string{"30d", "1d", "12h", "1h30m", "90s", "0.5h"} {
+		if out, err := eval(d); err != nil {
+			t.Errorf("gc.keep = %q rejected: %v", d, err)
+		} else if !strings.Contains(out, `"--keep=`+d+`"`) || !strings.Contains(out, `"--grace=`+d+`"`) {
+			t.Errorf("gc.keep = grace = %q: ExecStart %s", d, out)
+		}
+	}
+	for _, d := range []string{"30 days", "1w", "-1h", "30D", "", "1d12h"} {
+		_, err := eval(d)
+		if err == nil || !strings.Contains(err.Error(), "services.nixpushd.gc.") || !strings.Contains(err.Error(), "is not of type") {
+			t.Errorf("gc.keep = %q: want a type error, got %v", d, err)
+		}
 	}
 }

@@ -12,6 +12,9 @@ type report struct {
 	Warnings         []string            `json:"warnings"`
 	Service          *service            `json:"service"`
 	Socket           *socket             `json:"socket"`
+	GCService        *service            `json:"gcService"`
+	GCTimer          *timer              `json:"gcTimer"`
+	Units            []string            `json:"units"`
 	NixSettings      map[string]any      `json:"nixSettings"`
 	Users            map[string]userInfo `json:"users"`
 	Groups           []string            `json:"groups"`
@@ -41,6 +44,13 @@ type socket struct {
 	ListenStreams []string       `json:"listenStreams"`
 	UnitConfig    map[string]any `json:"unitConfig"`
 	SocketConfig  map[string]any `json:"socketConfig"`
+}
+
+type timer struct {
+	Description string         `json:"description"`
+	WantedBy    []string       `json:"wantedBy"`
+	UnitConfig  map[string]any `json:"unitConfig"`
+	TimerConfig map[string]any `json:"timerConfig"`
 }
 
 type userInfo struct {
@@ -113,6 +123,20 @@ const (
 )
 
 var fullSkip = []string{"cache.nixos.org-1", "nix-community.cachix.org-1"}
+
+// A pin path with what quoting can get wrong (the daemon only requires it
+// to be absolute).
+const pinTricky = "/srv/my pins/100% ${HOME} $x \\d \"q\" 'µ'"
+
+// Pin names the module and the daemon must both reject
+// (see TestPinNamesMatchDaemon), and ones both must accept.
+var (
+	badPinNames  = []string{".hidden", "has space", "a/b", "", strings.Repeat("p", 101), "ü", "a,b", "a:b"}
+	goodPinNames = []string{"system", "A-Z_0.9", "-dash", "_x", "host.example.org", strings.Repeat("p", 100)}
+)
+
+// The gc credentials of the "gcOwnCreds" scenario.
+const gcCreds = "/run/keys/nixpushd-gc"
 
 // Configurations whose cache.url must be rejected at evaluation time, and
 // by the daemon too (see TestURLValidationMatchesDaemon).
@@ -188,6 +212,37 @@ func scenarios() map[string]string {
 		"regionFile":     `{ services.nixpushd = { enable = true; cache.url = "file:///srv/cache"; cache.region = "eu-west-1"; }; }`,
 		"levelWithXz":    `{ services.nixpushd = { enable = true; compressionLevel = 12; }; }`,
 		"levelWithNone":  `{ services.nixpushd = { enable = true; compression = "none"; compressionLevel = 3; }; }`,
+
+		"pins": fmt.Sprintf(`{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k";
+			pins = { system = "/run/current-system"; "a.b_c-1" = %s; }; }; }`, nixString(pinTricky)),
+		"pinRelative": `{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k"; pins.system = "run/current-system"; }; }`,
+
+		"gc": fmt.Sprintf(`{
+			services.nixpushd = {
+				enable = true;
+				cache.url = %s;
+				cache.region = %s;
+				credentialsFile = %s;
+				secretKeyFile = %s;
+				logLevel = "debug";
+				pins.system = "/run/current-system";
+				gc = { enable = true; keep = "14d"; grace = "90m"; dates = "Sun 03:00"; randomizedDelaySec = "45min"; };
+			};
+		}`, nixString(fullURL), nixString(fullRegion), nixString(fullCreds), nixString(fullKey)),
+		"gcDefaults": `{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k"; gc.enable = true; }; }`,
+		"gcOwnCreds": fmt.Sprintf(`{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k";
+			cache.url = "s3://nix-cache"; credentialsFile = %s; gc = { enable = true; credentialsFile = %s; }; }; }`,
+			nixString(fullCreds), nixString(gcCreds)),
+		// gc.credentialsFile alone does nothing while gc is off.
+		"gcOff":          fmt.Sprintf(`{ services.nixpushd = { enable = true; gc.credentialsFile = %s; }; }`, nixString(gcCreds)),
+		"gcNoDaemon":     `{ services.nixpushd.gc.enable = true; }`,
+		"gcCredsInStore": `{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k"; gc = { enable = true; credentialsFile = "/nix/store/2c9r1x5xa4xawl3ikcjbyf3n8i6ra2sb-gc-aws"; }; }; }`,
+	}
+	for i, n := range badPinNames {
+		s[fmt.Sprintf("badPin%d", i)] = fmt.Sprintf(`{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k"; pins = { ok = "/x"; %s = "/y"; }; }; }`, nixString(n))
+	}
+	for i, n := range goodPinNames {
+		s[fmt.Sprintf("goodPin%d", i)] = fmt.Sprintf(`{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k"; pins = { %s = "/y"; }; }; }`, nixString(n))
 	}
 	for i, u := range badURLs {
 		s[fmt.Sprintf("badURL%d", i)] = fmt.Sprintf(`{ services.nixpushd = { enable = true; cache.url = %s; }; }`, nixString(u))

@@ -200,11 +200,31 @@ func TestExampleUnitsMatchModule(t *testing.T) {
 	}
 }
 
-// renderService writes a module's units as NixOS would (enough of it for
+// renderUnits writes a module's units as NixOS would (enough of it for
 // systemd-analyze verify: NixOS puts wantedBy into symlinks, not [Install]).
 func renderUnits(r report, exe string) (service, socket string) {
+	service = renderService(r.Service, r.Package, exe)
+
 	var b strings.Builder
-	s := r.Service
+	k := r.Socket
+	fmt.Fprintf(&b, "[Unit]\nDescription=%s\n\n[Socket]\n", k.Description)
+	for _, l := range k.ListenStreams {
+		fmt.Fprintf(&b, "ListenStream=%s\n", l)
+	}
+	writeConfig(&b, k.SocketConfig, func(_, v string) string { return v })
+	return service, b.String()
+}
+
+// renderGC writes nixpushd-gc.service and nixpushd-gc.timer.
+func renderGC(r report, exe string) (service, timer string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[Unit]\nDescription=%s\n\n[Timer]\n", r.GCTimer.Description)
+	writeConfig(&b, r.GCTimer.TimerConfig, func(_, v string) string { return v })
+	return renderService(r.GCService, r.Package, exe), b.String()
+}
+
+func renderService(s *service, pkg, exe string) string {
+	var b strings.Builder
 	b.WriteString("[Unit]\n")
 	fmt.Fprintf(&b, "Description=%s\n", s.Description)
 	for _, d := range s.Documentation {
@@ -218,20 +238,11 @@ func renderUnits(r report, exe string) (service, socket string) {
 	b.WriteString("\n[Service]\n")
 	writeConfig(&b, s.ServiceConfig, func(k, v string) string {
 		if k == "ExecStart" {
-			return strings.Replace(v, r.Package+"/bin/nixpushd", exe, 1)
+			return strings.Replace(v, pkg+"/bin/nixpushd", exe, 1)
 		}
 		return v
 	})
-	service = b.String()
-
-	b.Reset()
-	k := r.Socket
-	fmt.Fprintf(&b, "[Unit]\nDescription=%s\n\n[Socket]\n", k.Description)
-	for _, l := range k.ListenStreams {
-		fmt.Fprintf(&b, "ListenStream=%s\n", l)
-	}
-	writeConfig(&b, k.SocketConfig, func(_, v string) string { return v })
-	return service, b.String()
+	return b.String()
 }
 
 func writeConfig(b *strings.Builder, cfg map[string]any, edit func(k, v string) string) {
@@ -258,37 +269,22 @@ func TestUnitsVerify(t *testing.T) {
 	root := repoRoot(t)
 
 	verify := func(t *testing.T, service, socket string) {
-		dir := t.TempDir()
-		files := []string{filepath.Join(dir, "nixpushd.service"), filepath.Join(dir, "nixpushd.socket")}
-		for i, text := range []string{service, socket} {
-			if err := os.WriteFile(files[i], []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		env := append(os.Environ(), "SYSTEMD_LOG_COLOR=0", "SYSTEMD_PAGER=")
-		out, err := runCmd(t, 30*time.Second, dir, env, analyze, append([]string{"verify", "--man=no"}, files...)...)
-		if err != nil {
-			t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
-		}
-		// Warnings go to stderr with rc 0: runCmd only shows stderr on
-		// failure, so run again collecting both.
-		cmd := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...)
-		cmd.Dir, cmd.Env = dir, env
-		all, _ := cmd.CombinedOutput()
-		for _, line := range strings.Split(string(all), "\n") {
-			if strings.Contains(line, "nixpushd.s") {
-				t.Errorf("systemd-analyze verify: %s", line)
-			}
-		}
-		if t.Failed() {
-			t.Logf("service:\n%s\nsocket:\n%s", service, socket)
-		}
+		verifyUnits(t, analyze, map[string]string{"nixpushd.service": service, "nixpushd.socket": socket})
 	}
 
 	for _, name := range []string{"full", "defaults", "example"} {
 		t.Run("module/"+name, func(t *testing.T) {
 			service, socket := renderUnits(scenario(t, name), exe)
 			verify(t, service, socket)
+		})
+	}
+	for _, name := range []string{"gc", "gcDefaults"} {
+		t.Run("module/"+name, func(t *testing.T) {
+			r := scenario(t, name)
+			service, socket := renderUnits(r, exe)
+			gcService, gcTimer := renderGC(r, exe)
+			verifyUnits(t, analyze, map[string]string{"nixpushd.service": service, "nixpushd.socket": socket,
+				"nixpushd-gc.service": gcService, "nixpushd-gc.timer": gcTimer})
 		})
 	}
 	t.Run("examples", func(t *testing.T) {
@@ -302,4 +298,42 @@ func TestUnitsVerify(t *testing.T) {
 		}
 		verify(t, strings.ReplaceAll(string(service), "/usr/local/bin/nixpushd", exe), string(socket))
 	})
+}
+
+// verifyUnits runs systemd-analyze verify on units (file name → text) and
+// fails on any message about them.
+func verifyUnits(t *testing.T, analyze string, units map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	var files []string
+	for name := range units {
+		files = append(files, filepath.Join(dir, name))
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		text := units[filepath.Base(f)]
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := append(os.Environ(), "SYSTEMD_LOG_COLOR=0", "SYSTEMD_PAGER=")
+	out, err := runCmd(t, 30*time.Second, dir, env, analyze, append([]string{"verify", "--man=no"}, files...)...)
+	if err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// Warnings go to stderr with rc 0: runCmd only shows stderr on
+	// failure, so run again collecting both.
+	cmd := exec.Command(analyze, append([]string{"verify", "--man=no"}, files...)...)
+	cmd.Dir, cmd.Env = dir, env
+	all, _ := cmd.CombinedOutput()
+	for _, line := range strings.Split(string(all), "\n") {
+		if strings.Contains(line, "nixpushd") {
+			t.Errorf("systemd-analyze verify: %s", line)
+		}
+	}
+	if t.Failed() {
+		for _, f := range files {
+			t.Logf("%s:\n%s", filepath.Base(f), units[filepath.Base(f)])
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"compress/bzip2"
 	"fmt"
 	"io"
 	"os"
@@ -299,4 +300,28 @@ func (z *chunkedXZ) Close() error {
 		z.drainOne()
 	}
 	return z.err
+}
+
+// NewReader decompresses a NAR file written with method, as a narinfo's
+// Compression names it (verify --full reads what any Nix wrote).
+func NewReader(method string, r io.Reader) (io.ReadCloser, error) {
+	switch method {
+	case "xz":
+		zr, err := xz.NewReader(r) // reads concatenated streams, as ours are
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(zr), nil
+	case "zstd":
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	case "bzip2":
+		return io.NopCloser(bzip2.NewReader(r)), nil
+	case "none", "":
+		return io.NopCloser(r), nil
+	}
+	return nil, fmt.Errorf("compression %q is not supported for reading (xz, zstd, bzip2, none)", method)
 }

@@ -58,7 +58,11 @@ func (f *File) Get(_ context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.ReadFile(p)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("get %s: %w", p, ErrNotFound)
+	}
+	return b, err
 }
 
 // Put writes to a temporary file, syncs it and renames it into place, so a

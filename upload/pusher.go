@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,15 +27,30 @@ import (
 
 // Pusher uploads store paths to a Target so that the cache is valid at every
 // instant: a path's NAR goes up before its narinfo, and its narinfo only
-// after the narinfos of all its references.
+// after each of its references was seen in the cache by a request sent
+// after the narinfo became ready (not only remembered from earlier). A
+// reference found missing is uploaded again from the local store first.
+//
+// Work is done by a bounded pool fed in dependency order (leaves first):
+// serialising and compressing take one of Jobs CPU slots, requests one of
+// IOJobs network slots, and a path waiting on the network holds no CPU
+// slot. Concurrent Push calls share paths in flight, existence answers and
+// the cache lock.
 type Pusher struct {
 	Target     Target
 	Compressor *Compressor
 	Key        *nar.SecretKey // nil: unsigned
-	Jobs       int            // paths serialised/compressed/uploaded at once; 0 = GOMAXPROCS
+	Jobs       int            // NARs serialised and compressed at once; 0 = GOMAXPROCS
+	IOJobs     int            // requests to the cache in flight; 0 = DefaultIOJobs
 	TempDir    string         // where compressed NARs wait for upload; "" = os.TempDir()
 	Retry      RetryPolicy    // for each object PUT and existence check
 	Log        *slog.Logger
+	// PresenceTTL is how long an answer "this narinfo is in the cache"
+	// spares a path from being checked again; 0 = DefaultPresenceTTL.
+	PresenceTTL time.Duration
+	// Locker, if set, coordinates with gc (see lock.go): narinfos are
+	// written only under a valid shared lock.
+	Locker *Locker
 	// OnEvent, if set, is called (from many goroutines) as paths progress.
 	OnEvent func(Event)
 
@@ -43,14 +60,30 @@ type Pusher struct {
 	// dump serialises a path; nar.DumpPath unless a test replaces it.
 	dump func(w io.Writer, path string) error
 
+	initOnce sync.Once
+	cpu, io  *semaphore.Weighted
+	presence *Presence
+
 	mu       sync.Mutex
 	inflight map[string]*pathState // paths being uploaded by any Push call
-	sem      *semaphore.Weighted   // Jobs slots shared by all Push calls
+
+	// The shared lock: publishers hold sessMu for reading; renewing the
+	// lock (after gc asked for the cache) holds it for writing.
+	sessMu sync.RWMutex
+	lockMu sync.Mutex // guards lock, gen, users
+	lock   *Lock
+	gen    uint64 // lock sessions so far
+	users  int    // Push calls that may publish
 
 	cacheInfoOnce sync.Mutex
 	cacheInfoOK   bool
-	known         sync.Map // hash part → struct{}: narinfos known present
 }
+
+// Defaults for the Pusher's zero values.
+const (
+	DefaultIOJobs      = 32
+	DefaultPresenceTTL = 10 * time.Minute
+)
 
 // EventKind says what happened to a path.
 type EventKind int
@@ -73,9 +106,9 @@ type Event struct {
 
 // Result sums up one Push.
 type Result struct {
-	Total    int // paths in the closure
-	Present  int // already cached
-	Uploaded int
+	Total    int   // paths in the closure
+	Present  int   // already cached
+	Uploaded int   // narinfos written, references re-uploaded included
 	NarBytes int64 // of uploaded paths
 	// FileBytes is what was stored (compressed), not counting NAR files
 	// that were already present.
@@ -102,11 +135,31 @@ func (p *Pusher) log() *slog.Logger {
 	return slog.Default()
 }
 
-func (p *Pusher) jobs() int {
-	if p.Jobs > 0 {
-		return p.Jobs
-	}
-	return runtime.GOMAXPROCS(0)
+func (p *Pusher) init() {
+	p.initOnce.Do(func() {
+		jobs := p.Jobs
+		if jobs <= 0 {
+			jobs = runtime.GOMAXPROCS(0)
+		}
+		ioJobs := p.IOJobs
+		if ioJobs <= 0 {
+			ioJobs = DefaultIOJobs
+		}
+		ttl := p.PresenceTTL
+		if ttl <= 0 {
+			ttl = DefaultPresenceTTL
+		}
+		p.cpu = semaphore.NewWeighted(int64(jobs))
+		p.io = semaphore.NewWeighted(int64(ioJobs))
+		p.presence = NewPresence(p.Target, ttl, p.io, p.Retry)
+		p.inflight = map[string]*pathState{}
+	})
+}
+
+// Requests reports how many existence requests the Pusher has sent.
+func (p *Pusher) Requests() int64 {
+	p.init()
+	return p.presence.Requests.Load()
 }
 
 func (p *Pusher) emit(e Event) {
@@ -151,34 +204,25 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 	return nil
 }
 
-// Missing returns the paths among infos whose narinfo is not in the cache,
-// checking each path at most once, concurrently.
+// Missing returns the paths among infos whose narinfo is not in the cache.
+// Answers younger than PresenceTTL count; the rest are asked, concurrently
+// and once per path however many callers ask.
 func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store.PathInfo, error) {
+	p.init()
 	present := make([]bool, len(infos))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(32) // existence checks are tiny; latency, not bandwidth, bounds them
+	g.SetLimit(int(max(p.IOJobs, DefaultIOJobs)) * 2) // waiting askers join queued requests
 	for i, pi := range infos {
 		key, err := narinfoKey(pi.Path)
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := p.known.Load(key); ok {
-			present[i] = true
-			continue
-		}
 		g.Go(func() error {
-			var ok bool
-			err := p.Retry.Do(gctx, func() (err error) {
-				ok, err = p.Target.Exists(gctx, key)
-				return err
-			})
+			ok, err := p.presence.Recent(gctx, key)
 			if err != nil {
 				return fmt.Errorf("check %s: %w", pi.Path, err)
 			}
-			if ok {
-				p.known.Store(key, struct{}{})
-				present[i] = true
-			}
+			present[i] = ok
 			return nil
 		})
 	}
@@ -202,6 +246,14 @@ func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store
 // is non-nil only when the whole push could not run (e.g. the cache is
 // unreachable); per-path failures are in Result.Failed.
 func (p *Pusher) Push(ctx context.Context, closure []*store.PathInfo) (*Result, error) {
+	return p.PushForce(ctx, closure, nil)
+}
+
+// PushForce is Push, but uploads the paths of closure named in force even
+// if the cache has them, NAR included, overwriting what is there: verify
+// --repair uses it for a truncated NAR or a bad signature.
+func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force []string) (*Result, error) {
+	p.init()
 	res := &Result{Total: len(closure), Failed: map[string]error{}}
 	if err := p.EnsureCacheInfo(ctx); err != nil {
 		return res, err
@@ -210,176 +262,573 @@ func (p *Pusher) Push(ctx context.Context, closure []*store.PathInfo) (*Result, 
 	if err != nil {
 		return res, err
 	}
+	if len(force) > 0 {
+		isMissing := map[string]bool{}
+		for _, pi := range missing {
+			isMissing[pi.Path] = true
+		}
+		for _, pi := range closure {
+			if slices.Contains(force, pi.Path) && !isMissing[pi.Path] {
+				missing = append(missing, pi)
+			}
+		}
+	}
 	res.Present = len(closure) - len(missing)
 	if len(missing) == 0 {
 		return res, nil
 	}
-	missing = store.SortTopo(missing)
-
-	// Start the paths no other Push is already uploading; share the rest.
-	mine := make(map[string]bool, len(missing))
-	states := make([]*pathState, len(missing))
-	p.mu.Lock()
-	if p.inflight == nil {
-		p.inflight = map[string]*pathState{}
-		p.sem = semaphore.NewWeighted(int64(p.jobs()))
+	p.enterSession()
+	defer p.leaveSession()
+	// Take the lock before the first NAR existence check, so that what
+	// those checks see counts until the narinfos are written.
+	if _, release, err := p.readSession(ctx); err != nil {
+		return res, err
+	} else {
+		release()
 	}
-	for i, pi := range missing {
-		st, ok := p.inflight[pi.Path]
-		if key, _ := narinfoKey(pi.Path); !ok && p.isKnown(key) {
-			// Finished by another Push since Missing checked: known is
-			// set before a path leaves inflight, so this cannot miss.
-			st = donePresent
-		} else if !ok {
-			st = &pathState{done: make(chan struct{})}
-			p.inflight[pi.Path] = st
-			mine[pi.Path] = true
-		}
-		states[i] = st
+	r := newRun(ctx, p, closure, res)
+	for _, f := range force {
+		r.force[f] = true
 	}
-	p.mu.Unlock()
-
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i, pi := range missing {
-		st := states[i]
-		if !mine[pi.Path] {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := time.Now()
-			fileSize, err := p.pushOne(ctx, pi, p.waitRef)
-			st.err = err
-			p.mu.Lock()
-			delete(p.inflight, pi.Path)
-			p.mu.Unlock()
-			close(st.done)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.Failed[pi.Path] = err
-				p.emit(Event{Kind: EventFailed, Path: pi.Path, Err: err, Duration: time.Since(start)})
-				return
-			}
-			res.Uploaded++
-			res.NarBytes += pi.NarSize
-			res.FileBytes += fileSize
-			p.emit(Event{Kind: EventUploaded, Path: pi.Path, NarSize: pi.NarSize, FileSize: fileSize, Duration: time.Since(start)})
-		}()
-	}
-	wg.Wait()
-	// Paths another Push was uploading: wait for its outcome.
-	for i, pi := range missing {
-		if mine[pi.Path] {
-			continue
-		}
-		select {
-		case <-states[i].done:
-		case <-ctx.Done():
-			return res, ctx.Err()
-		}
-		if err := states[i].err; err != nil {
-			res.Failed[pi.Path] = err
-		} else {
-			res.Present++
-		}
-	}
+	r.start(store.SortTopo(missing))
+	r.work()
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// donePresent stands for a path another Push has just uploaded.
-var donePresent = func() *pathState {
-	st := &pathState{done: make(chan struct{})}
-	close(st.done)
-	return st
-}()
+// enterSession and leaveSession count the Push calls that may publish;
+// the shared lock is released when the last one leaves.
+func (p *Pusher) enterSession() {
+	p.lockMu.Lock()
+	p.users++
+	p.lockMu.Unlock()
+}
 
-func (p *Pusher) isKnown(key string) bool {
-	_, ok := p.known.Load(key)
+func (p *Pusher) leaveSession() {
+	p.sessMu.Lock()
+	defer p.sessMu.Unlock()
+	p.lockMu.Lock()
+	p.users--
+	var lk *Lock
+	if p.users == 0 {
+		lk, p.lock = p.lock, nil
+	}
+	p.lockMu.Unlock()
+	if lk != nil {
+		if err := lk.Release(context.Background()); err != nil {
+			p.log().Warn("releasing the cache lock", "err", err)
+		}
+	}
+}
+
+func (p *Pusher) currentGen() uint64 {
+	p.lockMu.Lock()
+	defer p.lockMu.Unlock()
+	return p.gen
+}
+
+// readSession returns with the shared lock valid and held for reading:
+// nothing the caller publishes before calling release can race a gc
+// sweep. It takes the lock first if needed, and steps aside for a gc that
+// asked for the cache (which starts a new session: presence seen before
+// counts for nothing).
+func (p *Pusher) readSession(ctx context.Context) (uint64, func(), error) {
+	if p.Locker == nil {
+		return 0, func() {}, nil
+	}
+	for {
+		p.sessMu.RLock()
+		p.lockMu.Lock()
+		lk, gen := p.lock, p.gen
+		p.lockMu.Unlock()
+		if lk != nil && lk.Valid() && !lk.Yielding() {
+			return gen, p.sessMu.RUnlock, nil
+		}
+		p.sessMu.RUnlock()
+
+		p.sessMu.Lock()
+		p.lockMu.Lock()
+		same := p.lock == lk
+		p.lockMu.Unlock()
+		if same {
+			if lk != nil {
+				if lk.Yielding() {
+					p.log().Info("gc asked for the cache: pausing publication until it is done", "target", p.Target.String())
+				}
+				if err := lk.Release(ctx); err != nil {
+					p.log().Warn("releasing the cache lock", "err", err)
+				}
+			}
+			nl, err := p.Locker.Acquire(ctx, Shared)
+			if err != nil {
+				p.lockMu.Lock()
+				p.lock = nil
+				p.lockMu.Unlock()
+				p.sessMu.Unlock()
+				return 0, nil, err
+			}
+			p.lockMu.Lock()
+			p.lock = nl
+			p.gen++
+			p.lockMu.Unlock()
+			p.presence.Reset()
+		}
+		p.sessMu.Unlock()
+	}
+}
+
+// pathState is one path being uploaded by some Push; the others wait for
+// it through waiters. Guarded by Pusher.mu.
+type pathState struct {
+	waiters []func(error)
+}
+
+// run is one Push's work: a node per path to upload (or to wait for,
+// when another Push is uploading it), scheduled by dependency.
+type run struct {
+	ctx    context.Context
+	p      *Pusher
+	byPath map[string]*store.PathInfo
+	res    *Result
+
+	mu         sync.Mutex
+	cond       *sync.Cond
+	nodes      map[string]*node
+	publishQ   []*node // NAR up, references published: ready to publish
+	narQ       []*node // in dependency order
+	narNext    int
+	pending    int // nodes not finished
+	reuploaded map[string]bool
+	force      map[string]bool // upload the NAR even if present
+}
+
+type node struct {
+	pi         *store.PathInfo
+	own        *pathState // nil: another Push uploads it
+	waiting    int        // references in this run not published yet
+	dependents []*node
+	narDone    bool
+	narGen     uint64 // lock session of the NAR's existence check or upload
+	info       *nar.NarInfo
+	fileSize   int64
+	start      time.Time
+	finished   bool
+	rounds     int // times references were found missing
+}
+
+func newRun(ctx context.Context, p *Pusher, closure []*store.PathInfo, res *Result) *run {
+	r := &run{ctx: ctx, p: p, res: res, nodes: map[string]*node{}, byPath: make(map[string]*store.PathInfo, len(closure)), reuploaded: map[string]bool{}, force: map[string]bool{}}
+	r.cond = sync.NewCond(&r.mu)
+	for _, pi := range closure {
+		r.byPath[pi.Path] = pi
+	}
+	return r
+}
+
+// addNode returns the node for pi, making one (and claiming the path, or
+// waiting on the Push that has it) if needed. r.mu is held.
+func (r *run) addNode(pi *store.PathInfo) *node {
+	if n := r.nodes[pi.Path]; n != nil && !n.finished {
+		return n
+	}
+	n := &node{pi: pi}
+	r.nodes[pi.Path] = n
+	r.pending++
+	r.p.mu.Lock()
+	if st := r.p.inflight[pi.Path]; st != nil {
+		st.waiters = append(st.waiters, func(err error) { r.externalDone(n, err) })
+	} else {
+		n.own = &pathState{}
+		r.p.inflight[pi.Path] = n.own
+		r.narQ = append(r.narQ, n)
+	}
+	r.p.mu.Unlock()
+	return n
+}
+
+// start makes the nodes of missing (dependency order) and links them.
+func (r *run) start(missing []*store.PathInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, pi := range missing {
+		r.addNode(pi)
+	}
+	for _, pi := range missing {
+		n := r.nodes[pi.Path]
+		if n.own == nil {
+			continue
+		}
+		for _, ref := range pi.References {
+			if rn := r.nodes[ref]; rn != nil && ref != pi.Path {
+				n.waiting++
+				rn.dependents = append(rn.dependents, n)
+			}
+		}
+	}
+}
+
+// work runs the pool until every node is finished or the context ends;
+// unfinished nodes then fail with the context's error.
+func (r *run) work() {
+	r.mu.Lock()
+	owned := len(r.narQ)
+	r.mu.Unlock()
+	workers := min(max(r.p.IOJobs, DefaultIOJobs), owned+1)
+	stop := context.AfterFunc(r.ctx, func() {
+		r.mu.Lock()
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n, publish := r.next()
+				if n == nil {
+					return
+				}
+				if publish {
+					r.publish(n)
+				} else {
+					r.uploadNAR(n)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := r.ctx.Err(); err != nil {
+		r.mu.Lock()
+		var left []*node
+		for _, n := range r.nodes {
+			if !n.finished {
+				left = append(left, n)
+			}
+		}
+		r.mu.Unlock()
+		for _, n := range left {
+			r.fail(n, err)
+		}
+	}
+}
+
+// next blocks until there is work (publishing first: it is cheap and
+// unblocks dependents), or returns nil when there is none left.
+func (r *run) next() (*node, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if r.pending == 0 || r.ctx.Err() != nil {
+			return nil, false
+		}
+		if len(r.publishQ) > 0 {
+			n := r.publishQ[0]
+			r.publishQ = r.publishQ[1:]
+			return n, true
+		}
+		if r.narNext < len(r.narQ) {
+			n := r.narQ[r.narNext]
+			r.narQ[r.narNext] = nil
+			r.narNext++
+			return n, false
+		}
+		r.cond.Wait()
+	}
+}
+
+func (r *run) uploadNAR(n *node) {
+	if n.start.IsZero() {
+		n.start = time.Now()
+	}
+	info, fileSize, gen, err := r.p.uploadNAR(r.ctx, n.pi, r.force[n.pi.Path])
+	if err != nil {
+		r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+		return
+	}
+	r.mu.Lock()
+	n.narDone, n.info, n.narGen = true, info, gen
+	n.fileSize += fileSize
+	if n.waiting == 0 {
+		r.publishQ = append(r.publishQ, n)
+		r.cond.Signal()
+	}
+	r.mu.Unlock()
+}
+
+// publish writes n's narinfo once every reference is in the cache now. A
+// missing reference is uploaded again from the local store, and n waits
+// for it.
+func (r *run) publish(n *node) {
+	p := r.p
+	for {
+		gen, release, err := p.readSession(r.ctx)
+		if err != nil {
+			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			return
+		}
+		readyAt := time.Now()
+		missing, err := r.missingRefs(n, readyAt)
+		if err != nil {
+			release()
+			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			return
+		}
+		if len(missing) > 0 {
+			release()
+			r.reupload(n, missing)
+			return
+		}
+		if gen != n.narGen {
+			// The NAR was seen or written in an earlier lock session: a gc
+			// may have run since.
+			ok, err := p.presence.Check(r.ctx, n.info.URL, readyAt)
+			if err != nil || !ok {
+				release()
+				if err != nil {
+					r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+					return
+				}
+				r.mu.Lock()
+				n.narDone = false
+				r.narQ = append(r.narQ, n)
+				r.cond.Signal()
+				r.mu.Unlock()
+				return
+			}
+		}
+		if p.Locker != nil && !p.lockValid() {
+			release()
+			continue // the lock lapsed while we checked: take it again
+		}
+		err = p.putNarInfo(r.ctx, n.pi, n.info)
+		release()
+		if err != nil {
+			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			return
+		}
+		p.log().Info("uploaded", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
+			"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
+		r.succeed(n)
+		return
+	}
+}
+
+func (p *Pusher) lockValid() bool {
+	p.lockMu.Lock()
+	lk := p.lock
+	p.lockMu.Unlock()
+	return lk != nil && lk.Valid()
+}
+
+// missingRefs checks n's references with requests sent after readyAt and
+// returns those the cache lacks.
+func (r *run) missingRefs(n *node, readyAt time.Time) ([]string, error) {
+	refs := make([]string, 0, len(n.pi.References))
+	for _, ref := range n.pi.References {
+		if ref != n.pi.Path {
+			refs = append(refs, ref)
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	present := make([]bool, len(refs))
+	g, gctx := errgroup.WithContext(r.ctx)
+	g.SetLimit(64)
+	for i, ref := range refs {
+		key, err := narinfoKey(ref)
+		if err != nil {
+			return nil, fmt.Errorf("reference %s: %w", ref, err)
+		}
+		g.Go(func() error {
+			ok, err := r.p.presence.Check(gctx, key, readyAt)
+			if err != nil {
+				return fmt.Errorf("check reference %s: %w", ref, err)
+			}
+			present[i] = ok
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var missing []string
+	for i, ref := range refs {
+		if !present[i] {
+			missing = append(missing, ref)
+		}
+	}
+	return missing, nil
+}
+
+// reupload makes n wait for refs, which the cache lost, to be uploaded
+// again from the local store.
+func (r *run) reupload(n *node, refs []string) {
+	r.mu.Lock()
+	n.rounds++
+	if n.rounds > 3 {
+		r.mu.Unlock()
+		r.fail(n, fmt.Errorf("upload %s: reference %s keeps disappearing from the cache (deleted again after each re-upload); is an expiry rule or another gc deleting fresh objects?", n.pi.Path, refs[0]))
+		return
+	}
+	var absent []string
+	for _, ref := range refs {
+		pi := r.byPath[ref]
+		if pi == nil {
+			absent = append(absent, ref)
+			continue
+		}
+		if !r.reuploaded[ref] && !r.isNodeOf(ref) {
+			r.reuploaded[ref] = true
+			r.res.Present--
+		}
+		rn := r.addNode(pi)
+		n.waiting++
+		rn.dependents = append(rn.dependents, n)
+		r.p.log().Warn("reference missing from the cache; uploading it again first", "STORE_PATH", ref, "dependent", n.pi.Path)
+	}
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	if len(absent) > 0 {
+		r.fail(n, fmt.Errorf("upload %s: reference %s is missing from the cache and not in the local store's closure; push it from a machine that has it", n.pi.Path, absent[0]))
+	}
+}
+
+// isNodeOf reports whether ref was already part of this run's uploads
+// (so not counted as present). r.mu is held.
+func (r *run) isNodeOf(ref string) bool {
+	_, ok := r.nodes[ref]
 	return ok
 }
 
-// pathState is one path being uploaded; done closes when its narinfo is
-// written or it has failed (err set before the close).
-type pathState struct {
-	done chan struct{}
-	err  error
+func (r *run) succeed(n *node) {
+	r.mu.Lock()
+	if n.finished {
+		r.mu.Unlock()
+		return
+	}
+	r.res.Uploaded++
+	r.res.NarBytes += n.pi.NarSize
+	r.res.FileBytes += n.fileSize
+	waiters := r.finish(n, nil)
+	r.mu.Unlock()
+	r.p.emit(Event{Kind: EventUploaded, Path: n.pi.Path, NarSize: n.pi.NarSize, FileSize: n.fileSize, Duration: time.Since(n.start)})
+	for _, w := range waiters {
+		w(nil)
+	}
 }
 
-// waitRef blocks until ref's narinfo is in the cache, or says why it won't be.
-func (p *Pusher) waitRef(ctx context.Context, ref string) error {
-	key, err := narinfoKey(ref)
-	if err != nil {
-		return err
+// fail finishes n and, transitively, the dependents waiting for it.
+func (r *run) fail(n *node, err error) {
+	r.mu.Lock()
+	type item struct {
+		n   *node
+		err error
 	}
-	if _, ok := p.known.Load(key); ok {
-		return nil
-	}
-	p.mu.Lock()
-	st, ok := p.inflight[ref]
-	p.mu.Unlock()
-	if !ok {
-		// Neither uploading nor known: it was present when this Push
-		// checked (Missing marks those known), or it just finished.
-		if _, ok := p.known.Load(key); ok {
-			return nil
-		}
-		return fmt.Errorf("reference %s was not uploaded", ref)
-	}
-	select {
-	case <-st.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if st.err != nil {
-		return fmt.Errorf("reference %s was not uploaded", ref)
-	}
-	return nil
-}
-
-// pushOne uploads pi's NAR (holding a worker slot), then waits for its
-// references and writes its narinfo.
-func (p *Pusher) pushOne(ctx context.Context, pi *store.PathInfo, waitRef func(context.Context, string) error) (int64, error) {
-	start := time.Now()
-	if err := p.sem.Acquire(ctx, 1); err != nil {
-		return 0, err
-	}
-	info, fileSize, err := p.uploadNAR(ctx, pi)
-	p.sem.Release(1)
-	if err != nil {
-		return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
-	}
-	for _, ref := range pi.References {
-		if ref == pi.Path {
+	var events []Event
+	var notify []func()
+	stack := []item{{n, err}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if it.n.finished {
 			continue
 		}
-		if err := waitRef(ctx, ref); err != nil {
-			return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
+		deps := it.n.dependents
+		it.n.dependents = nil
+		if it.n.own != nil || it.n.pi != nil {
+			r.res.Failed[it.n.pi.Path] = it.err
+		}
+		if it.n.own != nil {
+			events = append(events, Event{Kind: EventFailed, Path: it.n.pi.Path, Err: it.err, Duration: time.Since(it.n.start)})
+		}
+		for _, w := range r.finish(it.n, it.err) {
+			notify = append(notify, func() { w(it.err) })
+		}
+		for _, d := range deps {
+			stack = append(stack, item{d, fmt.Errorf("upload %s: reference %s was not uploaded", d.pi.Path, it.n.pi.Path)})
 		}
 	}
+	r.mu.Unlock()
+	for _, e := range events {
+		r.p.emit(e)
+	}
+	for _, f := range notify {
+		f()
+	}
+}
+
+// finish marks n done, releases its claim and wakes its dependents on
+// success. It returns the other Pushes' waiters to call once r.mu is
+// released. r.mu is held.
+func (r *run) finish(n *node, err error) []func(error) {
+	n.finished = true
+	r.pending--
+	var waiters []func(error)
+	if n.own != nil {
+		if err == nil {
+			key, _ := narinfoKey(n.pi.Path)
+			r.p.presence.Mark(key, true)
+		}
+		r.p.mu.Lock()
+		if r.p.inflight[n.pi.Path] == n.own {
+			delete(r.p.inflight, n.pi.Path)
+		}
+		waiters = n.own.waiters
+		n.own.waiters = nil
+		r.p.mu.Unlock()
+	}
+	if err == nil {
+		for _, d := range n.dependents {
+			d.waiting--
+			if d.waiting == 0 && d.narDone && !d.finished {
+				r.publishQ = append(r.publishQ, d)
+			}
+		}
+		n.dependents = nil
+	}
+	r.cond.Broadcast()
+	return waiters
+}
+
+// externalDone is called when another Push finishes a path this run
+// waits for.
+func (r *run) externalDone(n *node, err error) {
+	if err != nil {
+		r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+		return
+	}
+	r.mu.Lock()
+	if !n.finished {
+		if !r.reuploaded[n.pi.Path] {
+			r.res.Present++
+		}
+		r.finish(n, nil)
+	}
+	r.mu.Unlock()
+}
+
+func (p *Pusher) putNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
 	if p.Key != nil {
+		info.Sigs = slices.DeleteFunc(info.Sigs, func(s string) bool { return strings.HasPrefix(s, p.Key.Name+":") })
 		info.Sign(p.Key)
 	}
 	text, err := info.MarshalText()
 	if err != nil {
-		return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
+		return err
 	}
 	key, _ := narinfoKey(pi.Path)
-	err = p.Retry.Do(ctx, func() error {
+	if err := p.io.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer p.io.Release(1)
+	return p.Retry.Do(ctx, func() error {
 		return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), TypeNarInfo)
 	})
-	if err != nil {
-		return 0, fmt.Errorf("upload %s: %w", pi.Path, err)
-	}
-	p.known.Store(key, struct{}{})
-	p.log().Info("uploaded", "STORE_PATH", pi.Path, "nar_size", pi.NarSize, "file_size", fileSize,
-		"duration", time.Since(start).Round(time.Millisecond), "url", info.URL)
-	return fileSize, nil
 }
 
 // countingHash is a hash.Hash that also counts what it sees.
@@ -399,22 +848,61 @@ type counter struct{ n *atomic.Int64 }
 func (c counter) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return len(b), nil }
 
 // uploadNAR serialises, verifies, compresses and uploads pi's NAR, and
-// returns the (unsigned) narinfo describing it. The compressed file is
-// spooled to disk so that memory stays flat in NAR size and a retried PUT
-// does not compress again.
-func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo) (*nar.NarInfo, int64, error) {
+// returns the (unsigned) narinfo describing it with the lock session in
+// which the NAR was seen in the cache. The compressed file is spooled to
+// disk so that memory stays flat in NAR size and a retried PUT does not
+// compress again. Serialising and compressing hold a CPU slot; the
+// requests hold network slots only.
+func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) (*nar.NarInfo, int64, uint64, error) {
 	tmp, err := os.CreateTemp(p.TempDir, "nixpushd-*"+p.Compressor.Ext())
 	if err != nil {
-		return nil, 0, fmt.Errorf("temporary file: %w (set --temp-dir to a writable directory)", err)
+		return nil, 0, 0, fmt.Errorf("temporary file: %w (set --temp-dir to a writable directory)", err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 
+	if err := p.cpu.Acquire(ctx, 1); err != nil {
+		return nil, 0, 0, err
+	}
+	info, err := p.compressNAR(ctx, pi, tmp)
+	p.cpu.Release(1)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+
+	// The NAR file is content-addressed: if it is there, it is this file.
+	gen := p.currentGen()
+	exists := false
+	if !force {
+		exists, err = p.presence.Check(ctx, info.URL, time.Now())
+		if err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	if exists {
+		return info, 0, gen, nil
+	}
+	if err := p.io.Acquire(ctx, 1); err != nil {
+		return nil, 0, 0, err
+	}
+	err = p.Retry.Do(ctx, func() error {
+		return p.Target.Put(ctx, info.URL, io.NewSectionReader(tmp, 0, info.FileSize), info.FileSize, TypeNAR)
+	})
+	p.io.Release(1)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	p.presence.Mark(info.URL, true)
+	return info, info.FileSize, gen, nil
+}
+
+// compressNAR writes pi's compressed NAR to tmp and describes it.
+func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp *os.File) (*nar.NarInfo, error) {
 	fileHash := &countingHash{Hash: sha256.New()}
 	narHash := &countingHash{Hash: sha256.New()}
 	zw, err := p.Compressor.NewWriter(io.MultiWriter(tmp, fileHash))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	dump := p.dump
 	if dump == nil {
@@ -424,17 +912,17 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo) (*nar.NarInf
 	closeErr := zw.Close()
 	switch {
 	case dumpErr != nil && ctx.Err() != nil:
-		return nil, 0, ctx.Err()
+		return nil, ctx.Err()
 	case dumpErr != nil && errors.Is(dumpErr, fs.ErrNotExist):
-		return nil, 0, fmt.Errorf("%w (garbage-collected before upload?): %v", ErrGone, dumpErr)
+		return nil, fmt.Errorf("%w (garbage-collected before upload?): %v", ErrGone, dumpErr)
 	case dumpErr != nil:
-		return nil, 0, dumpErr
+		return nil, dumpErr
 	case closeErr != nil:
-		return nil, 0, fmt.Errorf("compress: %w", closeErr)
+		return nil, fmt.Errorf("compress: %w", closeErr)
 	}
 	got := nar.NewSHA256(narHash.Sum(nil))
 	if !got.Equal(pi.NarHash) || (pi.NarSize != 0 && narHash.n != pi.NarSize) {
-		return nil, 0, fmt.Errorf("%w: the store registered %s (%d bytes) but the contents hash to %s (%d bytes); the path was modified after it was built, repair it with `nix-store --repair-path %s`",
+		return nil, fmt.Errorf("%w: the store registered %s (%d bytes) but the contents hash to %s (%d bytes); the path was modified after it was built, repair it with `nix-store --repair-path %s`",
 			ErrCorrupt, pi.NarHash, pi.NarSize, got, narHash.n, pi.Path)
 	}
 	fh := nar.NewSHA256(fileHash.Sum(nil))
@@ -452,7 +940,7 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo) (*nar.NarInf
 	for _, r := range pi.References {
 		sp, err := nar.ParseStorePath(r)
 		if err != nil {
-			return nil, 0, fmt.Errorf("reference %s: %w", r, err)
+			return nil, &PermanentError{Err: fmt.Errorf("reference %s: %w", r, err)}
 		}
 		info.References = append(info.References, sp.Base())
 	}
@@ -461,25 +949,7 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo) (*nar.NarInf
 			info.Deriver = sp.Base()
 		}
 	}
-
-	// The NAR file is content-addressed: if it is there, it is this file.
-	var exists bool
-	if err := p.Retry.Do(ctx, func() (err error) {
-		exists, err = p.Target.Exists(ctx, info.URL)
-		return err
-	}); err != nil {
-		return nil, 0, err
-	}
-	if exists {
-		return info, 0, nil
-	}
-	err = p.Retry.Do(ctx, func() error {
-		return p.Target.Put(ctx, info.URL, io.NewSectionReader(tmp, 0, fileHash.n), fileHash.n, TypeNAR)
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return info, fileHash.n, nil
+	return info, nil
 }
 
 // ctxWriter stops a long serialisation promptly when the context ends.
@@ -493,4 +963,50 @@ func (c *ctxWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(b)
+}
+
+// PublishReferring writes key (a pin, say) once every store path in refs
+// has its narinfo in the cache, checked now and under the cache lock, so
+// that no gc can sweep between the check and the write.
+func (p *Pusher) PublishReferring(ctx context.Context, key string, body []byte, contentType string, refs []string) error {
+	p.init()
+	p.enterSession()
+	defer p.leaveSession()
+	for {
+		_, release, err := p.readSession(ctx)
+		if err != nil {
+			return err
+		}
+		readyAt := time.Now()
+		for _, ref := range refs {
+			rk, err := narinfoKey(ref)
+			if err == nil {
+				var ok bool
+				ok, err = p.presence.Check(ctx, rk, readyAt)
+				if err == nil && !ok {
+					err = fmt.Errorf("%s is not in the cache; push it first", ref)
+				}
+			}
+			if err != nil {
+				release()
+				return fmt.Errorf("write %s: %w", key, err)
+			}
+		}
+		if p.Locker != nil && !p.lockValid() {
+			release()
+			continue
+		}
+		err = p.io.Acquire(ctx, 1)
+		if err == nil {
+			err = p.Retry.Do(ctx, func() error {
+				return p.Target.Put(ctx, key, bytes.NewReader(body), int64(len(body)), contentType)
+			})
+			p.io.Release(1)
+		}
+		release()
+		if err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		return nil
+	}
 }

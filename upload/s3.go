@@ -182,6 +182,9 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 	defer obj.Close()
 	b, err := io.ReadAll(io.LimitReader(obj, 1<<20))
 	if err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
+		}
 		return nil, s.wrap("get", key, err)
 	}
 	return b, nil

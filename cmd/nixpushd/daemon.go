@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +46,8 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight uploads may take before they are put back in the queue")
 	fs.DurationVar(&c.MaxRetryDelay, "max-retry-delay", 5*time.Minute, "cap of the exponential backoff between retries of a failing upload")
 	fs.IntVar(&c.MaxActive, "max-active", 64, "queue items worked on at once")
+	var pins pinFlag
+	fs.Var(&pins, "pin", "NAME=PATH: keep the pin NAME in the cache pointing at the closure of PATH (e.g. system=/run/current-system), updated as the link changes; repeatable")
 	check := fs.Bool("check-config", false, "parse and check the flags, print the configuration, and exit")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, false, err
@@ -55,6 +59,7 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
 		return nil, nil, false, err
 	}
 	c.StateDir = o.stateDir
+	c.Pins = pins.m
 	c.SpoolDir = spool
 	if c.SpoolDir == "" {
 		c.SpoolDir = filepath.Join(o.stateDir, "spool")
@@ -104,6 +109,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"skip-signed-by": strings.Join(c.SkipSignedBy, ","), "push-derivations": strconv.FormatBool(c.PushDerivations),
 			"include": re(c.Include), "exclude": re(c.Exclude), "shutdown-timeout": c.ShutdownTimeout.String(),
 			"max-retry-delay": c.MaxRetryDelay.String(), "max-active": strconv.Itoa(c.MaxActive),
+			"pin": (&pinFlag{c.Pins}).String(),
 		})
 		if err != nil {
 			return err
@@ -205,4 +211,30 @@ func removeStaleTemp(dir string, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// pinFlag collects repeated --pin NAME=PATH.
+type pinFlag struct{ m map[string]string }
+
+func (p *pinFlag) String() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(p.m)) {
+		parts = append(parts, k+"="+p.m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *pinFlag) Set(v string) error {
+	name, path, ok := strings.Cut(v, "=")
+	if !ok || name == "" || path == "" {
+		return fmt.Errorf("want NAME=PATH, got %q", v)
+	}
+	if err := daemon.CheckPinName(name); err != nil {
+		return err
+	}
+	if p.m == nil {
+		p.m = map[string]string{}
+	}
+	p.m[name] = path
+	return nil
 }

@@ -52,7 +52,7 @@ func TestDaemonWatchStore(t *testing.T) {
 	if out, err := testenv.CopyFrom(t, cache.HTTPURL, []string{public}, cl.Top); err != nil {
 		t.Fatalf("nix copy from the daemon's cache: %v\n%s", err, out)
 	}
-	if !pushedVia(d.out.String(), cl.Top, "watch") {
+	if !pushedViaSoon(d.out, cl.Top, "watch") {
 		t.Errorf("the upload did not come from the watcher:\n%s", d.out.String())
 	}
 	if cache.Has(t, narinfoKey(t, old.Top)) {
@@ -64,7 +64,7 @@ func TestDaemonWatchStore(t *testing.T) {
 	missed := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
 	d.start()
 	waitFor(t, 60*time.Second, "paths built while the daemon was down", func() bool { return cache.Has(t, narinfoKey(t, missed.Top)) })
-	if !pushedVia(d.out.String(), missed.Top, "reconcile") {
+	if !pushedViaSoon(d.out, missed.Top, "reconcile") {
 		t.Errorf("expected reconcile to find the missed paths:\n%s", d.out.String())
 	}
 	assertBucketConsistent(t, cache)
@@ -92,7 +92,7 @@ func TestDaemonHookAndSpool(t *testing.T) {
 	paths := testenv.BuildExpr(t, chainExpr(t, 2, 1), "--option", "post-build-hook", hook)
 	top := paths[0]
 	waitFor(t, 60*time.Second, "hooked build in the cache", func() bool { return cache.Has(t, narinfoKey(t, top)) })
-	if !pushedVia(d.out.String(), top, "socket") {
+	if !pushedViaSoon(d.out, top, "socket") {
 		t.Errorf("the upload did not come through the socket:\n%s", d.out.String())
 	}
 	if out, err := testenv.CopyFrom(t, cache.HTTPURL, []string{public}, top); err != nil {
@@ -109,7 +109,7 @@ func TestDaemonHookAndSpool(t *testing.T) {
 	}
 	d.start()
 	waitFor(t, 60*time.Second, "spooled paths in the cache", func() bool { return cache.Has(t, narinfoKey(t, top)) })
-	if !pushedVia(d.out.String(), top, "spool") {
+	if !pushedViaSoon(d.out, top, "spool") {
 		t.Errorf("the upload did not come from the spool:\n%s", d.out.String())
 	}
 	if left, _ := filepath.Glob(filepath.Join(state, "spool", "*.paths")); len(left) != 0 {

@@ -200,6 +200,21 @@ func assertBucketConsistent(t testing.TB, cache *testenv.Cache) int {
 
 // pushedVia reports whether the daemon's log shows path pushed because of
 // the given source (watch, socket, spool, reconcile).
+// pushedViaSoon waits a little for the "pushed" line: the daemon logs it
+// just after the narinfo that a test may already have seen.
+func pushedViaSoon(out interface{ String() string }, path, source string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if pushedVia(out.String(), path, source) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func pushedVia(log, path, source string) bool {
 	for _, line := range strings.Split(log, "\n") {
 		if strings.Contains(line, "msg=pushed") && strings.Contains(line, "STORE_PATH="+path+" ") && strings.Contains(line, "source="+source) {

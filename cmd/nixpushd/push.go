@@ -28,6 +28,7 @@ type targetOptions struct {
 	level           int
 	secretKeyFile   string
 	jobs            int
+	ioJobs          int
 	tempDir         string
 	stateDir        string
 	nixDB           string
@@ -36,21 +37,33 @@ type targetOptions struct {
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
+	o.registerCache(fs)
 	fs.StringVar(&o.compression, "compression", "xz", "NAR compression: xz, zstd or none")
 	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22, or xz preset 1-9 with liblzma (0 = default: zstd 3, xz 2)")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by `nix key generate-secret` (unsigned when empty)")
-	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "paths serialised, compressed and uploaded at once")
+	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "NARs serialised and compressed at once (CPU-bound)")
 	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default $TMPDIR)")
-	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory (queue, default file:// cache)")
 	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to `nix path-info` when unreadable)")
+}
+
+// registerCache registers the flags every command that talks to a cache
+// takes (gc and verify need no more).
+func (o *targetOptions) registerCache(fs *flag.FlagSet) {
+	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
+	fs.IntVar(&o.ioJobs, "io-jobs", upload.DefaultIOJobs, "requests to the cache in flight (network-bound)")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory (queue, default file:// cache)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.credentialsFile, "credentials-file", "", "file of KEY=VALUE lines (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) loaded into the environment, e.g. a systemd credential")
+	o.jobs = runtime.NumCPU()
+	o.compression = "xz"
 }
 
 func (o *targetOptions) validate() error {
 	if o.jobs < 1 {
 		return usageError{fmt.Sprintf("--jobs %d: must be at least 1", o.jobs)}
+	}
+	if o.ioJobs < 1 {
+		return usageError{fmt.Sprintf("--io-jobs %d: must be at least 1", o.ioJobs)}
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
 		return err
@@ -99,6 +112,8 @@ func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.P
 		Compressor: comp,
 		Key:        key,
 		Jobs:       o.jobs,
+		IOJobs:     o.ioJobs,
+		Locker:     upload.NewLocker(target, log),
 		TempDir:    o.tempDir,
 		Log:        log,
 		Retry: upload.RetryPolicy{

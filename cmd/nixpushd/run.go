@@ -23,6 +23,9 @@ commands:
   daemon         run the service: watch the store, take hook notifications, upload
   hook           Nix's post-build-hook (also installed as nixpushd-hook)
   status         show the daemon's queue
+  gc             delete what no root needs, never breaking a closure
+  verify         check the cache as clients rely on it (--repair fixes it)
+  pin            add, list or remove named roots that gc keeps
   version        print the version
 
 Run 'nixpushd COMMAND -h' for the flags of a command.
@@ -51,6 +54,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runHook(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "gc":
+		return runGC(ctx, rest, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, stdout, stderr)
+	case "pin":
+		return runPin(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nixpushd", version)
 		return nil

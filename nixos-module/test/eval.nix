@@ -75,6 +75,10 @@ let
       inherit (c) warnings;
       service = c.systemd.services.nixpushd or null;
       socket = c.systemd.sockets.nixpushd or null;
+      gcService = c.systemd.services.nixpushd-gc or null;
+      gcTimer = c.systemd.timers.nixpushd-gc or null;
+      # Every unit name, to catch units defined by mistake.
+      units = lib.attrNames c.systemd.services ++ lib.attrNames c.systemd.timers;
       nixSettings = c.nix.settings;
       users = c.users.users;
       groups = lib.attrNames c.users.groups;

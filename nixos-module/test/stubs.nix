@@ -79,6 +79,25 @@ let
     };
   };
 
+  timer = types.submodule {
+    options = {
+      description = unitDescription;
+      documentation = unitNames;
+      wantedBy = unitNames;
+      requires = unitNames;
+      after = unitNames;
+      before = unitNames;
+      unitConfig = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
+      timerConfig = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
+    };
+  };
+
   fakePackage = name: {
     type = "derivation";
     inherit name;
@@ -158,6 +177,10 @@ in
     };
     systemd.sockets = mkOption {
       type = types.attrsOf socket;
+      default = { };
+    };
+    systemd.timers = mkOption {
+      type = types.attrsOf timer;
       default = { };
     };
   };

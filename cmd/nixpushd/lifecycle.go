@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nixpushd/nixpushd/lifecycle"
+	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/store"
+	"github.com/nixpushd/nixpushd/upload"
+)
+
+// ageFlag is a duration that also takes days ("30d"), as retention
+// periods are written.
+type ageFlag struct{ d *time.Duration }
+
+func (a ageFlag) String() string {
+	if a.d == nil {
+		return ""
+	}
+	if *a.d%(24*time.Hour) == 0 && *a.d > 0 {
+		return strconv.Itoa(int(*a.d/(24*time.Hour))) + "d"
+	}
+	return a.d.String()
+}
+
+func (a ageFlag) Set(s string) error {
+	d, err := parseAge(s)
+	if err != nil {
+		return err
+	}
+	*a.d = d
+	return nil
+}
+
+// parseAge parses "30d", "12h", "1h30m", "0".
+func parseAge(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("want whole days like 30d, or a duration like 12h or 90m")
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("want whole days like 30d, or a duration like 12h or 90m")
+	}
+	return d, nil
+}
+
+// openCache opens the --to target of a lifecycle command.
+func openCache(ctx context.Context, o *targetOptions) (upload.Target, error) {
+	t, err := upload.Open(ctx, o.to)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := t.(upload.Lister); !ok {
+		return nil, fmt.Errorf("%s cannot be listed", t)
+	}
+	return t, nil
+}
+
+func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
+	var o targetOptions
+	o.registerCache(fs)
+	keep, grace := 30*24*time.Hour, time.Hour
+	fs.Var(ageFlag{&keep}, "keep", "narinfos written within this age are roots, kept with their closures (30d, 12h, …)")
+	fs.Var(ageFlag{&grace}, "grace", "NAR files younger than this are never deleted, referenced or not")
+	dryRun := fs.Bool("dry-run", false, "print what would be deleted and how many bytes, delete nothing")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("gc: unexpected argument %q", fs.Arg(0))}
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(o.logLevel)
+	log := newLogger(stderr, level)
+	t, err := openCache(ctx, &o)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	opts := lifecycle.GCOptions{Keep: keep, Grace: grace, DryRun: *dryRun, Jobs: o.ioJobs, Log: log, Locker: upload.NewLocker(t, log)}
+	if *dryRun {
+		opts.Report = func(key string, size int64) {
+			fmt.Fprintf(stdout, "would delete %s (%s)\n", key, lifecycle.HumanBytes(size))
+		}
+	}
+	res, err := lifecycle.GC(ctx, t, opts)
+	if err != nil {
+		if res != nil {
+			fmt.Fprintf(stderr, "gc %s: interrupted after %s\n", t, res)
+		}
+		return err
+	}
+	verb := "gc"
+	if *dryRun {
+		verb = "gc --dry-run (nothing deleted)"
+	}
+	fmt.Fprintf(stderr, "%s %s (keep %s, grace %s): %s\n", verb, t, ageFlag{&keep}, ageFlag{&grace}, res)
+	return nil
+}
+
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	var o targetOptions
+	o.register(fs)
+	keys := fs.String("trusted-public-keys", "", "space-separated public keys, as nix.conf writes them: every narinfo must carry a valid signature by one (empty: signatures not checked)")
+	full := fs.Bool("full", false, "also download every NAR and check FileHash, NarHash and NarSize")
+	repair := fs.Bool("repair", false, "upload again, from the local store, what is missing or bad (needs the writer's credentials and --secret-key-file)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("verify: unexpected argument %q", fs.Arg(0))}
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	var trusted []*nar.PublicKey
+	for _, k := range strings.Fields(*keys) {
+		pk, err := nar.ParsePublicKey(k)
+		if err != nil {
+			return usageError{fmt.Sprintf("--trusted-public-keys: %v", err)}
+		}
+		trusted = append(trusted, pk)
+	}
+	level, _ := parseLevel(o.logLevel)
+	log := newLogger(stderr, level)
+	t, err := openCache(ctx, &o)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	var problems []lifecycle.Problem
+	res, err := lifecycle.Verify(ctx, t, lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log}, func(p lifecycle.Problem) {
+		fmt.Fprintln(stdout, p)
+		problems = append(problems, p)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", t, res)
+	if res.Problems == 0 {
+		return nil
+	}
+	if !*repair {
+		return fmt.Errorf("verify: %d problems in %s (run again with --repair to upload what the local store has)", res.Problems, t)
+	}
+	return repairCache(ctx, &o, log, problems, stderr)
+}
+
+// repairCache pushes again, from the local store, the paths with problems
+// (forcing their NAR and narinfo) and the missing references (which a
+// normal push finds missing).
+func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, problems []lifecycle.Problem, stderr io.Writer) error {
+	st, err := store.Open(o.nixDB)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var want, force []string
+	unrepairable := 0
+	byHash := map[string]string{}
+	for _, p := range problems {
+		if p.StorePath != "" {
+			byHash[p.Hash] = p.StorePath
+		}
+	}
+	for _, p := range problems {
+		if p.Kind == lifecycle.ProblemCacheInfo {
+			continue // the push below rewrites a missing one
+		}
+		path := p.StorePath
+		if path == "" {
+			fmt.Fprintf(stderr, "cannot repair %s.narinfo: it does not say its store path; delete it by hand\n", p.Hash)
+			unrepairable++
+			continue
+		}
+		ok, err := st.ValidPaths(ctx, []string{path})
+		if err != nil {
+			return err
+		}
+		if len(ok) == 0 {
+			fmt.Fprintf(stderr, "cannot repair %s: not in the local store\n", p)
+			unrepairable++
+			continue
+		}
+		want = append(want, path)
+		if p.Kind != lifecycle.ProblemReference {
+			force = append(force, path)
+		}
+	}
+	want = slices.Compact(slices.Sorted(slices.Values(want)))
+	force = slices.Compact(slices.Sorted(slices.Values(force)))
+	if len(want) > 0 {
+		closure, err := st.Closure(ctx, want)
+		if err != nil {
+			// A reference may be gone locally: that dependent cannot be
+			// repaired from here.
+			return fmt.Errorf("verify --repair: %w", err)
+		}
+		p, err := o.pusher(ctx, log)
+		if err != nil {
+			return fmt.Errorf("verify --repair: %w", err)
+		}
+		res, err := p.PushForce(ctx, closure, force)
+		if err != nil {
+			return fmt.Errorf("verify --repair: %w", err)
+		}
+		fmt.Fprintf(stderr, "repaired: %d paths uploaded again (%d in their closures already cached)\n", res.Uploaded, res.Present)
+		if len(res.Failed) > 0 {
+			for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
+				fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
+			}
+			return fmt.Errorf("verify --repair: %d paths could not be repaired", len(res.Failed))
+		}
+	}
+	if unrepairable > 0 {
+		return fmt.Errorf("verify --repair: %d problems need the paths from another machine", unrepairable)
+	}
+	return nil
+}
+
+func runPin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const pinUsage = "usage: nixpushd pin add NAME STORE-PATH... | pin list | pin rm NAME  [flags]"
+	if len(args) == 0 {
+		return usageError{pinUsage}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("pin "+sub, flag.ContinueOnError)
+	var o targetOptions
+	o.register(fs)
+	quiet := fs.Bool("quiet", false, "no progress display while pushing the closure")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(o.logLevel)
+	log := newLogger(stderr, level)
+	t, err := openCache(ctx, &o)
+	if err != nil {
+		return fmt.Errorf("pin: %w", err)
+	}
+	switch sub {
+	case "list":
+		if fs.NArg() > 0 {
+			return usageError{pinUsage}
+		}
+		pins, err := lifecycle.ListPins(ctx, t)
+		if err != nil {
+			return fmt.Errorf("pin list: %w", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		for _, p := range pins {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, strings.Join(p.Paths, " "), p.LastModified.UTC().Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "rm":
+		if fs.NArg() != 1 {
+			return usageError{pinUsage}
+		}
+		if err := lifecycle.RemovePin(ctx, t, fs.Arg(0)); err != nil {
+			return fmt.Errorf("pin rm: %w", err)
+		}
+		fmt.Fprintf(stderr, "removed pin %s from %s; gc no longer keeps its closure unless something else does\n", fs.Arg(0), t)
+		return nil
+	case "add":
+		if fs.NArg() < 2 {
+			return usageError{pinUsage}
+		}
+		name := fs.Arg(0)
+		if err := lifecycle.CheckPinName(name); err != nil {
+			return usageError{err.Error()}
+		}
+		var roots []string
+		for _, a := range fs.Args()[1:] {
+			p, err := store.ToStorePath(a)
+			if err != nil {
+				return fmt.Errorf("pin add: %w", err)
+			}
+			roots = append(roots, p)
+		}
+		roots = slices.Compact(slices.Sorted(slices.Values(roots)))
+		p, err := o.pusher(ctx, log)
+		if err != nil {
+			return fmt.Errorf("pin add: %w", err)
+		}
+		if err := pushClosure(ctx, &o, p, roots, *quiet, stderr); err != nil {
+			return fmt.Errorf("pin add %s: %w", name, err)
+		}
+		if err := lifecycle.SetPin(ctx, p, name, roots); err != nil {
+			return fmt.Errorf("pin add %s: %w", name, err)
+		}
+		fmt.Fprintf(stderr, "pinned %s → %s in %s\n", name, strings.Join(roots, " "), t)
+		return nil
+	}
+	return usageError{fmt.Sprintf("pin: unknown subcommand %q; %s", sub, pinUsage)}
+}
+
+// pushClosure pushes roots' closures with p, as `nixpushd push` does.
+func pushClosure(ctx context.Context, o *targetOptions, p *upload.Pusher, roots []string, quiet bool, stderr io.Writer) error {
+	st, err := store.Open(o.nixDB)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	closure, err := st.Closure(ctx, roots)
+	if err != nil {
+		return err
+	}
+	tty := isTerminal(stderr) && !quiet
+	start := time.Now()
+	prog := newProgress(stderr, tty, len(closure), &p.NarBytes)
+	p.OnEvent = prog.event
+	stopProg := prog.run()
+	res, err := p.Push(ctx, closure)
+	stopProg()
+	p.OnEvent = nil
+	fmt.Fprintln(stderr, summary(res, p, time.Since(start)))
+	if err != nil {
+		return err
+	}
+	if len(res.Failed) > 0 {
+		for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
+			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
+		}
+		return fmt.Errorf("%d of %d paths failed", len(res.Failed), res.Total)
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+// Package lifecycle keeps a binary cache healthy over its whole life:
+// closure-safe garbage collection (gc), named roots stored in the cache
+// (pins), and verification with repair (verify). It reads formats through
+// nar and reaches the cache through upload's Target, Lister and Deleter.
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/upload"
+)
+
+// Inventory is what one listing of the cache shows. Memory is a few
+// hundred bytes per object: a 100,000-path cache lists in tens of MiB.
+type Inventory struct {
+	NarInfos  map[string]upload.ObjectInfo // hash part → <hash>.narinfo
+	NARs      map[string]upload.ObjectInfo // key (nar/…) → object
+	Listings  map[string]upload.ObjectInfo // hash part → <hash>.ls
+	Pins      map[string]upload.ObjectInfo // pin name → pins/<name>
+	Locks     []upload.ObjectInfo
+	CacheInfo *upload.ObjectInfo
+	Other     int // objects nixpushd does not know; left alone
+	// Newest is the newest Last-Modified seen: the server's "now", as near
+	// as a listing tells it.
+	Newest time.Time
+}
+
+// Scan lists the whole cache once.
+func Scan(ctx context.Context, t upload.Target) (*Inventory, error) {
+	l, ok := t.(upload.Lister)
+	if !ok {
+		return nil, fmt.Errorf("%s cannot be listed", t)
+	}
+	inv := &Inventory{
+		NarInfos: map[string]upload.ObjectInfo{}, NARs: map[string]upload.ObjectInfo{},
+		Listings: map[string]upload.ObjectInfo{}, Pins: map[string]upload.ObjectInfo{},
+	}
+	err := l.List(ctx, "", func(o upload.ObjectInfo) error {
+		if o.LastModified.After(inv.Newest) {
+			inv.Newest = o.LastModified
+		}
+		k := o.Key
+		switch {
+		case k == "nix-cache-info":
+			inv.CacheInfo = &o
+		case strings.HasPrefix(k, "nar/"):
+			inv.NARs[k] = o
+		case strings.HasPrefix(k, upload.LockPrefix):
+			inv.Locks = append(inv.Locks, o)
+		case strings.HasPrefix(k, PinPrefix):
+			inv.Pins[strings.TrimPrefix(k, PinPrefix)] = o
+		case strings.HasSuffix(k, ".narinfo") && isHashPart(strings.TrimSuffix(k, ".narinfo")):
+			inv.NarInfos[strings.TrimSuffix(k, ".narinfo")] = o
+		case strings.HasSuffix(k, ".ls") && isHashPart(strings.TrimSuffix(k, ".ls")):
+			inv.Listings[strings.TrimSuffix(k, ".ls")] = o
+		default:
+			inv.Other++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+func isHashPart(s string) bool {
+	if len(s) != nar.HashLen {
+		return false
+	}
+	_, err := nar.NixBase32.DecodeString(s)
+	return err == nil
+}
+
+// entry is what gc and verify keep of one narinfo: enough to follow
+// references and find the NAR, not the whole text.
+type entry struct {
+	url      string
+	fileSize int64
+	refs     []string // hash parts, self excluded
+	err      error    // unreadable or unparsable
+}
+
+// fetcher reads narinfos in parallel and counts requests.
+type fetcher struct {
+	t        upload.Target
+	jobs     int
+	requests atomic.Int64
+}
+
+// fetch reads the narinfos of hashes and calls fn (serialised) with each.
+func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash string, ni *nar.NarInfo, err error)) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(f.jobs)
+	for _, h := range hashes {
+		g.Go(func() error {
+			f.requests.Add(1)
+			b, err := f.t.Get(gctx, h+".narinfo")
+			if err != nil && gctx.Err() != nil {
+				return gctx.Err()
+			}
+			var ni *nar.NarInfo
+			if err == nil {
+				ni, err = nar.ParseNarInfo(b)
+				if err == nil {
+					if sp, perr := nar.ParseStorePath(ni.StorePath); perr != nil || sp.Hash != h {
+						err = fmt.Errorf("StorePath %s does not match the object name %s.narinfo", ni.StorePath, h)
+					}
+				}
+			}
+			mu.Lock()
+			fn(h, ni, err)
+			mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func toEntry(ni *nar.NarInfo, err error) *entry {
+	if err != nil {
+		return &entry{err: err}
+	}
+	// Clones: a substring would keep the whole narinfo text alive.
+	e := &entry{url: strings.Clone(ni.URL), fileSize: ni.FileSize}
+	self := ""
+	if sp, err := nar.ParseStorePath(ni.StorePath); err == nil {
+		self = sp.Hash
+	}
+	for _, r := range ni.References {
+		if sp, err := nar.ParseBaseName(r); err == nil && sp.Hash != self {
+			e.refs = append(e.refs, strings.Clone(sp.Hash))
+		}
+	}
+	return e
+}

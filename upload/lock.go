@@ -1,0 +1,360 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Locks coordinate pushers with gc through objects in the cache itself, so
+// that they work across machines with nothing but the bucket in common
+// (the pattern restic uses for prune):
+//
+//   - A pusher holds a shared lock (locks/shared-*.json) from before its
+//     first existence check that leads to a publish until its last narinfo
+//     is written. Any number of pushers hold shared locks at once.
+//   - gc holds an exclusive lock (locks/exclusive-*.json) for its whole
+//     mark and sweep, and starts sweeping only when no live shared lock
+//     exists.
+//   - Both write their own lock first and list the others second. So if
+//     neither saw the other, each listing happened before the other's
+//     write, which is impossible for both at once (S3 lists are strongly
+//     consistent): at least one of them sees the other and backs off. A
+//     pusher that sees an exclusive lock releases its shared lock and
+//     waits; gc that sees shared locks waits for them to go.
+//   - A lock is live while it is not released and its object was rewritten
+//     (refreshed) within StaleAfter, judged by the server's Last-Modified,
+//     so a holder killed with -9 blocks the other side for StaleAfter at
+//     most. A holder stops acting on its lock (Valid is false) once its
+//     last successful refresh is StaleAfter/2 old, before anyone else may
+//     call it stale.
+//   - The writer's policy has no s3:DeleteObject, so a pusher releases its
+//     lock by overwriting it with "released"; gc, which may delete, removes
+//     released and stale locks.
+//
+// The consequence pushers rely on: everything a pusher saw present while
+// its lock was valid stays present, as far as gc is concerned, until it
+// releases the lock. Presence seen before the lock was taken counts for
+// nothing (Presence.Reset).
+
+// LockPrefix is where lock objects live in the cache.
+const LockPrefix = "locks/"
+
+// DefaultLockStale is how long an unrefreshed lock stays live.
+const DefaultLockStale = 5 * time.Minute
+
+// LockKind is "shared" (pushers) or "exclusive" (gc).
+type LockKind string
+
+const (
+	Shared    LockKind = "shared"
+	Exclusive LockKind = "exclusive"
+)
+
+// lockBody is the JSON content of a lock object.
+type lockBody struct {
+	Kind      LockKind  `json:"kind"`
+	Owner     string    `json:"owner"` // host and pid, for humans
+	State     string    `json:"state"` // "held" or "released"
+	Created   time.Time `json:"created"`
+	Refreshed time.Time `json:"refreshed"` // the holder's clock; informative only
+}
+
+// Locker takes and releases locks in one cache.
+type Locker struct {
+	Target     Target // must be a Lister
+	StaleAfter time.Duration
+	Log        *slog.Logger
+	// Poll is how long to wait between looks at the other side's locks.
+	Poll time.Duration
+}
+
+// NewLocker returns a Locker for t, or nil if t cannot be listed. The
+// environment variable NIXPUSHD_LOCK_STALE (a Go duration) overrides
+// StaleAfter, for tests that kill holders.
+func NewLocker(t Target, log *slog.Logger) *Locker {
+	if _, ok := t.(Lister); !ok {
+		return nil
+	}
+	l := &Locker{Target: t, StaleAfter: DefaultLockStale, Log: log}
+	if v := os.Getenv("NIXPUSHD_LOCK_STALE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			l.StaleAfter = d
+		}
+	}
+	return l
+}
+
+func (l *Locker) log() *slog.Logger {
+	if l.Log != nil {
+		return l.Log
+	}
+	return slog.Default()
+}
+
+func (l *Locker) poll() time.Duration {
+	if l.Poll > 0 {
+		return l.Poll
+	}
+	return min(max(l.StaleAfter/20, 200*time.Millisecond), 5*time.Second)
+}
+
+// LockInfo is one lock object as listed.
+type LockInfo struct {
+	Key          string
+	Kind         LockKind
+	Owner        string
+	Released     bool
+	LastModified time.Time
+	Live         bool // held and refreshed within StaleAfter of the newest lock's time
+}
+
+// Lock is a held lock.
+type Lock struct {
+	l    *Locker
+	key  string
+	body lockBody
+
+	mu        sync.Mutex
+	refreshed time.Time // local clock: start of the last successful write
+	yield     bool      // gc asked for the cache (shared locks only)
+	stop      chan struct{}
+	stopped   chan struct{}
+}
+
+func newLockKey(kind LockKind) (string, lockBody) {
+	host, _ := os.Hostname()
+	b := make([]byte, 6)
+	crand.Read(b)
+	owner := fmt.Sprintf("%s pid %d", host, os.Getpid())
+	safeHost := strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '_'
+	}, host)
+	key := fmt.Sprintf("%s%s-%s-%d-%s.json", LockPrefix, kind, safeHost, os.Getpid(), hex.EncodeToString(b))
+	now := time.Now().UTC()
+	return key, lockBody{Kind: kind, Owner: owner, State: "held", Created: now, Refreshed: now}
+}
+
+func (l *Locker) write(ctx context.Context, key string, body lockBody) error {
+	b, _ := json.Marshal(body)
+	return l.Target.Put(ctx, key, bytes.NewReader(b), int64(len(b)), "application/json")
+}
+
+// List returns every lock object, with liveness judged against the
+// newest Last-Modified among them (the server's "now", as near as a
+// listing tells it; the caller has just written its own lock).
+func (l *Locker) List(ctx context.Context) ([]LockInfo, error) {
+	var locks []LockInfo
+	err := l.Target.(Lister).List(ctx, LockPrefix, func(o ObjectInfo) error {
+		name := strings.TrimPrefix(o.Key, LockPrefix)
+		var kind LockKind
+		switch {
+		case strings.HasPrefix(name, string(Shared)+"-"):
+			kind = Shared
+		case strings.HasPrefix(name, string(Exclusive)+"-"):
+			kind = Exclusive
+		default:
+			return nil
+		}
+		locks = append(locks, LockInfo{Key: o.Key, Kind: kind, LastModified: o.LastModified})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var now time.Time
+	for _, li := range locks {
+		if li.LastModified.After(now) {
+			now = li.LastModified
+		}
+	}
+	for i := range locks {
+		li := &locks[i]
+		if now.Sub(li.LastModified) >= l.StaleAfter {
+			continue // stale: no need to read it
+		}
+		b, err := l.Target.Get(ctx, li.Key)
+		if errors.Is(err, ErrNotFound) {
+			li.Released = true // deleted since the listing
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var body lockBody
+		if json.Unmarshal(b, &body) != nil {
+			continue // unreadable: treat as stale
+		}
+		li.Owner, li.Released = body.Owner, body.State == "released"
+		li.Live = !li.Released
+	}
+	return locks, nil
+}
+
+// Acquire takes a lock of kind. A shared lock waits while gc holds the
+// cache; an exclusive one waits for shared locks to go, and fails at once
+// if another gc holds the cache. The lock is refreshed in the background
+// until Release.
+func (l *Locker) Acquire(ctx context.Context, kind LockKind) (*Lock, error) {
+	key, body := newLockKey(kind)
+	lk := &Lock{l: l, key: key, body: body}
+	waitingSaid := false
+	for {
+		start := time.Now()
+		lk.body.State = "held"
+		if err := l.write(ctx, key, lk.body); err != nil {
+			return nil, fmt.Errorf("take %s lock %s: %w", kind, key, err)
+		}
+		locks, err := l.List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("take %s lock: %w", kind, err)
+		}
+		var blockers []LockInfo
+		for _, li := range locks {
+			if !li.Live || li.Key == key {
+				continue
+			}
+			if kind == Shared && li.Kind == Exclusive {
+				blockers = append(blockers, li)
+			}
+			if kind == Exclusive {
+				if li.Kind == Exclusive {
+					lk.release(context.WithoutCancel(ctx))
+					return nil, &PermanentError{Err: fmt.Errorf("another gc holds the cache (%s, lock %s); run one gc at a time", li.Owner, li.Key)}
+				}
+				blockers = append(blockers, li)
+			}
+		}
+		if len(blockers) == 0 {
+			lk.refreshed = start
+			lk.stop, lk.stopped = make(chan struct{}), make(chan struct{})
+			go lk.refreshLoop()
+			return lk, nil
+		}
+		if kind == Shared {
+			// Step aside while gc runs: our lock would hold it up.
+			if err := lk.release(ctx); err != nil {
+				return nil, err
+			}
+			if !waitingSaid {
+				l.log().Info("gc holds the cache; waiting before publishing", "target", l.Target.String(), "gc", blockers[0].Owner)
+				waitingSaid = true
+			}
+		} else {
+			if !waitingSaid {
+				l.log().Info("waiting for pushers to finish publishing", "target", l.Target.String(), "pushers", len(blockers), "first", blockers[0].Owner)
+				waitingSaid = true
+			}
+			// Keep ours fresh while we wait; no new pusher starts now.
+			lk.refreshed = start
+		}
+		d := l.poll()
+		d += time.Duration(rand.Int64N(int64(d)/2 + 1))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			lk.release(context.WithoutCancel(ctx))
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (lk *Lock) refreshLoop() {
+	defer close(lk.stopped)
+	every := lk.l.StaleAfter / 5
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-lk.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), lk.l.StaleAfter/2)
+		start := time.Now()
+		lk.body.Refreshed = start.UTC()
+		err := lk.l.write(ctx, lk.key, lk.body)
+		if err == nil {
+			lk.mu.Lock()
+			lk.refreshed = start
+			lk.mu.Unlock()
+			if lk.body.Kind == Shared {
+				// gc waiting for us? Then finish what is being published
+				// and step aside (the Pusher asks Yielding).
+				if locks, err := lk.l.List(ctx); err == nil {
+					for _, li := range locks {
+						if li.Live && li.Kind == Exclusive {
+							lk.mu.Lock()
+							lk.yield = true
+							lk.mu.Unlock()
+						}
+					}
+				}
+			}
+		} else {
+			lk.l.log().Warn("cannot refresh the cache lock", "lock", lk.key, "err", err)
+		}
+		cancel()
+	}
+}
+
+// Valid reports whether the lock may still be acted on: its last refresh
+// is recent enough that nobody can have judged it stale.
+func (lk *Lock) Valid() bool {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	return time.Since(lk.refreshed) < lk.l.StaleAfter/2
+}
+
+// Yielding reports whether gc is waiting for this shared lock.
+func (lk *Lock) Yielding() bool {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	return lk.yield
+}
+
+// Key is the lock's object key.
+func (lk *Lock) Key() string { return lk.key }
+
+// Release stops refreshing and releases the lock: deleted when the
+// credentials allow it, else overwritten as released.
+func (lk *Lock) Release(ctx context.Context) error {
+	if lk.stop != nil {
+		close(lk.stop)
+		<-lk.stopped
+		lk.stop = nil
+	}
+	return lk.release(ctx)
+}
+
+func (lk *Lock) release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if lk.body.Kind == Exclusive {
+		if d, ok := lk.l.Target.(Deleter); ok {
+			if err := d.Delete(ctx, []string{lk.key}); err == nil {
+				return nil
+			}
+		}
+	}
+	lk.body.State = "released"
+	if err := lk.l.write(ctx, lk.key, lk.body); err != nil {
+		return fmt.Errorf("release lock %s: %w", lk.key, err)
+	}
+	return nil
+}

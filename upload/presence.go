@@ -1,0 +1,175 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// Presence answers "is this object in the cache?" with a freshness bound,
+// because presence is a fact about now: an expiry rule, a hand `mc rm` or a
+// gc on another machine may delete at any time.
+//
+// Every question says how old an answer it accepts (notBefore): the
+// initial "what is missing?" pass accepts answers younger than the TTL,
+// while the check before a narinfo is published accepts only an answer
+// from a request sent after the narinfo became ready. Questions about one
+// key share requests (single-flight): a request not yet sent, or one sent
+// after the asker's bound, serves everybody waiting on it. Waiting for a
+// network slot is what batches them: the longer the queue, the more
+// askers share each request.
+type Presence struct {
+	target Target
+	ttl    time.Duration
+	io     *semaphore.Weighted
+	retry  RetryPolicy
+
+	// Requests counts existence requests sent to the target.
+	Requests atomic.Int64
+
+	mu      sync.Mutex
+	known   map[string]answer
+	cur     map[string]*probe // sent, not answered
+	next    map[string]*probe // not sent yet: anyone may join
+	inserts int
+	resetAt time.Time
+}
+
+type answer struct {
+	at time.Time // when the request that gave it was sent
+	ok bool
+}
+
+type probe struct {
+	done chan struct{}
+	at   time.Time // set when sent
+	ok   bool
+	err  error
+}
+
+// NewPresence returns a Presence for t that remembers answers for ttl and
+// sends requests under io (shared with the other network work).
+func NewPresence(t Target, ttl time.Duration, io *semaphore.Weighted, retry RetryPolicy) *Presence {
+	return &Presence{
+		target: t, ttl: ttl, io: io, retry: retry,
+		known: map[string]answer{}, cur: map[string]*probe{}, next: map[string]*probe{},
+	}
+}
+
+// Recent reports whether key exists, accepting an answer younger than the
+// TTL.
+func (p *Presence) Recent(ctx context.Context, key string) (bool, error) {
+	return p.Check(ctx, key, time.Now().Add(-p.ttl))
+}
+
+// Check reports whether key exists, from a request sent after notBefore.
+func (p *Presence) Check(ctx context.Context, key string, notBefore time.Time) (bool, error) {
+	for {
+		ok, err := p.check(ctx, key, notBefore)
+		// Another asker's cancelled request is not our answer.
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue
+		}
+		return ok, err
+	}
+}
+
+func (p *Presence) check(ctx context.Context, key string, notBefore time.Time) (bool, error) {
+	p.mu.Lock()
+	if a, ok := p.known[key]; ok && a.at.After(notBefore) {
+		p.mu.Unlock()
+		return a.ok, nil
+	}
+	if pr := p.cur[key]; pr != nil && pr.at.After(notBefore) {
+		p.mu.Unlock()
+		return pr.wait(ctx)
+	}
+	if pr := p.next[key]; pr != nil {
+		p.mu.Unlock()
+		return pr.wait(ctx)
+	}
+	pr := &probe{done: make(chan struct{})}
+	p.next[key] = pr
+	p.mu.Unlock()
+
+	// This caller sends the request for everybody who joins meanwhile.
+	err := p.io.Acquire(ctx, 1)
+	p.mu.Lock()
+	delete(p.next, key)
+	if err != nil {
+		p.mu.Unlock()
+		pr.err = err
+		close(pr.done)
+		return false, err
+	}
+	pr.at = time.Now()
+	p.cur[key] = pr
+	p.mu.Unlock()
+
+	err = p.retry.Do(ctx, func() (err error) {
+		p.Requests.Add(1)
+		pr.ok, err = p.target.Exists(ctx, key)
+		return err
+	})
+	p.io.Release(1)
+	pr.err = err
+	p.mu.Lock()
+	if p.cur[key] == pr {
+		delete(p.cur, key)
+	}
+	if err == nil {
+		p.remember(key, answer{at: pr.at, ok: pr.ok})
+	}
+	p.mu.Unlock()
+	close(pr.done)
+	return pr.ok, err
+}
+
+func (pr *probe) wait(ctx context.Context) (bool, error) {
+	select {
+	case <-pr.done:
+		return pr.ok, pr.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// Mark records what this process just did: ok after writing key. It
+// satisfies Recent, never a later Check's stricter bound.
+func (p *Presence) Mark(key string, ok bool) {
+	p.mu.Lock()
+	p.remember(key, answer{at: time.Now(), ok: ok})
+	p.mu.Unlock()
+}
+
+// remember keeps the newer answer; p.mu is held.
+func (p *Presence) remember(key string, a answer) {
+	if old, ok := p.known[key]; (ok && old.at.After(a.at)) || a.at.Before(p.resetAt) {
+		return
+	}
+	p.known[key] = a
+	// Drop expired answers now and then, so memory follows the TTL, not
+	// the daemon's uptime.
+	if p.inserts++; p.inserts >= 4096 && p.inserts >= len(p.known) {
+		cutoff := time.Now().Add(-p.ttl)
+		for k, v := range p.known {
+			if !v.at.After(cutoff) {
+				delete(p.known, k)
+			}
+		}
+		p.inserts = 0
+	}
+}
+
+// Reset forgets every answer: after a gc may have run (a new lock
+// session), nothing seen before counts.
+func (p *Presence) Reset() {
+	p.mu.Lock()
+	clear(p.known)
+	p.resetAt = time.Now()
+	p.mu.Unlock()
+}
