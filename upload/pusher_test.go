@@ -28,15 +28,22 @@ type memTarget struct {
 	exists  map[string]int // Exists calls per key
 	failPut func(key string, attempt int) error
 	puts    map[string]int
+	// modified is each object's Last-Modified; existsHook, if set, runs
+	// before each Exists answer (to block or count).
+	modified   map[string]time.Time
+	existsHook func(key string)
 }
 
 func newMem() *memTarget {
-	return &memTarget{objects: map[string][]byte{}, exists: map[string]int{}, puts: map[string]int{}}
+	return &memTarget{objects: map[string][]byte{}, exists: map[string]int{}, puts: map[string]int{}, modified: map[string]time.Time{}}
 }
 
 func (m *memTarget) String() string { return "mem://" }
 
 func (m *memTarget) Exists(_ context.Context, key string) (bool, error) {
+	if m.existsHook != nil {
+		m.existsHook(key)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.exists[key]++
@@ -49,7 +56,7 @@ func (m *memTarget) Get(_ context.Context, key string) ([]byte, error) {
 	defer m.mu.Unlock()
 	b, ok := m.objects[key]
 	if !ok {
-		return nil, errors.New("not found")
+		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
 	return b, nil
 }
@@ -71,6 +78,7 @@ func (m *memTarget) Put(_ context.Context, key string, body io.Reader, size int6
 		return fmt.Errorf("size %d != %d", len(b), size)
 	}
 	m.objects[key] = b
+	m.modified[key] = time.Now()
 	m.order = append(m.order, key)
 	return nil
 }

@@ -1,0 +1,356 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"io/fs"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/store"
+)
+
+// Concurrent questions about one key share one request.
+func TestPresenceSingleFlight(t *testing.T) {
+	m := newMem()
+	m.objects["k"] = []byte("x")
+	release := make(chan struct{})
+	m.existsHook = func(string) { <-release }
+	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	start := time.Now()
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := p.Check(context.Background(), "k", start.Add(-time.Second))
+			if err != nil || !ok {
+				errs <- fmt.Errorf("ok %v err %v", ok, err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let them pile up on the first request
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := p.Requests.Load(); n > 2 {
+		t.Errorf("%d requests for 50 concurrent questions, want 1 (2 at most if one asked before the first was sent)", n)
+	}
+}
+
+// An answer older than the asker's bound is never used: the check before
+// publishing always reaches the cache; the TTL-bounded one does not.
+func TestPresenceFreshness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMem()
+		m.objects["k"] = []byte("x")
+		p := NewPresence(m, 10*time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		ctx := context.Background()
+		if ok, _ := p.Recent(ctx, "k"); !ok {
+			t.Fatal("k not found")
+		}
+		time.Sleep(time.Second)
+		p.Recent(ctx, "k")
+		if n := p.Requests.Load(); n != 1 {
+			t.Errorf("Recent within the TTL sent %d requests, want 1", n)
+		}
+		m.remove("k")
+		if ok, _ := p.Recent(ctx, "k"); !ok {
+			t.Error("Recent within the TTL should answer from memory")
+		}
+		if ok, _ := p.Check(ctx, "k", time.Now()); ok {
+			t.Error("a fresh Check trusted a remembered answer")
+		}
+		if n := p.Requests.Load(); n != 2 {
+			t.Errorf("%d requests, want 2", n)
+		}
+		// The TTL expires: Recent asks again.
+		m.objects["k"] = []byte("x")
+		p.Mark("k", false)
+		time.Sleep(11 * time.Minute)
+		if ok, _ := p.Recent(ctx, "k"); !ok {
+			t.Error("Recent after the TTL used an expired answer")
+		}
+		// Reset forgets everything.
+		p.Reset()
+		p.Recent(ctx, "k")
+		if n := p.Requests.Load(); n != 4 {
+			t.Errorf("%d requests, want 4 (Reset forgets)", n)
+		}
+	})
+}
+
+// The scenario, in memory: a dependency deleted behind the
+// Pusher's back (as an expiry rule would) is uploaded again before the
+// new dependent's narinfo, although the Pusher remembers it as present.
+func TestPushReuploadsDeletedReference(t *testing.T) {
+	m := newMem()
+	p := newTestPusher(t, m, nil)
+	a := info("a")
+	b := info("b", a)
+	if res, err := p.Push(context.Background(), []*store.PathInfo{a, b}); err != nil || res.Uploaded != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	aKey := narinfoKeyOf(t, a.Path)
+	ni, _ := nar.ParseNarInfo(m.objects[aKey])
+	m.remove(aKey, ni.URL)
+	m.order = nil
+
+	c := info("c", a, b)
+	res, err := p.Push(context.Background(), []*store.PathInfo{a, b, c})
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("%v %v", err, res.Failed)
+	}
+	if res.Uploaded != 2 || res.Present != 1 {
+		t.Errorf("uploaded %d present %d, want 2 (a again, c) and 1 (b)", res.Uploaded, res.Present)
+	}
+	if _, ok := m.objects[aKey]; !ok {
+		t.Fatal("a's narinfo was not uploaded again")
+	}
+	if _, ok := m.objects[ni.URL]; !ok {
+		t.Fatal("a's NAR was not uploaded again")
+	}
+	cKey := narinfoKeyOf(t, c.Path)
+	if !(m.index(ni.URL) < m.index(aKey) && m.index(aKey) < m.index(cKey)) {
+		t.Errorf("want a's NAR, then a's narinfo, then c's narinfo; got %v", m.order)
+	}
+}
+
+// A missing reference that is no longer in the local store fails the
+// dependent with an error naming it, and the cache gets no narinfo that
+// points at nothing.
+func TestPushMissingReferenceNotLocal(t *testing.T) {
+	m := newMem()
+	p := newTestPusher(t, m, nil)
+	a := info("a")
+	if _, err := p.Push(context.Background(), []*store.PathInfo{a}); err != nil {
+		t.Fatal(err)
+	}
+	aKey := narinfoKeyOf(t, a.Path)
+	m.remove(aKey)
+	p.dump = func(w io.Writer, path string) error {
+		if path == a.Path {
+			return &fs.PathError{Op: "lstat", Path: path, Err: fs.ErrNotExist}
+		}
+		return fakeDump(nil)(w, path)
+	}
+	c := info("c", a)
+	res, err := p.Push(context.Background(), []*store.PathInfo{a, c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cerr := res.Failed[c.Path]
+	if cerr == nil || !strings.Contains(cerr.Error(), a.Path) {
+		t.Errorf("c: %v, want an error naming %s", cerr, a.Path)
+	}
+	if !errors.Is(res.Failed[a.Path], ErrGone) {
+		t.Errorf("a: %v, want ErrGone", res.Failed[a.Path])
+	}
+	if _, ok := m.objects[narinfoKeyOf(t, c.Path)]; ok {
+		t.Error("c's narinfo was written although its reference is missing")
+	}
+}
+
+// An all-present closure costs one existence request per path, as before
+// the fresh checks, and a second push within the TTL costs none.
+func TestPushAllPresentRequests(t *testing.T) {
+	m := newMem()
+	var closure []*store.PathInfo
+	leaves := []*store.PathInfo{}
+	for i := range 50 {
+		leaves = append(leaves, info(fmt.Sprintf("leaf%d", i)))
+	}
+	closure = append(closure, leaves...)
+	closure = append(closure, info("top", leaves...))
+	if _, err := newTestPusher(t, m, nil).Push(context.Background(), closure); err != nil {
+		t.Fatal(err)
+	}
+	p := newTestPusher(t, m, nil)
+	res, err := p.Push(context.Background(), closure)
+	if err != nil || res.Present != len(closure) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if n := p.Requests(); n != int64(len(closure)) {
+		t.Errorf("%d existence requests for an all-present closure of %d, want %d", n, len(closure), len(closure))
+	}
+	p.Push(context.Background(), closure)
+	if n := p.Requests(); n != int64(len(closure)) {
+		t.Errorf("a second push within the TTL sent %d more requests", n-int64(len(closure)))
+	}
+}
+
+// The fresh checks before publishing are shared: 50 leaves and a top
+// referencing all of them cost one check per leaf, not one per edge.
+func TestPushFreshChecksPerReference(t *testing.T) {
+	m := newMem()
+	p := newTestPusher(t, m, nil)
+	var leaves []*store.PathInfo
+	for i := range 50 {
+		leaves = append(leaves, info(fmt.Sprintf("leaf%d", i)))
+	}
+	mids := []*store.PathInfo{}
+	for i := range 5 {
+		mids = append(mids, info(fmt.Sprintf("mid%d", i), leaves...))
+	}
+	closure := append(append([]*store.PathInfo{}, leaves...), mids...)
+	res, err := p.Push(context.Background(), closure)
+	if err != nil || res.Uploaded != len(closure) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// Missing: 55 narinfo checks; NARs: 55; fresh reference checks: at
+	// most 5 × 50, at least 50.
+	n := p.Requests()
+	if n < 55+55+50 || n > 55+55+250 {
+		t.Errorf("%d requests", n)
+	}
+}
+
+func testLocker(m *memTarget) *Locker {
+	return &Locker{Target: m, StaleAfter: 10 * time.Second, Poll: 500 * time.Millisecond,
+		Log: newTestLog()}
+}
+
+// A pusher waits while gc holds the cache, and gc waits for pushers.
+func TestLockExcludes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMem()
+		l := testLocker(m)
+		ctx := context.Background()
+		shared, err := l.Acquire(ctx, Shared)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotExcl := make(chan *Lock)
+		go func() {
+			lk, err := l.Acquire(ctx, Exclusive)
+			if err != nil {
+				t.Error(err)
+			}
+			gotExcl <- lk
+		}()
+		time.Sleep(5 * time.Second)
+		select {
+		case <-gotExcl:
+			t.Fatal("gc took the cache while a pusher held it")
+		default:
+		}
+		// gc's lock is visible now: the pusher is asked to yield.
+		time.Sleep(3 * time.Second)
+		if !shared.Yielding() {
+			t.Error("the shared lock was not asked to yield to gc")
+		}
+		shared.Release(ctx)
+		excl := <-gotExcl
+
+		gotShared := make(chan *Lock)
+		go func() {
+			lk, err := l.Acquire(ctx, Shared)
+			if err != nil {
+				t.Error(err)
+			}
+			gotShared <- lk
+		}()
+		time.Sleep(20 * time.Second) // longer than StaleAfter: refreshing keeps gc's lock live
+		select {
+		case <-gotShared:
+			t.Fatal("a pusher took the cache while gc held it")
+		default:
+		}
+		if !excl.Valid() {
+			t.Error("gc's lock is not valid although it refreshes")
+		}
+		excl.Release(ctx)
+		lk := <-gotShared
+		lk.Release(ctx)
+		synctest.Wait()
+	})
+}
+
+// A holder killed without releasing blocks the other side for StaleAfter
+// at most; a second gc is refused at once.
+func TestLockStaleAndSecondGC(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMem()
+		l := testLocker(m)
+		ctx := context.Background()
+		// A pusher "killed -9": its lock object stays, never refreshed.
+		key, body := newLockKey(Shared)
+		if err := l.write(ctx, key, body); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		excl, err := l.Acquire(ctx, Exclusive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited < l.StaleAfter || waited > l.StaleAfter+5*time.Second {
+			t.Errorf("gc waited %v for a dead pusher's lock, want about StaleAfter (%v)", waited, l.StaleAfter)
+		}
+		if _, err := l.Acquire(ctx, Exclusive); err == nil || !strings.Contains(err.Error(), "another gc") {
+			t.Errorf("second gc: %v, want a refusal naming the other gc", err)
+		}
+		excl.Release(ctx)
+		synctest.Wait()
+	})
+}
+
+// Publishing pauses while gc holds the cache, and what was seen present
+// before gc counts for nothing after it: a dependency gc deleted is
+// uploaded again.
+func TestPushAfterGCRechecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMem()
+		p := newTestPusher(t, m, nil)
+		p.Locker = testLocker(m)
+		a := info("a")
+		ctx := context.Background()
+		if _, err := p.Push(ctx, []*store.PathInfo{a}); err != nil {
+			t.Fatal(err)
+		}
+		// gc takes the cache and deletes a.
+		excl, err := p.Locker.Acquire(ctx, Exclusive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aKey := narinfoKeyOf(t, a.Path)
+		ni, _ := nar.ParseNarInfo(m.objects[aKey])
+		m.remove(aKey, ni.URL)
+		done := make(chan *Result)
+		b := info("b", a)
+		go func() {
+			res, err := p.Push(ctx, []*store.PathInfo{a, b})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- res
+		}()
+		time.Sleep(30 * time.Second)
+		if _, ok := m.objects[narinfoKeyOf(t, b.Path)]; ok {
+			t.Fatal("a narinfo was published while gc held the cache")
+		}
+		excl.Release(ctx)
+		res := <-done
+		if len(res.Failed) > 0 || res.Uploaded != 2 {
+			t.Errorf("%+v", res)
+		}
+		if _, ok := m.objects[aKey]; !ok {
+			t.Error("a was not uploaded again after gc deleted it")
+		}
+		synctest.Wait()
+	})
+}
+
+func newTestLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
