@@ -7,6 +7,7 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/nixpushd/nixpushd/lifecycle"
 	"regexp"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--max-active %d: must be at least 1", c.MaxActive)
 	}
 	for name, path := range c.Pins {
-		if err := CheckPinName(name); err != nil {
+		if err := lifecycle.CheckPinName(name); err != nil {
 			return fmt.Errorf("--pin %s=%s: %w", name, path, err)
 		}
 		if !strings.HasPrefix(path, "/") {
@@ -94,20 +95,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Socket == "" {
 		return fmt.Errorf("--socket: must not be empty")
-	}
-	return nil
-}
-
-// CheckPinName accepts names that are safe as object keys everywhere:
-// letters, digits, '.', '_' and '-', not starting with '.'.
-func CheckPinName(name string) error {
-	if name == "" || len(name) > 100 || name[0] == '.' {
-		return fmt.Errorf("pin name %q: use 1-100 letters, digits, '.', '_' or '-', not starting with '.'", name)
-	}
-	for _, c := range name {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("pin name %q: use 1-100 letters, digits, '.', '_' or '-', not starting with '.'", name)
-		}
 	}
 	return nil
 }

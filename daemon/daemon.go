@@ -132,6 +132,13 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 		defer sources.Done()
 		d.reconcileLoop(ctx, reconcileNow)
 	}()
+	if len(d.cfg.Pins) > 0 {
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			d.pinLoop(ctx)
+		}()
+	}
 	if d.notify.Watchdog > 0 {
 		sources.Add(1)
 		go func() {
@@ -262,6 +269,10 @@ func (d *Daemon) process(ctx context.Context, it queue.Item) {
 		return
 	}
 	res, err := d.p.Push(ctx, closure)
+	if err != nil && upload.IsPathPermanent(err) {
+		d.fail(it, log, err.Error())
+		return
+	}
 	d.mu.Lock()
 	d.uploaded += res.Uploaded
 	d.mu.Unlock()

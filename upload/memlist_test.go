@@ -38,4 +38,3 @@ func (m *memTarget) Delete(_ context.Context, keys []string) error {
 func (m *memTarget) remove(keys ...string) {
 	m.Delete(context.Background(), keys)
 }
-

@@ -215,7 +215,7 @@ func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store
 	for i, pi := range infos {
 		key, err := narinfoKey(pi.Path)
 		if err != nil {
-			return nil, err
+			return nil, &PermanentError{Err: err}
 		}
 		g.Go(func() error {
 			ok, err := p.presence.Recent(gctx, key)

@@ -39,9 +39,11 @@ func IsConfig(err error) bool {
 	return errors.As(err, &pe) && pe.Config
 }
 
-// IsPathPermanent reports whether err condemns one path only.
+// IsPathPermanent reports whether err condemns one path only: retrying
+// it can never succeed, and nothing but the path is to blame.
 func IsPathPermanent(err error) bool {
-	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrGone)
+	var pe *PermanentError
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrGone) || (errors.As(err, &pe) && !pe.Config)
 }
 
 // RetryPolicy retries transient failures of a single operation.

@@ -21,6 +21,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 
 	"github.com/nixpushd/nixpushd/daemon"
+	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 )
@@ -229,7 +230,7 @@ func (p *pinFlag) Set(v string) error {
 	if !ok || name == "" || path == "" {
 		return fmt.Errorf("want NAME=PATH, got %q", v)
 	}
-	if err := daemon.CheckPinName(name); err != nil {
+	if err := lifecycle.CheckPinName(name); err != nil {
 		return err
 	}
 	if p.m == nil {

@@ -45,7 +45,7 @@ func (a ageFlag) Set(s string) error {
 func parseAge(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 {
+		if err != nil || days < 0 || days > 100*365 {
 			return 0, fmt.Errorf("want whole days like 30d, or a duration like 12h or 90m")
 		}
 		return time.Duration(days) * 24 * time.Hour, nil

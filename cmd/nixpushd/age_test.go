@@ -1,0 +1,31 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseAge(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "0": 0, "12h": 12 * time.Hour, "1h30m": 90 * time.Minute, "0d": 0} {
+		if got, err := parseAge(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1d", "1w", "d", "1.5d", "-5m", "30 d"} {
+		if _, err := parseAge(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseAge(f *testing.F) {
+	for _, s := range []string{"30d", "1h", "0", "1h30m", "999999999999d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseAge(s)
+		if err == nil && d < 0 {
+			t.Fatalf("%q parsed to a negative age %v", s, d)
+		}
+	})
+}

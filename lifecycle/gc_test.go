@@ -1,0 +1,228 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/upload"
+)
+
+// recorder is a file:// cache that records delete batches.
+type recorder struct {
+	*upload.File
+	batches [][]string
+}
+
+func (r *recorder) Delete(ctx context.Context, keys []string) error {
+	r.batches = append(r.batches, slices.Clone(keys))
+	return r.File.Delete(ctx, keys)
+}
+
+type fakePath struct {
+	name string
+	refs []string
+	age  time.Duration
+}
+
+func storePath(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return nar.StoreDir + "/" + nar.NixBase32.EncodeToString(sum[:20]) + "-" + name
+}
+
+func hashOf(name string) string {
+	sp, _ := nar.ParseStorePath(storePath(name))
+	return sp.Hash
+}
+
+// fill writes a narinfo and a NAR per path, aged as asked.
+func fill(t *testing.T, dir string, paths []fakePath) {
+	t.Helper()
+	f, err := upload.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f.Put(ctx, "nix-cache-info", strings.NewReader(upload.CacheInfo), int64(len(upload.CacheInfo)), "")
+	for _, p := range paths {
+		body := []byte("nar of " + p.name)
+		sum := sha256.Sum256(body)
+		narKey := "nar/" + nar.NixBase32.EncodeToString(sum[:]) + ".nar"
+		ni := &nar.NarInfo{StorePath: storePath(p.name), URL: narKey, Compression: "none",
+			NarHash: nar.NewSHA256(sum[:]), NarSize: int64(len(body)), FileHash: nar.NewSHA256(sum[:]), FileSize: int64(len(body))}
+		for _, r := range p.refs {
+			ni.References = append(ni.References, strings.TrimPrefix(storePath(r), nar.StoreDir+"/"))
+		}
+		text, err := ni.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		niKey := hashOf(p.name) + ".narinfo"
+		for key, b := range map[string][]byte{narKey: body, niKey: text} {
+			if err := f.Put(ctx, key, bytes.NewReader(b), int64(len(b)), ""); err != nil {
+				t.Fatal(err)
+			}
+			when := time.Now().Add(-p.age)
+			os.Chtimes(filepath.Join(dir, key), when, when)
+		}
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// gc keeps the closure of recent narinfos and pins, deletes the rest
+// referrers first, and never a NAR younger than the grace period.
+func TestGCKeepsClosuresAndOrdersDeletes(t *testing.T) {
+	dir := t.TempDir()
+	old := 48 * time.Hour
+	fill(t, dir, []fakePath{
+		{name: "shared", age: old},
+		{name: "libold", age: old},
+		{name: "app-new", refs: []string{"shared"}, age: time.Minute},   // root by age
+		{name: "app-old", refs: []string{"shared", "libold"}, age: old}, // doomed
+		{name: "tool", refs: []string{"tooldep"}, age: old},             // pinned below
+		{name: "tooldep", age: old},
+		{name: "chain3", refs: []string{"chain2"}, age: old},
+		{name: "chain2", refs: []string{"chain1"}, age: old},
+		{name: "chain1", age: old},
+	})
+	f, _ := upload.NewFile(dir)
+	ctx := context.Background()
+	pin := FormatPin([]string{storePath("tool")})
+	f.Put(ctx, PinPrefix+"tools", bytes.NewReader(pin), int64(len(pin)), "")
+	// An orphan NAR just uploaded (its narinfo not written yet).
+	f.Put(ctx, "nar/fresh.nar", strings.NewReader("x"), 1, "")
+
+	r := &recorder{File: f}
+	locker := upload.NewLocker(r, quietLog())
+	res, err := GC(ctx, r, GCOptions{Keep: 24 * time.Hour, Grace: time.Hour, Locker: locker, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keep := range []string{"shared", "app-new", "tool", "tooldep"} {
+		if _, err := os.Stat(filepath.Join(dir, hashOf(keep)+".narinfo")); err != nil {
+			t.Errorf("%s was deleted: %v", keep, err)
+		}
+	}
+	for _, gone := range []string{"libold", "app-old", "chain1", "chain2", "chain3"} {
+		if _, err := os.Stat(filepath.Join(dir, hashOf(gone)+".narinfo")); err == nil {
+			t.Errorf("%s was kept", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nar/fresh.nar")); err != nil {
+		t.Error("a NAR younger than the grace period was deleted")
+	}
+	if res.Kept != 4 || res.DeletedNarInfos != 5 || res.DeletedNARs != 5 || res.Roots != 2 {
+		t.Errorf("result %+v", res)
+	}
+	// Referrers before references: chain3, then chain2, then chain1;
+	// app-old before libold.
+	pos := map[string]int{}
+	for i, b := range r.batches {
+		for _, k := range b {
+			pos[k] = i
+		}
+	}
+	before := func(a, b string) {
+		if pos[hashOf(a)+".narinfo"] >= pos[hashOf(b)+".narinfo"] {
+			t.Errorf("%s deleted in batch %d, not before %s (batch %d)", a, pos[hashOf(a)+".narinfo"], b, pos[hashOf(b)+".narinfo"])
+		}
+	}
+	before("chain3", "chain2")
+	before("chain2", "chain1")
+	before("app-old", "libold")
+	// Every narinfo went before any NAR.
+	lastNarInfo, firstNAR := -1, len(r.batches)
+	for i, b := range r.batches {
+		for _, k := range b {
+			if strings.HasSuffix(k, ".narinfo") {
+				lastNarInfo = max(lastNarInfo, i)
+			}
+			if strings.HasPrefix(k, "nar/") {
+				firstNAR = min(firstNAR, i)
+			}
+		}
+	}
+	if lastNarInfo >= firstNAR {
+		t.Errorf("a NAR was deleted before the last narinfo: %v", r.batches)
+	}
+	// What is left is a valid cache.
+	vres, err := Verify(ctx, f, VerifyOptions{}, func(p Problem) { t.Errorf("verify after gc: %s", p) })
+	if err != nil || vres.Problems != 0 {
+		t.Errorf("verify: %v %+v", err, vres)
+	}
+}
+
+// --dry-run deletes nothing and takes no lock.
+func TestGCDryRun(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, []fakePath{{name: "a", age: 48 * time.Hour}, {name: "b", refs: []string{"a"}, age: 48 * time.Hour}})
+	f, _ := upload.NewFile(dir)
+	var reported []string
+	res, err := GC(context.Background(), f, GCOptions{Keep: time.Hour, DryRun: true, Log: quietLog(),
+		Report: func(k string, _ int64) { reported = append(reported, k) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reported) != 4 || res.DeletedNarInfos != 2 {
+		t.Errorf("reported %v, result %+v", reported, res)
+	}
+	if _, err := os.Stat(filepath.Join(dir, hashOf("a")+".narinfo")); err != nil {
+		t.Error("dry run deleted a narinfo")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "locks")); err == nil {
+		t.Error("dry run took a lock")
+	}
+}
+
+// verify names each kind of damage.
+func TestVerifyFindsDamage(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, []fakePath{
+		{name: "dep"}, {name: "app", refs: []string{"dep"}},
+		{name: "nonar"}, {name: "short"},
+	})
+	f, _ := upload.NewFile(dir)
+	ctx := context.Background()
+	os.Remove(filepath.Join(dir, hashOf("dep")+".narinfo"))
+	read := func(name string) *nar.NarInfo {
+		b, _ := os.ReadFile(filepath.Join(dir, hashOf(name)+".narinfo"))
+		ni, err := nar.ParseNarInfo(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ni
+	}
+	os.Remove(filepath.Join(dir, read("nonar").URL))
+	os.WriteFile(filepath.Join(dir, read("short").URL), []byte("nar"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad0000000000000000000000000000.narinfo"), []byte("garbage"), 0o644)
+
+	got := map[string]string{}
+	res, err := Verify(ctx, f, VerifyOptions{Full: true}, func(p Problem) { got[p.Kind] = p.String() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		ProblemReference: storePath("app"),
+		ProblemNARGone:   storePath("nonar"),
+		ProblemNARSize:   storePath("short"),
+	}
+	for kind, path := range want {
+		if !strings.HasPrefix(got[kind], path+": "+kind) {
+			t.Errorf("%s: got %q, want a line about %s", kind, got[kind], path)
+		}
+	}
+	if res.Problems != 3 {
+		t.Errorf("%d problems, want 3: %v", res.Problems, got)
+	}
+	_ = res.String()
+}
