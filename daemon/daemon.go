@@ -69,6 +69,10 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 	if source == "socket" || source == "spool" {
 		paths = d.withOutputs(ctx, paths)
 	}
+	paths = d.prefilter(ctx, paths, source)
+	if len(paths) == 0 {
+		return 0, nil
+	}
 	added, err := d.q.Enqueue(paths, source, time.Now())
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
@@ -80,6 +84,60 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 		d.poke()
 	}
 	return added, nil
+}
+
+// prefilter drops, before they cost a durable write, the paths the daemon
+// would skip anyway: derivations, include/exclude, paths signed by an
+// upstream key, and (from the watcher and reconcile) paths Nix did not
+// build here — substituted or copied in, its "ultimate" flag unset. What
+// cannot be looked up now is kept: process decides later.
+func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) []string {
+	keep := paths[:0:0]
+	var named []string
+	for _, p := range paths {
+		if reason := d.cfg.Filter(p, nil); reason != "" {
+			d.skip(reason, p)
+			continue
+		}
+		named = append(named, p)
+	}
+	if len(named) == 0 {
+		return nil
+	}
+	valid, err := d.st.ValidPaths(ctx, named)
+	if err != nil {
+		return named
+	}
+	infos, err := d.st.PathInfos(ctx, valid)
+	if err != nil {
+		return named
+	}
+	known := make(map[string]bool, len(infos))
+	for _, pi := range infos {
+		known[pi.Path] = true
+		reason := d.cfg.Filter(pi.Path, pi.Sigs)
+		if reason == "" && !pi.Ultimate && (source == "watch" || source == "reconcile") {
+			reason = "not-built-here"
+		}
+		if reason != "" {
+			d.skip(reason, pi.Path)
+			continue
+		}
+		keep = append(keep, pi.Path)
+	}
+	for _, p := range named {
+		if !known[p] {
+			keep = append(keep, p) // not valid (yet): process says why
+		}
+	}
+	return keep
+}
+
+func (d *Daemon) skip(reason, path string) {
+	d.mu.Lock()
+	d.skipped[reason]++
+	d.mu.Unlock()
+	d.log.Debug("skipped", "STORE_PATH", path, "reason", reason)
 }
 
 // Run serves until ctx ends, then shuts down: it stops taking work, gives
@@ -192,17 +250,19 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 		}
 		free := d.cfg.MaxActive - int(d.active.Load())
 		if free > 0 {
+			// Items claimed together are one batch: one closure, one
+			// set of existence checks, one pool.
 			items, err := d.q.Claim(time.Now(), free)
 			if err != nil {
 				d.log.Error("reading the queue", "err", err)
 			}
-			for _, it := range items {
-				d.active.Add(1)
+			if len(items) > 0 {
+				d.active.Add(int64(len(items)))
 				workers.Add(1)
 				go func() {
 					defer workers.Done()
-					d.process(workCtx, it)
-					d.active.Add(-1)
+					d.processBatch(workCtx, items)
+					d.active.Add(-int64(len(items)))
 					d.poke()
 				}()
 			}
@@ -235,75 +295,149 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 	}
 }
 
-// process uploads one queue item (a root path with its closure) and records
-// the outcome in the queue.
-func (d *Daemon) process(ctx context.Context, it queue.Item) {
-	log := d.log.With("STORE_PATH", it.Path)
+// processBatch uploads queue items (root paths) with their closures, as
+// one push, and records each item's outcome in the queue.
+func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 	start := time.Now()
-	infos, err := d.st.PathInfos(ctx, []string{it.Path})
-	if errors.Is(err, store.ErrNotValid) {
-		d.fail(it, log, "not a valid store path any more (garbage-collected before upload?)")
-		return
+	paths := make([]string, len(items))
+	for i, it := range items {
+		paths[i] = it.Path
 	}
+	valid, err := d.st.ValidPaths(ctx, paths)
 	if err != nil {
-		d.retry(ctx, it, log, err)
+		d.retryAll(ctx, items, err)
 		return
 	}
-	if reason := d.cfg.Filter(it.Path, infos[0].Sigs); reason != "" {
-		d.mu.Lock()
-		d.skipped[reason]++
-		d.mu.Unlock()
-		log.Debug("skipped", "reason", reason)
-		if err := d.q.Complete(it.Path, time.Now()); err != nil {
-			log.Error("recording skip", "err", err)
+	isValid := map[string]bool{}
+	for _, p := range valid {
+		isValid[p] = true
+	}
+	var infos []*store.PathInfo
+	if len(valid) > 0 {
+		if infos, err = d.st.PathInfos(ctx, valid); err != nil {
+			d.retryAll(ctx, items, err)
+			return
+		}
+	}
+	sigs := map[string][]string{}
+	for _, pi := range infos {
+		sigs[pi.Path] = pi.Sigs
+	}
+	var roots []queue.Item
+	for _, it := range items {
+		log := d.log.With("STORE_PATH", it.Path)
+		if !isValid[it.Path] {
+			d.fail(it, log, "not a valid store path any more (garbage-collected before upload?)")
+			continue
+		}
+		if reason := d.cfg.Filter(it.Path, sigs[it.Path]); reason != "" {
+			d.skip(reason, it.Path)
+			if err := d.q.Complete(it.Path, time.Now()); err != nil {
+				log.Error("recording skip", "err", err)
+			}
+			continue
+		}
+		roots = append(roots, it)
+	}
+	if len(roots) == 0 {
+		return
+	}
+	rootPaths := make([]string, len(roots))
+	for i, it := range roots {
+		rootPaths[i] = it.Path
+	}
+	closure, err := d.st.Closure(ctx, rootPaths)
+	if errors.Is(err, store.ErrNotValid) && len(roots) > 1 {
+		// One root's closure lost a path: work out which, one by one.
+		for _, it := range roots {
+			d.processBatch(ctx, []queue.Item{it})
 		}
 		return
 	}
-	closure, err := d.st.Closure(ctx, []string{it.Path})
 	if errors.Is(err, store.ErrNotValid) {
-		d.fail(it, log, "part of its closure is no longer valid (garbage-collected before upload?)")
+		d.fail(roots[0], d.log.With("STORE_PATH", roots[0].Path), "part of its closure is no longer valid (garbage-collected before upload?)")
 		return
 	}
 	if err != nil {
-		d.retry(ctx, it, log, err)
+		d.retryAll(ctx, roots, err)
 		return
 	}
 	res, err := d.p.Push(ctx, closure)
-	if err != nil && upload.IsPathPermanent(err) {
-		d.fail(it, log, err.Error())
-		return
-	}
 	d.mu.Lock()
 	d.uploaded += res.Uploaded
 	d.mu.Unlock()
-	if err == nil && len(res.Failed) > 0 {
-		// A corrupt or vanished path in the closure will never upload: the
-		// root cannot either. Anything else is worth retrying.
-		for path, ferr := range res.Failed {
-			if upload.IsPathPermanent(ferr) {
-				reason := ferr.Error()
-				if path != it.Path {
-					reason = "closure member " + path + " cannot be uploaded: " + reason
-				}
-				d.fail(it, log, reason)
-				return
-			}
-			err = ferr
-		}
-	}
 	if err != nil {
-		d.retry(ctx, it, log, err)
+		for _, it := range roots {
+			log := d.log.With("STORE_PATH", it.Path)
+			if upload.IsPathPermanent(err) {
+				d.fail(it, log, err.Error())
+			} else {
+				d.retry(ctx, it, log, err)
+			}
+		}
 		return
+	}
+	byPath := make(map[string]*store.PathInfo, len(closure))
+	for _, pi := range closure {
+		byPath[pi.Path] = pi
 	}
 	d.mu.Lock()
 	d.lastError = ""
 	d.mu.Unlock()
-	if err := d.q.Complete(it.Path, time.Now()); err != nil {
-		log.Error("recording completion", "err", err)
-		return
+	for _, it := range roots {
+		log := d.log.With("STORE_PATH", it.Path)
+		failedPath, ferr, size := closureOutcome(it.Path, byPath, res.Failed)
+		switch {
+		case ferr == nil:
+			if err := d.q.Complete(it.Path, time.Now()); err != nil {
+				log.Error("recording completion", "err", err)
+				continue
+			}
+			log.Info("pushed", "closure", size, "batch", len(roots), "uploaded", res.Uploaded, "already_cached", res.Present,
+				"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+		case upload.IsPathPermanent(ferr):
+			// A corrupt or vanished path in the closure will never
+			// upload: the root cannot either.
+			reason := ferr.Error()
+			if failedPath != it.Path {
+				reason = "closure member " + failedPath + " cannot be uploaded: " + reason
+			}
+			d.fail(it, log, reason)
+		default:
+			d.retry(ctx, it, log, ferr)
+		}
 	}
-	log.Info("pushed", "closure", res.Total, "uploaded", res.Uploaded, "already_cached", res.Present,
-		"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+}
+
+// closureOutcome walks root's closure and returns a failed member (a
+// permanent failure first), its error, and the closure's size.
+func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, error, int) {
+	seen := map[string]bool{root: true}
+	stack := []string{root}
+	var failedPath string
+	var ferr error
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if err := failed[p]; err != nil && (ferr == nil || (upload.IsPathPermanent(err) && !upload.IsPathPermanent(ferr))) {
+			failedPath, ferr = p, err
+		}
+		if pi := byPath[p]; pi != nil {
+			for _, r := range pi.References {
+				if !seen[r] {
+					seen[r] = true
+					stack = append(stack, r)
+				}
+			}
+		}
+	}
+	return failedPath, ferr, len(seen)
+}
+
+func (d *Daemon) retryAll(ctx context.Context, items []queue.Item, err error) {
+	for _, it := range items {
+		d.retry(ctx, it, d.log.With("STORE_PATH", it.Path), err)
+	}
 }
 
 // withOutputs adds to paths the valid outputs of the derivations among
