@@ -354,3 +354,35 @@ func TestPushAfterGCRechecks(t *testing.T) {
 }
 
 func newTestLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// The temp budget: a NAR bigger than the whole budget goes through, and
+// alone.
+func TestPushTempBudget(t *testing.T) {
+	m := newMem()
+	p := newTestPusher(t, m, nil)
+	p.MaxTempSize = 100 // smaller than any NAR's reservation
+	var mu sync.Mutex
+	cur, peak := 0, 0
+	p.dump = func(w io.Writer, path string) error {
+		mu.Lock()
+		cur++
+		peak = max(peak, cur)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		cur--
+		mu.Unlock()
+		return fakeDump(nil)(w, path)
+	}
+	var closure []*store.PathInfo
+	for i := range 12 {
+		closure = append(closure, info(fmt.Sprintf("p%d", i)))
+	}
+	res, err := p.Push(context.Background(), closure)
+	if err != nil || res.Uploaded != 12 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if peak != 1 {
+		t.Errorf("%d NARs in the temp dir at once, want 1 with a budget smaller than each", peak)
+	}
+}

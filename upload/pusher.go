@@ -43,6 +43,10 @@ type Pusher struct {
 	Jobs       int            // NARs serialised and compressed at once; 0 = GOMAXPROCS
 	IOJobs     int            // requests to the cache in flight; 0 = DefaultIOJobs
 	TempDir    string         // where compressed NARs wait for upload; "" = os.TempDir()
+	// MaxTempSize bounds the bytes of compressed NARs waiting in TempDir
+	// at once; 0 = DefaultMaxTempSize. A NAR larger than the whole budget
+	// still goes through, alone.
+	MaxTempSize int64
 	Retry      RetryPolicy    // for each object PUT and existence check
 	Log        *slog.Logger
 	// PresenceTTL is how long an answer "this narinfo is in the cache"
@@ -62,6 +66,8 @@ type Pusher struct {
 
 	initOnce sync.Once
 	cpu, io  *semaphore.Weighted
+	tmp      *semaphore.Weighted // bytes of TempDir
+	maxTemp  int64
 	presence *Presence
 
 	mu       sync.Mutex
@@ -82,6 +88,7 @@ type Pusher struct {
 // Defaults for the Pusher's zero values.
 const (
 	DefaultIOJobs      = 32
+	DefaultMaxTempSize = 4 << 30
 	DefaultPresenceTTL = 10 * time.Minute
 )
 
@@ -149,6 +156,11 @@ func (p *Pusher) init() {
 		if ttl <= 0 {
 			ttl = DefaultPresenceTTL
 		}
+		p.maxTemp = p.MaxTempSize
+		if p.maxTemp <= 0 {
+			p.maxTemp = DefaultMaxTempSize
+		}
+		p.tmp = semaphore.NewWeighted(p.maxTemp)
 		p.cpu = semaphore.NewWeighted(int64(jobs))
 		p.io = semaphore.NewWeighted(int64(ioJobs))
 		p.presence = NewPresence(p.Target, ttl, p.io, p.Retry)
@@ -854,6 +866,20 @@ func (c counter) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return l
 // compress again. Serialising and compressing hold a CPU slot; the
 // requests hold network slots only.
 func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) (*nar.NarInfo, int64, uint64, error) {
+	// Reserve temp space first, holding nothing else: compressed output is
+	// at most a little more than the NAR.
+	need := min(pi.NarSize+pi.NarSize/64+64<<10, p.maxTemp)
+	if err := p.tmp.Acquire(ctx, need); err != nil {
+		return nil, 0, 0, err
+	}
+	defer p.tmp.Release(need)
+	dir := p.TempDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if free, err := freeSpace(dir); err == nil && free < need {
+		return nil, 0, 0, fmt.Errorf("not enough free space in %s for the compressed NAR (%d bytes free, up to %d needed): free some space, or point --temp-dir at a bigger disk", dir, free, need)
+	}
 	tmp, err := os.CreateTemp(p.TempDir, "nixpushd-*"+p.Compressor.Ext())
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("temporary file: %w (set --temp-dir to a writable directory)", err)

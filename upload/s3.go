@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -93,6 +96,9 @@ func (c S3Config) String() string {
 type S3 struct {
 	cfg    S3Config
 	client *minio.Client
+	// big uploads multipart objects; it retries a failed part on its own
+	// (client does not retry: our RetryPolicy does, with our own backoff).
+	big *minio.Client
 }
 
 // resolveCredentials looks where Nix (the AWS SDK) looks: with a profile,
@@ -145,17 +151,24 @@ func NewS3(_ context.Context, cfg S3Config) (*S3, error) {
 	if region == "" && cfg.Endpoint != "" {
 		region = "us-east-1" // what Nix assumes; avoids a GetBucketLocation round trip
 	}
-	client, err := minio.New(endpoint, &minio.Options{
-		Creds:        creds,
-		Secure:       cfg.Scheme == "https",
-		Region:       region,
-		BucketLookup: lookup,
-		MaxRetries:   1, // we retry ourselves, with our own backoff and classification
-	})
+	opts := func(retries int) *minio.Options {
+		return &minio.Options{
+			Creds:        creds,
+			Secure:       cfg.Scheme == "https",
+			Region:       region,
+			BucketLookup: lookup,
+			MaxRetries:   retries,
+		}
+	}
+	client, err := minio.New(endpoint, opts(1)) // we retry ourselves, with our own backoff and classification
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg, err)
 	}
-	return &S3{cfg: cfg, client: client}, nil
+	big, err := minio.New(endpoint, opts(partRetries))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg, err)
+	}
+	return &S3{cfg: cfg, client: client, big: big}, nil
 }
 
 func (s *S3) String() string { return s.cfg.String() }
@@ -190,22 +203,52 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 	return b, nil
 }
 
+// partRetries is how often one failed part of a multipart upload is sent
+// again before the whole object fails: a flaky link costs a part, not
+// the object.
+const partRetries = 6
+
+// minPartSize is 16 MiB; NIXPUSHD_PART_SIZE (bytes, at least S3's 5 MiB)
+// lowers it for tests of multipart uploads with smaller NARs.
+var minPartSize = func() int64 {
+	if v, err := strconv.ParseInt(os.Getenv("NIXPUSHD_PART_SIZE"), 10, 64); err == nil && v >= 5<<20 {
+		return v
+	}
+	return 16 << 20
+}()
+
 // PartSize picks a multipart part size for an object of size bytes: 16 MiB,
 // grown so that even the largest NAR stays under S3's 10,000-part limit.
 func PartSize(size int64) uint64 {
-	const minPart, mib = 16 << 20, 1 << 20
+	const mib = 1 << 20
 	p := (size + 9000 - 1) / 9000 // leave headroom under 10,000
 	p = (p + mib - 1) / mib * mib
-	return uint64(max(p, minPart))
+	return uint64(max(p, minPartSize))
 }
 
 func (s *S3) Put(ctx context.Context, key string, body io.Reader, size int64, contentType string) error {
-	_, err := s.client.PutObject(ctx, s.cfg.Bucket, key, body, size, minio.PutObjectOptions{
+	partSize := PartSize(size)
+	multipart := size < 0 || uint64(size) > partSize
+	client := s.client
+	if multipart {
+		client = s.big
+	}
+	_, err := client.PutObject(ctx, s.cfg.Bucket, key, body, size, minio.PutObjectOptions{
 		ContentType: contentType,
-		PartSize:    PartSize(size),
+		PartSize:    partSize,
 		NumThreads:  2,
 	})
 	if err != nil {
+		if multipart {
+			// minio-go aborts with the caller's context, which may be
+			// cancelled by now: abort again with a fresh one, so that no
+			// orphan parts stay billed in the bucket.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			if aerr := s.big.RemoveIncompleteUpload(actx, s.cfg.Bucket, key); aerr != nil {
+				slog.Debug("aborting an interrupted multipart upload", "key", key, "err", aerr)
+			}
+			cancel()
+		}
 		return s.wrap("put", key, err)
 	}
 	return nil

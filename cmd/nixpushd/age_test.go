@@ -29,3 +29,27 @@ func FuzzParseAge(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"4G": 4 << 30, "512M": 512 << 20, "64k": 64 << 10, "1048576": 1 << 20, "2GiB": 2 << 30, "1T": 1 << 40} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1G", "G", "1.5G", "99999999999T"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"4G", "512M", "1", "8EiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := parseSize(s); err == nil && n <= 0 {
+			t.Fatalf("%q parsed to %d", s, n)
+		}
+	})
+}

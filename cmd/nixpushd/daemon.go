@@ -110,6 +110,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"skip-signed-by": strings.Join(c.SkipSignedBy, ","), "push-derivations": strconv.FormatBool(c.PushDerivations),
 			"include": re(c.Include), "exclude": re(c.Exclude), "shutdown-timeout": c.ShutdownTimeout.String(),
 			"max-retry-delay": c.MaxRetryDelay.String(), "max-active": strconv.Itoa(c.MaxActive),
+			"io-jobs": strconv.Itoa(o.ioJobs), "max-temp-size": strconv.FormatInt(int64(o.maxTempSize), 10),
 			"pin": (&pinFlag{c.Pins}).String(),
 		})
 		if err != nil {

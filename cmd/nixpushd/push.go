@@ -29,6 +29,7 @@ type targetOptions struct {
 	secretKeyFile   string
 	jobs            int
 	ioJobs          int
+	maxTempSize     sizeFlag
 	tempDir         string
 	stateDir        string
 	nixDB           string
@@ -43,6 +44,8 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by `nix key generate-secret` (unsigned when empty)")
 	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "NARs serialised and compressed at once (CPU-bound)")
 	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default $TMPDIR)")
+	o.maxTempSize = upload.DefaultMaxTempSize
+	fs.Var(&o.maxTempSize, "max-temp-size", "bytes of compressed NARs waiting in --temp-dir at once (e.g. 4G, 512M); a bigger NAR still goes, alone")
 	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to `nix path-info` when unreadable)")
 }
 
@@ -108,14 +111,15 @@ func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.P
 		log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with `nix key generate-secret --key-name HOST-1 > FILE`")
 	}
 	return &upload.Pusher{
-		Target:     target,
-		Compressor: comp,
-		Key:        key,
-		Jobs:       o.jobs,
-		IOJobs:     o.ioJobs,
-		Locker:     upload.NewLocker(target, log),
-		TempDir:    o.tempDir,
-		Log:        log,
+		Target:      target,
+		Compressor:  comp,
+		Key:         key,
+		Jobs:        o.jobs,
+		IOJobs:      o.ioJobs,
+		MaxTempSize: int64(o.maxTempSize),
+		Locker:      upload.NewLocker(target, log),
+		TempDir:     o.tempDir,
+		Log:         log,
 		Retry: upload.RetryPolicy{
 			Attempts: 5,
 			Delay: func(n int) time.Duration {
@@ -243,4 +247,44 @@ func pushViaDaemon(ctx context.Context, socket string, roots []string, stderr io
 	}
 	fmt.Fprintf(stderr, "queued %d paths in the daemon (%d were already queued); follow with `nixpushd status` or journalctl -u nixpushd\n", added, len(roots)-added)
 	return nil
+}
+
+// sizeFlag is a byte count written as 4G, 512M, 64K or plain bytes
+// (binary units; a trailing "iB" or "B" is accepted).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return humanBytes(int64(*s)) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(v)), "B"), "I")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes like 4G, 512M or 1048576", v)
+	}
+	return n * mult, nil
 }

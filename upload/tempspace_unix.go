@@ -1,0 +1,14 @@
+//go:build linux || darwin
+
+package upload
+
+import "syscall"
+
+// freeSpace reports the bytes an unprivileged writer may still use in dir.
+func freeSpace(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
