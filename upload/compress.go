@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -34,6 +35,7 @@ type Compressor struct {
 	slots  chan struct{} // chunks being compressed
 	tokens chan struct{} // chunk buffer pairs in existence
 	free   chan []byte   // recycled buffers: no garbage per chunk
+	zstds  sync.Pool     // *zstd.Encoder: making one costs more than a small NAR
 }
 
 // Tuning. ulikunitz/xz with a 1 MiB dictionary is ~1.7× faster than its
@@ -108,16 +110,41 @@ func (c *Compressor) NewWriter(w io.Writer) (io.WriteCloser, error) {
 	case "xz":
 		return &chunkedXZ{c: c, w: w}, nil
 	case "zstd":
+		if enc, ok := c.zstds.Get().(*zstd.Encoder); ok {
+			enc.Reset(w)
+			return &pooledZstd{Encoder: enc, c: c}, nil
+		}
 		level := zstd.SpeedDefault
 		if c.Level > 0 {
 			level = zstd.EncoderLevelFromZstd(c.Level)
 		}
 		// Lower memory: the window stays 8 MiB, but buffers are not
 		// preallocated per concurrent block.
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return nil, err
+		}
+		return &pooledZstd{Encoder: enc, c: c}, nil
 	default:
 		return nopCloser{w}, nil
 	}
+}
+
+// pooledZstd returns its encoder to the pool on Close.
+type pooledZstd struct {
+	*zstd.Encoder
+	c *Compressor
+}
+
+func (z *pooledZstd) Close() error {
+	if z.Encoder == nil {
+		return nil
+	}
+	err := z.Encoder.Close()
+	z.Encoder.Reset(nil) // drop the reference to the output
+	z.c.zstds.Put(z.Encoder)
+	z.Encoder = nil
+	return err
 }
 
 type nopCloser struct{ io.Writer }

@@ -361,6 +361,7 @@ func TestPushTempBudget(t *testing.T) {
 	m := newMem()
 	p := newTestPusher(t, m, nil)
 	p.MaxTempSize = 100 // smaller than any NAR's reservation
+	p.smallNAR = -1     // every NAR goes through a temp file
 	var mu sync.Mutex
 	cur, peak := 0, 0
 	p.dump = func(w io.Writer, path string) error {

@@ -40,7 +40,10 @@ import (
 //     call it stale.
 //   - The writer's policy has no s3:DeleteObject, so a pusher releases its
 //     lock by overwriting it with "released"; gc, which may delete, removes
-//     released and stale locks.
+//     released and stale locks. That is safe because a key is never held
+//     again once released (every attempt to take a lock writes a new key),
+//     and a lock that went invalid (not refreshed in time, or its object
+//     missing from a listing) stays invalid: its holder takes a new one.
 //
 // The consequence pushers rely on: everything a pusher saw present while
 // its lock was valid stays present, as far as gc is concerned, until it
@@ -128,6 +131,7 @@ type Lock struct {
 	mu        sync.Mutex
 	refreshed time.Time // local clock: start of the last successful write
 	yield     bool      // gc asked for the cache (shared locks only)
+	lost      bool      // invalid for good: take a new lock
 	stop      chan struct{}
 	stopped   chan struct{}
 }
@@ -213,6 +217,11 @@ func (l *Locker) Acquire(ctx context.Context, kind LockKind) (*Lock, error) {
 	lk := &Lock{l: l, key: key, body: body}
 	waitingSaid := false
 	for {
+		if kind == Shared && lk.body.State == "released" {
+			// A released key is never held again: gc may delete it.
+			key, body = newLockKey(kind)
+			lk = &Lock{l: l, key: key, body: body}
+		}
 		start := time.Now()
 		lk.body.State = "held"
 		if err := l.write(ctx, key, lk.body); err != nil {
@@ -223,7 +232,11 @@ func (l *Locker) Acquire(ctx context.Context, kind LockKind) (*Lock, error) {
 			return nil, fmt.Errorf("take %s lock: %w", kind, err)
 		}
 		var blockers []LockInfo
+		mine := false
 		for _, li := range locks {
+			if li.Key == key {
+				mine = true
+			}
 			if !li.Live || li.Key == key {
 				continue
 			}
@@ -237,6 +250,10 @@ func (l *Locker) Acquire(ctx context.Context, kind LockKind) (*Lock, error) {
 				}
 				blockers = append(blockers, li)
 			}
+		}
+		if !mine {
+			// Deleted between our write and our listing: start again.
+			continue
 		}
 		if len(blockers) == 0 {
 			lk.refreshed = start
@@ -285,26 +302,46 @@ func (lk *Lock) refreshLoop() {
 			return
 		case <-t.C:
 		}
+		if !lk.Valid() {
+			// Too late: someone may have judged it stale and deleted it.
+			// Refreshing now could revive a key gc already removed.
+			lk.mu.Lock()
+			lk.lost = true
+			lk.mu.Unlock()
+			lk.l.log().Warn("the cache lock lapsed (not refreshed in time); taking a new one before publishing", "lock", lk.key)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), lk.l.StaleAfter/2)
 		start := time.Now()
 		lk.body.Refreshed = start.UTC()
 		err := lk.l.write(ctx, lk.key, lk.body)
 		if err == nil {
+			locks, lerr := lk.l.List(ctx)
 			lk.mu.Lock()
-			lk.refreshed = start
-			lk.mu.Unlock()
-			if lk.body.Kind == Shared {
-				// gc waiting for us? Then finish what is being published
-				// and step aside (the Pusher asks Yielding).
-				if locks, err := lk.l.List(ctx); err == nil {
-					for _, li := range locks {
-						if li.Live && li.Kind == Exclusive {
-							lk.mu.Lock()
-							lk.yield = true
-							lk.mu.Unlock()
-						}
+			if lerr == nil {
+				mine := false
+				for _, li := range locks {
+					if li.Key == lk.key {
+						mine = true
+					}
+					// gc waiting for us? Then finish what is being
+					// published and step aside (the Pusher asks Yielding).
+					if li.Live && li.Kind == Exclusive && li.Key != lk.key && lk.body.Kind == Shared {
+						lk.yield = true
 					}
 				}
+				if mine {
+					lk.refreshed = start
+				} else {
+					lk.lost = true
+				}
+			}
+			lost := lk.lost
+			lk.mu.Unlock()
+			if lost {
+				cancel()
+				lk.l.log().Warn("the cache lock was deleted under us; taking a new one before publishing", "lock", lk.key)
+				return
 			}
 		} else {
 			lk.l.log().Warn("cannot refresh the cache lock", "lock", lk.key, "err", err)
@@ -318,7 +355,7 @@ func (lk *Lock) refreshLoop() {
 func (lk *Lock) Valid() bool {
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
-	return time.Since(lk.refreshed) < lk.l.StaleAfter/2
+	return !lk.lost && time.Since(lk.refreshed) < lk.l.StaleAfter/2
 }
 
 // Yielding reports whether gc is waiting for this shared lock.

@@ -138,6 +138,15 @@ func (pr *probe) wait(ctx context.Context) (bool, error) {
 	}
 }
 
+// Known reports whether a remembered answer younger than the TTL says key
+// is present, without asking the cache.
+func (p *Presence) Known(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.known[key]
+	return ok && a.ok && time.Since(a.at) < p.ttl
+}
+
 // Mark records what this process just did: ok after writing key. It
 // satisfies Recent, never a later Check's stricter bound.
 func (p *Presence) Mark(key string, ok bool) {

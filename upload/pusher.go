@@ -47,8 +47,8 @@ type Pusher struct {
 	// at once; 0 = DefaultMaxTempSize. A NAR larger than the whole budget
 	// still goes through, alone.
 	MaxTempSize int64
-	Retry      RetryPolicy    // for each object PUT and existence check
-	Log        *slog.Logger
+	Retry       RetryPolicy // for each object PUT and existence check
+	Log         *slog.Logger
 	// PresenceTTL is how long an answer "this narinfo is in the cache"
 	// spares a path from being checked again; 0 = DefaultPresenceTTL.
 	PresenceTTL time.Duration
@@ -67,6 +67,7 @@ type Pusher struct {
 	initOnce sync.Once
 	cpu, io  *semaphore.Weighted
 	tmp      *semaphore.Weighted // bytes of TempDir
+	smallNAR int64               // NARs up to this size compress in memory
 	maxTemp  int64
 	presence *Presence
 
@@ -161,6 +162,9 @@ func (p *Pusher) init() {
 			p.maxTemp = DefaultMaxTempSize
 		}
 		p.tmp = semaphore.NewWeighted(p.maxTemp)
+		if p.smallNAR == 0 {
+			p.smallNAR = smallNAR
+		}
 		p.cpu = semaphore.NewWeighted(int64(jobs))
 		p.io = semaphore.NewWeighted(int64(ioJobs))
 		p.presence = NewPresence(p.Target, ttl, p.io, p.Retry)
@@ -461,15 +465,25 @@ func (r *run) addNode(pi *store.PathInfo) *node {
 }
 
 // start makes the nodes of missing (dependency order) and links them.
+// A path another Push published since Missing looked is present now.
 func (r *run) start(missing []*store.PathInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, pi := range missing {
+		if key, _ := narinfoKey(pi.Path); !r.force[pi.Path] && r.p.presence.Known(key) {
+			r.p.mu.Lock()
+			claimed := r.p.inflight[pi.Path] != nil
+			r.p.mu.Unlock()
+			if !claimed {
+				r.res.Present++
+				continue
+			}
+		}
 		r.addNode(pi)
 	}
 	for _, pi := range missing {
 		n := r.nodes[pi.Path]
-		if n.own == nil {
+		if n == nil || n.own == nil {
 			continue
 		}
 		for _, ref := range pi.References {
@@ -866,6 +880,22 @@ func (c counter) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return l
 // compress again. Serialising and compressing hold a CPU slot; the
 // requests hold network slots only.
 func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) (*nar.NarInfo, int64, uint64, error) {
+	if pi.NarSize > 0 && pi.NarSize <= p.smallNAR {
+		// Small NARs (most paths of a system) compress in memory: a temp
+		// file would cost more syscalls than the NAR has bytes.
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bufPool.Put(buf)
+		if err := p.cpu.Acquire(ctx, 1); err != nil {
+			return nil, 0, 0, err
+		}
+		info, err := p.compressNAR(ctx, pi, buf)
+		p.cpu.Release(1)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		return p.putNAR(ctx, info, bytes.NewReader(buf.Bytes()), force)
+	}
 	// Reserve temp space first, holding nothing else: compressed output is
 	// at most a little more than the NAR.
 	need := min(pi.NarSize+pi.NarSize/64+64<<10, p.maxTemp)
@@ -895,7 +925,17 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	return p.putNAR(ctx, info, tmp, force)
+}
 
+// smallNAR is the largest NAR compressed in memory rather than in a file.
+const smallNAR = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putNAR uploads the compressed NAR in body unless the cache has it.
+func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt, force bool) (*nar.NarInfo, int64, uint64, error) {
+	var err error
 	// The NAR file is content-addressed: if it is there, it is this file.
 	gen := p.currentGen()
 	exists := false
@@ -912,7 +952,7 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 		return nil, 0, 0, err
 	}
 	err = p.Retry.Do(ctx, func() error {
-		return p.Target.Put(ctx, info.URL, io.NewSectionReader(tmp, 0, info.FileSize), info.FileSize, TypeNAR)
+		return p.Target.Put(ctx, info.URL, io.NewSectionReader(body, 0, info.FileSize), info.FileSize, TypeNAR)
 	})
 	p.io.Release(1)
 	if err != nil {
@@ -923,7 +963,7 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 }
 
 // compressNAR writes pi's compressed NAR to tmp and describes it.
-func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp *os.File) (*nar.NarInfo, error) {
+func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Writer) (*nar.NarInfo, error) {
 	fileHash := &countingHash{Hash: sha256.New()}
 	narHash := &countingHash{Hash: sha256.New()}
 	zw, err := p.Compressor.NewWriter(io.MultiWriter(tmp, fileHash))
