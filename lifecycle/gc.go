@@ -160,23 +160,43 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 
 	// Read every narinfo: the kept ones say which NARs stay, the doomed
 	// ones say in which order they may go.
-	f := &fetcher{t: t, jobs: opts.Jobs}
+	f := &fetcher{t: t, jobs: opts.Jobs, retry: defaultRetry}
 	entries := make(map[string]*entry, len(inv.NarInfos))
 	hashes := make([]string, 0, len(inv.NarInfos))
 	for h := range inv.NarInfos {
 		hashes = append(hashes, h)
 	}
 	slices.Sort(hashes)
+	var readErr error
+	unparsable := 0
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
-		if errors.Is(err, upload.ErrNotFound) {
+		var pe *ParseError
+		switch {
+		case errors.Is(err, upload.ErrNotFound):
 			return // deleted since the listing (by hand, or an expiry rule)
+		case errors.As(err, &pe):
+			// What it references and points at is unknown: keep it
+			// (verify reports it) and delete no NAR this run.
+			unparsable++
+			roots[h] = true
+			log.Warn("narinfo does not parse; keeping it, and every NAR this run", "narinfo", h+".narinfo", "err", err)
+		case err != nil:
+			if readErr == nil {
+				readErr = fmt.Errorf("read %s.narinfo: %w", h, err)
+			}
+			return
 		}
 		entries[h] = toEntry(ni, err)
 	})
 	res.Requests += f.requests.Load()
-	if err != nil {
-		return nil, fmt.Errorf("gc: read narinfos: %w", err)
+	if err == nil {
+		err = readErr
 	}
+	if err != nil {
+		// Deleting on a partial view could break a closure: stop first.
+		return nil, fmt.Errorf("gc: read narinfos (nothing was deleted): %w", err)
+	}
+	res.Roots = len(roots)
 
 	// Mark.
 	kept := make(map[string]bool, len(roots))
@@ -292,6 +312,9 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 	var narKeys []string
 	var narSizes []int64
 	for k, o := range inv.NARs {
+		if unparsable > 0 {
+			break
+		}
 		if !keepNAR[k] && now.Sub(o.LastModified) >= opts.Grace {
 			narKeys = append(narKeys, k)
 			narSizes = append(narSizes, o.Size)

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/sha256"
 	"io"
 	"log/slog"
@@ -225,4 +226,61 @@ func TestVerifyFindsDamage(t *testing.T) {
 		t.Errorf("%d problems, want 3: %v", res.Problems, got)
 	}
 	_ = res.String()
+}
+
+// failingGet makes reading one narinfo fail the way a denied or flaky
+// request does.
+type failingGet struct {
+	*recorder
+	key string
+}
+
+func (f *failingGet) Get(ctx context.Context, key string) ([]byte, error) {
+	if key == f.key {
+		return nil, &upload.PermanentError{Err: errors.New("Access Denied"), Config: true}
+	}
+	return f.recorder.Get(ctx, key)
+}
+
+// A narinfo that cannot be read stops gc before it deletes anything: its
+// references and NAR are unknown, so deleting could break its closure.
+func TestGCStopsOnUnreadableNarInfo(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, []fakePath{
+		{name: "dep", age: 48 * time.Hour},
+		{name: "app", refs: []string{"dep"}, age: time.Minute},
+		{name: "old", age: 48 * time.Hour},
+	})
+	f, _ := upload.NewFile(dir)
+	r := &failingGet{recorder: &recorder{File: f}, key: hashOf("app") + ".narinfo"}
+	_, err := GC(context.Background(), r, GCOptions{Keep: time.Hour, Locker: upload.NewLocker(r, quietLog()), Log: quietLog()})
+	if err == nil || !strings.Contains(err.Error(), "nothing was deleted") {
+		t.Fatalf("gc: %v, want it to stop", err)
+	}
+	for _, b := range r.batches {
+		for _, k := range b {
+			if !strings.HasPrefix(k, upload.LockPrefix) {
+				t.Errorf("deleted %s although a narinfo could not be read", k)
+			}
+		}
+	}
+}
+
+// A narinfo that does not parse is kept, and no NAR is deleted that run.
+func TestGCKeepsUnparsable(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, []fakePath{{name: "old", age: 48 * time.Hour}})
+	bad := hashOf("broken") + ".narinfo"
+	os.WriteFile(filepath.Join(dir, bad), []byte("StorePath: nonsense\n"), 0o644)
+	f, _ := upload.NewFile(dir)
+	res, err := GC(context.Background(), f, GCOptions{Keep: time.Hour, Locker: upload.NewLocker(f, quietLog()), Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, bad)); err != nil {
+		t.Error("gc deleted a narinfo it could not parse")
+	}
+	if res.DeletedNARs != 0 || res.DeletedNarInfos != 1 {
+		t.Errorf("%+v: want old's narinfo deleted and no NAR", res)
+	}
 }

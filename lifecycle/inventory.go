@@ -6,6 +6,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -93,6 +94,7 @@ type entry struct {
 type fetcher struct {
 	t        upload.Target
 	jobs     int
+	retry    upload.RetryPolicy
 	requests atomic.Int64
 }
 
@@ -103,8 +105,15 @@ func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash strin
 	g.SetLimit(f.jobs)
 	for _, h := range hashes {
 		g.Go(func() error {
-			f.requests.Add(1)
-			b, err := f.t.Get(gctx, h+".narinfo")
+			var b []byte
+			err := f.retry.Do(gctx, func() (err error) {
+				f.requests.Add(1)
+				b, err = f.t.Get(gctx, h+".narinfo")
+				if errors.Is(err, upload.ErrNotFound) {
+					return &upload.PermanentError{Err: err}
+				}
+				return err
+			})
 			if err != nil && gctx.Err() != nil {
 				return gctx.Err()
 			}
@@ -116,6 +125,9 @@ func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash strin
 						err = fmt.Errorf("StorePath %s does not match the object name %s.narinfo", ni.StorePath, h)
 					}
 				}
+				if err != nil {
+					err = &ParseError{Err: err}
+				}
 			}
 			mu.Lock()
 			fn(h, ni, err)
@@ -125,6 +137,15 @@ func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash strin
 	}
 	return g.Wait()
 }
+
+// ParseError marks a narinfo that was read but is not valid.
+type ParseError struct{ Err error }
+
+func (e *ParseError) Error() string { return "unparsable: " + e.Err.Error() }
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// defaultRetry retries reads the way the pusher retries its requests.
+var defaultRetry = upload.RetryPolicy{Attempts: 5, Delay: func(n int) time.Duration { return time.Duration(n) * 500 * time.Millisecond }}
 
 func toEntry(ni *nar.NarInfo, err error) *entry {
 	if err != nil {

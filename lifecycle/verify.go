@@ -143,15 +143,20 @@ func Verify(ctx context.Context, t upload.Target, opts VerifyOptions, report fun
 		hashes = append(hashes, h)
 	}
 	slices.Sort(hashes)
-	f := &fetcher{t: t, jobs: opts.Jobs}
+	f := &fetcher{t: t, jobs: opts.Jobs, retry: defaultRetry}
 	var full []*nar.NarInfo // --full: NARs to download, deduplicated
 	seenNAR := map[string]bool{}
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
 		if errors.Is(err, upload.ErrNotFound) {
 			return // deleted since the listing
 		}
-		if err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) {
 			add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: err.Error()})
+			return
+		}
+		if err != nil {
+			add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: "cannot read it: " + err.Error()})
 			return
 		}
 		p := Problem{Hash: h, StorePath: ni.StorePath}
