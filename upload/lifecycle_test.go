@@ -387,3 +387,50 @@ func TestPushTempBudget(t *testing.T) {
 		t.Errorf("%d NARs in the temp dir at once, want 1 with a budget smaller than each", peak)
 	}
 }
+
+// A large closure is answered by one listing of the cache, not one
+// existence check per path: a no-op re-push of 500 paths costs one
+// request, and so does finding them all missing.
+func TestPushPrimesWithListing(t *testing.T) {
+	m := newMem()
+	var closure []*store.PathInfo
+	for i := range 500 {
+		closure = append(closure, info(fmt.Sprintf("p%d", i)))
+	}
+	p := newTestPusher(t, m, nil)
+	res, err := p.Push(context.Background(), closure)
+	if err != nil || res.Uploaded != 500 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	narinfoHeads := 0
+	for k, n := range m.exists {
+		if strings.HasSuffix(k, ".narinfo") {
+			narinfoHeads += n
+		}
+	}
+	if m.lists != 1 || narinfoHeads != 0 {
+		t.Errorf("fresh push: %d listings and %d narinfo checks, want 1 and 0", m.lists, narinfoHeads)
+	}
+	m.exists = map[string]int{}
+	p2 := newTestPusher(t, m, nil)
+	res, err = p2.Push(context.Background(), closure)
+	if err != nil || res.Present != 500 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	delete(m.exists, "nix-cache-info") // each new Pusher looks once
+	if n := p2.Requests(); n != 1 || len(m.exists) != 0 {
+		t.Errorf("no-op re-push of 500 paths: %d requests (%d keys checked one by one), want 1 listing", n, len(m.exists))
+	}
+	// A listing far longer than the checks it saves is abandoned.
+	for i := range 200_000 {
+		m.objects[fmt.Sprintf("junk%07d", i)] = nil
+	}
+	p3 := newTestPusher(t, m, nil)
+	if _, err := p3.Push(context.Background(), closure[:100]); err != nil {
+		t.Fatal(err)
+	}
+	delete(m.exists, "nix-cache-info")
+	if len(m.exists) != 100 {
+		t.Errorf("with a huge bucket: %d keys checked one by one, want all 100", len(m.exists))
+	}
+}

@@ -30,6 +30,13 @@ type Lister interface {
 	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
 }
 
+// RootLister lists only the objects at the top of the cache (narinfos and
+// nix-cache-info), not nar/ and the rest: one request per thousand
+// narinfos answers "which of these paths are cached?" for a whole closure.
+type RootLister interface {
+	ListRoot(ctx context.Context, fn func(ObjectInfo) error) error
+}
+
 // Opener is a Target that can stream a large object (verify --full).
 type Opener interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
@@ -49,6 +56,21 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if obj.Err != nil {
 			return s.wrap("list", prefix+"*", obj.Err)
+		}
+		if err := fn(ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *S3) ListRoot(ctx context.Context, fn func(ObjectInfo) error) error {
+	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Recursive: false}) {
+		if obj.Err != nil {
+			return s.wrap("list", "*", obj.Err)
+		}
+		if strings.HasSuffix(obj.Key, "/") {
+			continue // a "directory": nar/, locks/, pins/
 		}
 		if err := fn(ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}); err != nil {
 			return err
@@ -146,6 +168,25 @@ func (f *File) List(ctx context.Context, prefix string, fn func(ObjectInfo) erro
 	})
 	if err != nil {
 		return fmt.Errorf("list %s/%s*: %w", f.Dir, prefix, err)
+	}
+	return nil
+}
+
+func (f *File) ListRoot(ctx context.Context, fn func(ObjectInfo) error) error {
+	entries, err := os.ReadDir(f.Dir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", f.Dir, err)
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		if err := fn(ObjectInfo{Key: e.Name()}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

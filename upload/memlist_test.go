@@ -38,3 +38,16 @@ func (m *memTarget) Delete(_ context.Context, keys []string) error {
 func (m *memTarget) remove(keys ...string) {
 	m.Delete(context.Background(), keys)
 }
+
+// ListRoot lists the top-level objects only.
+func (m *memTarget) ListRoot(ctx context.Context, fn func(ObjectInfo) error) error {
+	m.mu.Lock()
+	m.lists++
+	m.mu.Unlock()
+	return m.List(ctx, "", func(o ObjectInfo) error {
+		if strings.Contains(o.Key, "/") {
+			return nil
+		}
+		return fn(o)
+	})
+}

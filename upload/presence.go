@@ -138,6 +138,46 @@ func (pr *probe) wait(ctx context.Context) (bool, error) {
 	}
 }
 
+// errEnough stops a listing that costs more than the checks it replaces.
+var errEnough = errors.New("listing longer than the checks it would save")
+
+// Prime answers, with one listing, which of keys (top-level objects such
+// as narinfos) the cache has, as of the listing's start: one request per
+// thousand objects instead of one per key. It gives up, having answered
+// nothing, once the listing would cost more than a tenth of the requests
+// it saves; it reports whether it answered.
+func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool, error) {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = false
+	}
+	budget := len(keys) * 100 // objects listed, at 1,000 a request
+	start := time.Now()
+	seen := 0
+	err := l.ListRoot(ctx, func(o ObjectInfo) error {
+		if seen++; seen > budget {
+			return errEnough
+		}
+		if _, ok := want[o.Key]; ok {
+			want[o.Key] = true
+		}
+		return nil
+	})
+	p.Requests.Add(int64(seen/1000 + 1))
+	if errors.Is(err, errEnough) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	p.mu.Lock()
+	for k, ok := range want {
+		p.remember(k, answer{at: start, ok: ok})
+	}
+	p.mu.Unlock()
+	return true, nil
+}
+
 // Known reports whether a remembered answer younger than the TTL says key
 // is present, without asking the cache.
 func (p *Presence) Known(key string) bool {
@@ -145,6 +185,15 @@ func (p *Presence) Known(key string) bool {
 	defer p.mu.Unlock()
 	a, ok := p.known[key]
 	return ok && a.ok && time.Since(a.at) < p.ttl
+}
+
+// Answered reports whether a remembered answer younger than the TTL
+// exists for key, present or not.
+func (p *Presence) Answered(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.known[key]
+	return ok && time.Since(a.at) < p.ttl
 }
 
 // Mark records what this process just did: ok after writing key. It

@@ -86,6 +86,10 @@ type Pusher struct {
 	cacheInfoOK   bool
 }
 
+// primeMin is the number of unknown paths from which a listing of the
+// cache replaces one existence check each.
+const primeMin = 100
+
 // Defaults for the Pusher's zero values.
 const (
 	DefaultIOJobs      = 32
@@ -225,6 +229,20 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 // and once per path however many callers ask.
 func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store.PathInfo, error) {
 	p.init()
+	// Many paths not known yet: one listing may answer them all.
+	if rl, ok := p.Target.(RootLister); ok && len(infos) >= primeMin {
+		var unknown []string
+		for _, pi := range infos {
+			if key, err := narinfoKey(pi.Path); err == nil && !p.presence.Answered(key) {
+				unknown = append(unknown, key)
+			}
+		}
+		if len(unknown) >= primeMin {
+			if _, err := p.presence.Prime(ctx, rl, unknown); err != nil {
+				p.log().Debug("listing the cache failed; checking paths one by one", "err", err)
+			}
+		}
+	}
 	present := make([]bool, len(infos))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(int(max(p.IOJobs, DefaultIOJobs)) * 2) // waiting askers join queued requests

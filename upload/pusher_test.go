@@ -32,6 +32,7 @@ type memTarget struct {
 	// before each Exists answer (to block or count).
 	modified   map[string]time.Time
 	existsHook func(key string)
+	lists      int // ListRoot calls
 }
 
 func newMem() *memTarget {
