@@ -3,8 +3,8 @@ package lifecycle
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
