@@ -271,26 +271,31 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 
 	for len(layer) > 0 {
 		slices.Sort(layer)
-		keys := make([]string, len(layer))
-		sizes := make([]int64, len(layer))
-		for i, h := range layer {
-			keys[i] = h + ".narinfo"
-			sizes[i] = inv.NarInfos[h].Size
+		keys := make([]string, 0, len(layer))
+		sizes := make([]int64, 0, len(layer))
+		for _, h := range layer {
+			keys = append(keys, h+".narinfo")
+			sizes = append(sizes, inv.NarInfos[h].Size)
 		}
 		if err := deleteKeys(keys, sizes); err != nil {
 			return res, err
 		}
+		// Nix's per-path listings go with their narinfos, in one batch.
+		var lsKeys []string
+		var lsSizes []int64
 		for i, h := range layer {
 			res.DeletedNarInfos++
 			res.BytesFreed += sizes[i]
-			// Nix's per-path listing goes with its narinfo.
 			if o, ok := inv.Listings[h]; ok {
-				if err := deleteKeys([]string{o.Key}, []int64{o.Size}); err != nil {
-					return res, err
-				}
-				res.DeletedOther++
-				res.BytesFreed += o.Size
+				lsKeys, lsSizes = append(lsKeys, o.Key), append(lsSizes, o.Size)
 			}
+		}
+		if err := deleteKeys(lsKeys, lsSizes); err != nil {
+			return res, err
+		}
+		res.DeletedOther += len(lsKeys)
+		for _, n := range lsSizes {
+			res.BytesFreed += n
 		}
 		var next []string
 		for _, h := range layer {

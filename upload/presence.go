@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -37,6 +38,19 @@ type Presence struct {
 	next    map[string]*probe // not sent yet: anyone may join
 	inserts int
 	resetAt time.Time
+
+	// Listings answer many keys with a request per thousand objects.
+	rl        RootLister
+	rootCount int // objects at the top of the cache, as last listed (0: unknown)
+	listCur   *listProbe
+	listNext  *listProbe
+}
+
+type listProbe struct {
+	done chan struct{}
+	at   time.Time
+	keys map[string]struct{}
+	err  error
 }
 
 type answer struct {
@@ -54,9 +68,108 @@ type probe struct {
 // NewPresence returns a Presence for t that remembers answers for ttl and
 // sends requests under io (shared with the other network work).
 func NewPresence(t Target, ttl time.Duration, io *semaphore.Weighted, retry RetryPolicy) *Presence {
-	return &Presence{
+	p := &Presence{
 		target: t, ttl: ttl, io: io, retry: retry,
 		known: map[string]answer{}, cur: map[string]*probe{}, next: map[string]*probe{},
+	}
+	p.rl, _ = t.(RootLister)
+	return p
+}
+
+// CheckMany is Check for many top-level keys at once. When a listing of
+// the cache costs far fewer requests than one check per key, one listing
+// sent after notBefore answers them all, shared by every concurrent
+// caller whose bound it meets.
+func (p *Presence) CheckMany(ctx context.Context, keys []string, notBefore time.Time) ([]bool, error) {
+	out := make([]bool, len(keys))
+	p.mu.Lock()
+	pages := p.rootCount/1000 + 1
+	useList := p.rl != nil && p.rootCount > 0 && len(keys) >= 16 && len(keys) >= 4*pages
+	p.mu.Unlock()
+	if useList {
+		lp, err := p.listing(ctx, notBefore)
+		if err == nil {
+			p.mu.Lock()
+			for i, k := range keys {
+				_, out[i] = lp.keys[k]
+				p.remember(k, answer{at: lp.at, ok: out[i]})
+			}
+			p.mu.Unlock()
+			return out, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// The listing failed: fall back to checking one by one.
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for i, k := range keys {
+		g.Go(func() error {
+			ok, err := p.Check(gctx, k, notBefore)
+			out[i] = ok
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
+// listing returns a listing of the top of the cache sent after notBefore,
+// joining one in flight or queued when it can.
+func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe, error) {
+	p.mu.Lock()
+	if lp := p.listCur; lp != nil && lp.at.After(notBefore) {
+		p.mu.Unlock()
+		return lp.wait(ctx)
+	}
+	if lp := p.listNext; lp != nil {
+		p.mu.Unlock()
+		return lp.wait(ctx)
+	}
+	lp := &listProbe{done: make(chan struct{})}
+	p.listNext = lp
+	p.mu.Unlock()
+
+	err := p.io.Acquire(ctx, 1)
+	p.mu.Lock()
+	p.listNext = nil
+	if err != nil {
+		p.mu.Unlock()
+		lp.err = err
+		close(lp.done)
+		return nil, err
+	}
+	lp.at = time.Now()
+	p.listCur = lp
+	p.mu.Unlock()
+
+	keys := make(map[string]struct{}, p.rootCount+64)
+	err = p.rl.ListRoot(ctx, func(o ObjectInfo) error {
+		keys[o.Key] = struct{}{}
+		return nil
+	})
+	p.io.Release(1)
+	p.Requests.Add(int64(len(keys)/1000 + 1))
+	p.mu.Lock()
+	if p.listCur == lp {
+		p.listCur = nil
+	}
+	if err == nil {
+		p.rootCount = len(keys)
+		lp.keys = keys
+	}
+	p.mu.Unlock()
+	lp.err = err
+	close(lp.done)
+	return lp, err
+}
+
+func (lp *listProbe) wait(ctx context.Context) (*listProbe, error) {
+	select {
+	case <-lp.done:
+		return lp, lp.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
@@ -158,6 +271,9 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 		if seen++; seen > budget {
 			return errEnough
 		}
+		if p.rl == nil {
+			p.rl = l
+		}
 		if _, ok := want[o.Key]; ok {
 			want[o.Key] = true
 		}
@@ -171,6 +287,7 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 		return false, err
 	}
 	p.mu.Lock()
+	p.rootCount = max(seen, 1)
 	for k, ok := range want {
 		p.remember(k, answer{at: start, ok: ok})
 	}

@@ -680,25 +680,17 @@ func (r *run) missingRefs(n *node, readyAt time.Time) ([]string, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	present := make([]bool, len(refs))
-	g, gctx := errgroup.WithContext(r.ctx)
-	g.SetLimit(64)
+	keys := make([]string, len(refs))
 	for i, ref := range refs {
 		key, err := narinfoKey(ref)
 		if err != nil {
-			return nil, fmt.Errorf("reference %s: %w", ref, err)
+			return nil, &PermanentError{Err: fmt.Errorf("reference %s: %w", ref, err)}
 		}
-		g.Go(func() error {
-			ok, err := r.p.presence.Check(gctx, key, readyAt)
-			if err != nil {
-				return fmt.Errorf("check reference %s: %w", ref, err)
-			}
-			present[i] = ok
-			return nil
-		})
+		keys[i] = key
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	present, err := r.p.presence.CheckMany(r.ctx, keys, readyAt)
+	if err != nil {
+		return nil, fmt.Errorf("check references: %w", err)
 	}
 	var missing []string
 	for i, ref := range refs {
@@ -946,6 +938,10 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 	return p.putNAR(ctx, info, tmp, force)
 }
 
+// smallPut is the largest compressed NAR sent without asking first
+// whether the cache has it.
+const smallPut = 64 << 10
+
 // smallNAR is the largest NAR compressed in memory rather than in a file.
 const smallNAR = 1 << 20
 
@@ -957,7 +953,9 @@ func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt
 	// The NAR file is content-addressed: if it is there, it is this file.
 	gen := p.currentGen()
 	exists := false
-	if !force {
+	// A small NAR costs about as much to send as to ask about, and a path
+	// whose narinfo is missing rarely has its NAR there: just send it.
+	if !force && info.FileSize > smallPut {
 		exists, err = p.presence.Check(ctx, info.URL, time.Now())
 		if err != nil {
 			return nil, 0, 0, err
@@ -1062,19 +1060,25 @@ func (p *Pusher) PublishReferring(ctx context.Context, key string, body []byte, 
 			return err
 		}
 		readyAt := time.Now()
-		for _, ref := range refs {
-			rk, err := narinfoKey(ref)
-			if err == nil {
-				var ok bool
-				ok, err = p.presence.Check(ctx, rk, readyAt)
-				if err == nil && !ok {
-					err = fmt.Errorf("%s is not in the cache; push it first", ref)
-				}
-			}
-			if err != nil {
+		keys := make([]string, len(refs))
+		for i, ref := range refs {
+			if keys[i], err = narinfoKey(ref); err != nil {
 				release()
 				return fmt.Errorf("write %s: %w", key, err)
 			}
+		}
+		present, err := p.presence.CheckMany(ctx, keys, readyAt)
+		if err == nil {
+			for i, ok := range present {
+				if !ok {
+					err = fmt.Errorf("%s is not in the cache; push it first", refs[i])
+					break
+				}
+			}
+		}
+		if err != nil {
+			release()
+			return fmt.Errorf("write %s: %w", key, err)
 		}
 		if p.Locker != nil && !p.lockValid() {
 			release()
