@@ -87,6 +87,9 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		kind := Classify(r.Method, r.URL)
 		_, key := splitS3Path(r.URL.Path)
 		sw := &statusWriter{ResponseWriter: w, p: p}
+		if r.ContentLength > 0 {
+			p.addBytes(kind, r.ContentLength)
+		}
 		if status, fail := p.record(r.Method, kind, KeyClass(key)); fail {
 			p.inject(sw, r, kind, status)
 			return
@@ -143,6 +146,17 @@ func (p *Proxy) FailNext(kind string, n int, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.faults[kind] = append(p.faults[kind], fault{n: n, status: status})
+}
+
+// BytesIn is the counter key of request body bytes received, in total;
+// "bytes-in:KIND" counts them per kind.
+const BytesIn = "bytes-in"
+
+func (p *Proxy) addBytes(kind string, n int64) {
+	p.mu.Lock()
+	p.counts[BytesIn] += n
+	p.counts[BytesIn+":"+kind] += n
+	p.mu.Unlock()
 }
 
 func (p *Proxy) count(key string) {
