@@ -53,3 +53,11 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func TestAgeString(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 30 * 24 * time.Hour: "30d", 90 * time.Minute: "1h30m", 0: "0s", 2 * time.Second: "2s", 90 * time.Second: "1m30s"} {
+		if got := (ageFlag{&d}).String(); got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+	}
+}

@@ -29,7 +29,14 @@ func (a ageFlag) String() string {
 	if *a.d%(24*time.Hour) == 0 && *a.d > 0 {
 		return strconv.Itoa(int(*a.d/(24*time.Hour))) + "d"
 	}
-	return a.d.String()
+	s := a.d.String() // "1h0m0s" reads better as "1h"
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func (a ageFlag) Set(s string) error {
