@@ -37,6 +37,14 @@ type RootLister interface {
 	ListRoot(ctx context.Context, fn func(ObjectInfo) error) error
 }
 
+// Barrierer is a Target whose writes reach the disk later, in batches:
+// Barrier returns once everything written before it is durable. The
+// Pusher calls it before publishing a narinfo, so that no narinfo can
+// survive a power cut that its NAR or references did not.
+type Barrierer interface {
+	Barrier(ctx context.Context) error
+}
+
 // Opener is a Target that can stream a large object (verify --full).
 type Opener interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)

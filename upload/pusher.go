@@ -750,6 +750,7 @@ func (r *run) succeed(n *node) {
 	r.res.Uploaded++
 	r.res.NarBytes += n.pi.NarSize
 	r.res.FileBytes += n.fileSize
+	n.info = nil // memory follows the paths in flight, not the closure
 	waiters := r.finish(n, nil)
 	r.mu.Unlock()
 	r.p.emit(Event{Kind: EventUploaded, Path: n.pi.Path, NarSize: n.pi.NarSize, FileSize: n.fileSize, Duration: time.Since(n.start)})
@@ -849,6 +850,11 @@ func (r *run) externalDone(n *node, err error) {
 }
 
 func (p *Pusher) putNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
+	if b, ok := p.Target.(Barrierer); ok {
+		if err := b.Barrier(ctx); err != nil {
+			return fmt.Errorf("sync the cache to disk: %w", err)
+		}
+	}
 	if p.Key != nil {
 		info.Sigs = slices.DeleteFunc(info.Sigs, func(s string) bool { return strings.HasPrefix(s, p.Key.Name+":") })
 		info.Sign(p.Key)
@@ -974,7 +980,9 @@ func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	p.presence.Mark(info.URL, true)
+	if info.FileSize > smallPut {
+		p.presence.Mark(info.URL, true) // small ones are never asked about
+	}
 	return info, info.FileSize, gen, nil
 }
 
@@ -1084,7 +1092,12 @@ func (p *Pusher) PublishReferring(ctx context.Context, key string, body []byte, 
 			release()
 			continue
 		}
-		err = p.io.Acquire(ctx, 1)
+		if b, ok := p.Target.(Barrierer); ok {
+			err = b.Barrier(ctx)
+		}
+		if err == nil {
+			err = p.io.Acquire(ctx, 1)
+		}
 		if err == nil {
 			err = p.Retry.Do(ctx, func() error {
 				return p.Target.Put(ctx, key, bytes.NewReader(body), int64(len(body)), contentType)

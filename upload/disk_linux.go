@@ -1,8 +1,11 @@
-//go:build linux || darwin
-
 package upload
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // freeSpace reports the bytes an unprivileged writer may still use in dir.
 func freeSpace(dir string) (int64, error) {
@@ -11,4 +14,14 @@ func freeSpace(dir string) (int64, error) {
 		return 0, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// syncFS flushes the filesystem holding dir to disk.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
 }
