@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"sync"
 )
 
 // DumpPath writes the NAR serialization of the file, directory or symlink at
@@ -17,12 +18,18 @@ func DumpPath(w io.Writer, path string) error {
 	if err != nil {
 		return fmt.Errorf("nar: %w", err)
 	}
-	d := dumper{nw: NewWriter(w), buf: make([]byte, 128<<10)}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	d := dumper{nw: NewWriter(w), buf: *buf}
 	if err := d.dump(path, "", fi); err != nil {
 		return err
 	}
 	return d.nw.Close()
 }
+
+// copyBufs recycles file copy buffers: a system closure is mostly small
+// paths, and a fresh 128 KiB per path is most of what dumping allocates.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
 
 type dumper struct {
 	nw  *Writer

@@ -2,6 +2,8 @@ package upload
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // File is a binary cache in a local directory, as `nix copy --to file://DIR`
@@ -19,7 +22,12 @@ type File struct {
 
 	bmu         sync.Mutex
 	bcur, bnext *syncRound
+	dirs        sync.Map // directories known to exist
+	lastSync    time.Time
 }
+
+// syncEvery spaces filesystem syncs out.
+const syncEvery = 25 * time.Millisecond
 
 // NewFile returns a file:// target rooted at dir (created if missing).
 func NewFile(dir string) (*File, error) {
@@ -78,20 +86,34 @@ func (f *File) Put(_ context.Context, key string, body io.Reader, size int64, _ 
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+	dir := filepath.Dir(p)
+	if _, ok := f.dirs.Load(dir); !ok {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		f.dirs.Store(dir, true)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
+	// Our own unique name rather than CreateTemp: the file is born 0644
+	// (readable by Nix clients of other users), with no chmod.
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmpName := filepath.Join(dir, ".tmp-"+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
+	tmp, err := os.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	n, err := io.Copy(tmp, body)
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(tmpName)
+		}
+	}()
+	buf := copyBufs.Get().(*[]byte)
+	// Hide ReadFrom: os.File's would allocate its own buffer per object.
+	n, err := io.CopyBuffer(struct{ io.Writer }{tmp}, body, *buf)
+	copyBufs.Put(buf)
 	if err == nil && size >= 0 && n != size {
 		err = fmt.Errorf("wrote %d bytes, expected %d", n, size)
-	}
-	if err == nil {
-		err = tmp.Chmod(0o644)
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -99,7 +121,11 @@ func (f *File) Put(_ context.Context, key string, body io.Reader, size int64, _ 
 	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	return os.Rename(tmp.Name(), p)
+	if err := os.Rename(tmpName, p); err != nil {
+		return err
+	}
+	renamed = true
+	return nil
 }
 
 // Barrier returns once everything written before the call is on disk. One
@@ -118,8 +144,22 @@ func (f *File) Barrier(ctx context.Context) error {
 	if prev != nil {
 		<-prev.done // one sync at a time; ours starts after it
 	}
+	// At most one sync per syncEvery: the callers arriving meanwhile
+	// share ours, and the disk does fewer, larger flushes.
+	f.bmu.Lock()
+	wait := syncEvery - time.Since(f.lastSync)
+	f.bmu.Unlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	f.bmu.Lock()
 	f.bnext, f.bcur = nil, b
+	f.lastSync = time.Now()
 	f.bmu.Unlock()
 	b.err = syncFS(f.Dir)
 	f.bmu.Lock()
@@ -130,6 +170,8 @@ func (f *File) Barrier(ctx context.Context) error {
 	close(b.done)
 	return b.err
 }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 type syncRound struct {
 	done chan struct{}

@@ -73,6 +73,10 @@ func NewPresence(t Target, ttl time.Duration, io *semaphore.Weighted, retry Retr
 		known: map[string]answer{}, cur: map[string]*probe{}, next: map[string]*probe{},
 	}
 	p.rl, _ = t.(RootLister)
+	if _, local := t.(*File); local {
+		// A stat is cheaper than reading a directory of every narinfo.
+		p.rl = nil
+	}
 	return p
 }
 
@@ -270,9 +274,6 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 	err := l.ListRoot(ctx, func(o ObjectInfo) error {
 		if seen++; seen > budget {
 			return errEnough
-		}
-		if p.rl == nil {
-			p.rl = l
 		}
 		if _, ok := want[o.Key]; ok {
 			want[o.Key] = true

@@ -532,14 +532,14 @@ func (r *run) work() {
 		go func() {
 			defer wg.Done()
 			for {
-				n, publish := r.next()
-				if n == nil {
+				batch, publish := r.next()
+				if batch == nil {
 					return
 				}
 				if publish {
-					r.publish(n)
+					r.publish(batch)
 				} else {
-					r.uploadNAR(n)
+					r.uploadNAR(batch[0])
 				}
 			}
 		}()
@@ -562,7 +562,7 @@ func (r *run) work() {
 
 // next blocks until there is work (publishing first: it is cheap and
 // unblocks dependents), or returns nil when there is none left.
-func (r *run) next() (*node, bool) {
+func (r *run) next() ([]*node, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
@@ -570,19 +570,25 @@ func (r *run) next() (*node, bool) {
 			return nil, false
 		}
 		if len(r.publishQ) > 0 {
-			n := r.publishQ[0]
-			r.publishQ = r.publishQ[1:]
-			return n, true
+			// Everything ready is published together: one set of checks,
+			// one sync to disk for a file:// cache.
+			k := min(len(r.publishQ), publishBatch)
+			batch := slices.Clone(r.publishQ[:k])
+			r.publishQ = r.publishQ[k:]
+			return batch, true
 		}
 		if r.narNext < len(r.narQ) {
 			n := r.narQ[r.narNext]
 			r.narQ[r.narNext] = nil
 			r.narNext++
-			return n, false
+			return []*node{n}, false
 		}
 		r.cond.Wait()
 	}
 }
+
+// publishBatch is the most narinfos one worker publishes at once.
+const publishBatch = 256
 
 func (r *run) uploadNAR(n *node) {
 	if n.start.IsZero() {
@@ -603,62 +609,103 @@ func (r *run) uploadNAR(n *node) {
 	r.mu.Unlock()
 }
 
-// publish writes n's narinfo once every reference is in the cache now. A
-// missing reference is uploaded again from the local store, and n waits
-// for it.
-func (r *run) publish(n *node) {
+// publish writes the narinfos of batch, each once every one of its
+// references is in the cache now. A missing reference is uploaded again
+// from the local store first, and its dependents wait for it.
+func (r *run) publish(batch []*node) {
 	p := r.p
-	for {
+	for len(batch) > 0 {
 		gen, release, err := p.readSession(r.ctx)
 		if err != nil {
-			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			for _, n := range batch {
+				r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			}
 			return
 		}
 		readyAt := time.Now()
-		missing, err := r.missingRefs(n, readyAt)
-		if err != nil {
-			release()
-			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
-			return
+		ok := make([]bool, len(batch))
+		var g errgroup.Group
+		g.SetLimit(64)
+		for i, n := range batch {
+			g.Go(func() error {
+				ok[i] = r.prepare(n, gen, readyAt)
+				return nil
+			})
 		}
-		if len(missing) > 0 {
-			release()
-			r.reupload(n, missing)
-			return
+		g.Wait()
+		var ready []*node
+		for i, n := range batch {
+			if ok[i] {
+				ready = append(ready, n)
+			}
 		}
-		if gen != n.narGen {
-			// The NAR was seen or written in an earlier lock session: a gc
-			// may have run since.
-			ok, err := p.presence.Check(r.ctx, n.info.URL, readyAt)
-			if err != nil || !ok {
+		if len(ready) > 0 && p.Locker != nil && !p.lockValid() {
+			release()
+			batch = ready // the lock lapsed while we checked: again
+			continue
+		}
+		if b, isB := p.Target.(Barrierer); isB && len(ready) > 0 {
+			if err := b.Barrier(r.ctx); err != nil {
 				release()
-				if err != nil {
-					r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
-					return
+				for _, n := range ready {
+					r.fail(n, fmt.Errorf("upload %s: sync the cache to disk: %w", n.pi.Path, err))
 				}
-				r.mu.Lock()
-				n.narDone = false
-				r.narQ = append(r.narQ, n)
-				r.cond.Signal()
-				r.mu.Unlock()
 				return
 			}
 		}
-		if p.Locker != nil && !p.lockValid() {
-			release()
-			continue // the lock lapsed while we checked: take it again
+		errs := make([]error, len(ready))
+		for i, n := range ready {
+			g.Go(func() error {
+				errs[i] = p.writeNarInfo(r.ctx, n.pi, n.info)
+				return nil
+			})
 		}
-		err = p.putNarInfo(r.ctx, n.pi, n.info)
+		g.Wait()
 		release()
-		if err != nil {
-			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
-			return
+		for i, n := range ready {
+			if errs[i] != nil {
+				r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, errs[i]))
+				continue
+			}
+			p.log().Info("uploaded", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
+				"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
+			r.succeed(n)
 		}
-		p.log().Info("uploaded", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
-			"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
-		r.succeed(n)
 		return
 	}
+}
+
+// prepare checks, under the lock session gen, that n's references (and,
+// from an older session, its NAR) are in the cache now. When they are
+// not, it arranges for them (or fails n) and returns false.
+func (r *run) prepare(n *node, gen uint64, readyAt time.Time) bool {
+	missing, err := r.missingRefs(n, readyAt)
+	if err != nil {
+		r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+		return false
+	}
+	if len(missing) > 0 {
+		r.reupload(n, missing)
+		return false
+	}
+	if gen != n.narGen {
+		// The NAR was seen or written in an earlier lock session: a gc
+		// may have run since.
+		ok, err := r.p.presence.Check(r.ctx, n.info.URL, readyAt)
+		if err != nil {
+			r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			return false
+		}
+		if !ok {
+			r.mu.Lock()
+			n.narDone = false
+			r.narQ = append(r.narQ, n)
+			r.cond.Signal()
+			r.mu.Unlock()
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Pusher) lockValid() bool {
@@ -849,12 +896,9 @@ func (r *run) externalDone(n *node, err error) {
 	r.mu.Unlock()
 }
 
-func (p *Pusher) putNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
-	if b, ok := p.Target.(Barrierer); ok {
-		if err := b.Barrier(ctx); err != nil {
-			return fmt.Errorf("sync the cache to disk: %w", err)
-		}
-	}
+// writeNarInfo signs and writes pi's narinfo; the caller has checked
+// its references and, for a Barrierer, synced.
+func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
 	if p.Key != nil {
 		info.Sigs = slices.DeleteFunc(info.Sigs, func(s string) bool { return strings.HasPrefix(s, p.Key.Name+":") })
 		info.Sign(p.Key)
