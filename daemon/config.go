@@ -1,25 +1,27 @@
-// Package daemon is the long-running service: it takes store paths from
-// the store watcher, the post-build-hook socket, the hook's spool directory
-// and periodic reconciliation, keeps them in the durable queue, and uploads
-// them with an upload.Pusher. It also speaks to systemd (notify, watchdog,
-// socket activation) and journald.
+// Package daemon is the long-running service. It takes store paths from
+// its sources — the store watcher, the hook socket and spool (served and
+// drained with package hook), periodic reconciliation — keeps them in the
+// durable queue, and uploads them with an upload.Pusher from a dispatcher
+// that claims due items in batches. It keeps pins pointing at the closures
+// of configured links, tells systemd its state (sd_notify, watchdog), and
+// answers status requests.
+//
+// Files: daemon.go (Daemon, Enqueue, Run, the dispatcher and the outcome
+// of each batch), sources.go, pins.go, status.go, notify.go, config.go.
 package daemon
 
 import (
 	"fmt"
-	"github.com/nixpushd/nixpushd/lifecycle"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/nixpushd/nixpushd/lifecycle"
 )
 
-// Defaults shared by the daemon, the hook and the NixOS module.
-const (
-	DefaultSocket   = "/run/nixpushd/nixpushd.sock"
-	DefaultStateDir = "/var/lib/nixpushd"
-	DefaultSpoolDir = DefaultStateDir + "/spool"
-	DefaultSkipKey  = "cache.nixos.org-1"
-)
+// DefaultSkipKey is the upstream key whose signature marks a path as
+// substituted rather than built here (--skip-signed-by).
+const DefaultSkipKey = "cache.nixos.org-1"
 
 // Config is what the daemon is told on its command line.
 type Config struct {

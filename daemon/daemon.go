@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -167,7 +167,7 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 		sources.Add(1)
 		go func() {
 			defer sources.Done()
-			if err := Serve(ctx, ln, d, 32, d.log); err != nil {
+			if err := hook.Serve(ctx, ln, d, d.log); err != nil {
 				d.log.Error("hook socket stopped", "err", err)
 			}
 		}()
@@ -488,108 +488,6 @@ func (d *Daemon) retry(ctx context.Context, it queue.Item, log *slog.Logger, cau
 	log.Log(ctx, lvl, "upload failed; will retry", "attempt", it.Attempts+1, "retry_in", delay.Round(time.Millisecond), "err", msg)
 	if err := d.q.Retry(it.Path, msg, time.Now().Add(delay), time.Now()); err != nil {
 		log.Error("recording retry", "err", err)
-	}
-}
-
-// Status is what `nixpushd status` shows.
-type Status struct {
-	Target    string         `json:"target"`
-	Uptime    string         `json:"uptime"`
-	Pending   int            `json:"pending"`
-	InFlight  int            `json:"in_flight"`
-	Done      int            `json:"done"`
-	Failed    int            `json:"failed"`
-	Uploaded  int            `json:"uploaded_since_start"`
-	Skipped   map[string]int `json:"skipped_since_start"`
-	LastError string         `json:"last_error,omitempty"`
-	Items     []queue.Item   `json:"items"` // failed, in flight, pending (first ones), recent done
-}
-
-// QueueStatus reads the status straight from a queue (used by `nixpushd
-// status` when no daemon is running).
-func QueueStatus(q *queue.Queue) (*Status, error) {
-	stats, err := q.Stats()
-	if err != nil {
-		return nil, err
-	}
-	st := &Status{
-		Pending: stats.Pending, InFlight: stats.InFlight, Done: stats.Done, Failed: stats.Failed,
-		Skipped: map[string]int{},
-	}
-	for _, s := range []struct {
-		state queue.State
-		n     int
-	}{{queue.Failed, 100}, {queue.InFlight, 100}, {queue.Pending, 50}, {queue.Done, 20}} {
-		items, err := q.List(s.state, s.n)
-		if err != nil {
-			return nil, err
-		}
-		st.Items = append(st.Items, items...)
-	}
-	return st, nil
-}
-
-// Snapshot gathers the current status.
-func (d *Daemon) Snapshot() (*Status, error) {
-	st, err := QueueStatus(d.q)
-	if err != nil {
-		return nil, err
-	}
-	st.Target, st.Uptime = d.p.Target.String(), time.Since(d.started).Round(time.Second).String()
-	d.mu.Lock()
-	for k, v := range d.skipped {
-		st.Skipped[k] = v
-	}
-	st.LastError, st.Uploaded = d.lastError, d.uploaded
-	d.mu.Unlock()
-	return st, nil
-}
-
-func (d *Daemon) StatusJSON(context.Context) ([]byte, error) {
-	st, err := d.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(st)
-}
-
-// updateStatus tells systemd the queue's shape (shown by systemctl status).
-func (d *Daemon) updateStatus() {
-	stats, err := d.q.Stats()
-	if err != nil {
-		return
-	}
-	s := fmt.Sprintf("%d pending, %d in flight, %d done, %d failed", stats.Pending, d.active.Load(), stats.Done, stats.Failed)
-	d.mu.Lock()
-	if d.lastError != "" {
-		s += "; last error: " + firstLine(d.lastError, 120)
-	}
-	d.mu.Unlock()
-	d.notify.Status(s)
-}
-
-func firstLine(s string, n int) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
-}
-
-// watchdog pings systemd while the dispatcher is alive. A wedged
-// dispatcher stops the pings, and systemd restarts the service.
-func (d *Daemon) watchdog(ctx context.Context) {
-	t := time.NewTicker(d.notify.Watchdog / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if time.Since(time.Unix(0, d.heartbeat.Load())) < d.notify.Watchdog {
-				d.notify.Ping()
-			}
-		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -49,5 +50,22 @@ func (n *Notifier) Status(s string) {
 	n.mu.Unlock()
 	if changed {
 		n.send("STATUS=" + s)
+	}
+}
+
+// watchdog pings systemd while the dispatcher is alive. A wedged
+// dispatcher stops the pings, and systemd restarts the service.
+func (d *Daemon) watchdog(ctx context.Context) {
+	t := time.NewTicker(d.notify.Watchdog / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, d.heartbeat.Load())) < d.notify.Watchdog {
+				d.notify.Ping()
+			}
+		}
 	}
 }

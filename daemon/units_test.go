@@ -5,11 +5,8 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/coreos/go-systemd/v22/journal"
 )
 
 // fakeNotifySocket stands in for systemd's NOTIFY_SOCKET and returns the
@@ -89,45 +86,21 @@ func TestNotifierWithoutSystemd(t *testing.T) {
 	}
 }
 
-func TestJournalField(t *testing.T) {
-	for in, want := range map[string]string{
-		"STORE_PATH": "STORE_PATH", "nar_size": "NAR_SIZE", "file-size": "FILE_SIZE",
-		"_private": "PRIVATE", "9lives": "LIVES", "a.b": "A_B", "": "",
+func TestFirstLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"upload failed\nstack", 120, "upload failed"},
+		{"abcdef", 3, "abc…"},
+		{"abcdef", 0, "abcdef"},
+		{"ééé", 3, "é…"}, // not inside a rune
+		{"", 10, ""},
 	} {
-		if got := JournalField(in); got != want {
-			t.Errorf("JournalField(%q) = %q, want %q", in, got, want)
+		if got := FirstLine(tc.in, tc.max); got != tc.want {
+			t.Errorf("FirstLine(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
 		}
-	}
-}
-
-func TestJournalHandler(t *testing.T) {
-	type sent struct {
-		msg  string
-		pri  journal.Priority
-		vars map[string]string
-	}
-	var got []sent
-	h := NewJournalHandler(slog.LevelInfo)
-	h.send = func(msg string, p journal.Priority, vars map[string]string) error {
-		got = append(got, sent{msg, p, vars})
-		return nil
-	}
-	log := slog.New(h).With("target", "s3://nix-cache")
-	log.Info("uploaded", "STORE_PATH", "/nix/store/abc-x", "nar_size", 120)
-	log.Debug("hidden")
-	log.Error("bad", "err", "boom")
-	if len(got) != 2 {
-		t.Fatalf("got %d messages, want 2 (debug filtered)", len(got))
-	}
-	v := got[0].vars
-	if v["STORE_PATH"] != "/nix/store/abc-x" || v["NAR_SIZE"] != "120" || v["TARGET"] != "s3://nix-cache" || v["SYSLOG_IDENTIFIER"] != "nixpushd" {
-		t.Errorf("fields %v", v)
-	}
-	if got[0].pri != journal.PriInfo || got[1].pri != journal.PriErr {
-		t.Errorf("priorities %v %v", got[0].pri, got[1].pri)
-	}
-	if !strings.Contains(got[0].msg, "store_path=/nix/store/abc-x") {
-		t.Errorf("message %q lacks the fields", got[0].msg)
 	}
 }
 

@@ -371,7 +371,7 @@ func TestPackageExpression(t *testing.T) {
 	if !strings.Contains(p.PostInstall, "ln -s nixpushd $out/bin/nixpushd-hook") {
 		t.Errorf("postInstall lacks the nixpushd-hook alias: %q", p.PostInstall)
 	}
-	for _, pkg := range []string{"./nar/", "./upload/", "./queue/", "./store/", "./daemon/"} {
+	for _, pkg := range []string{"./nar/", "./upload/", "./queue/", "./store/", "./daemon/", "./hook/", "./journal/", "./lifecycle/"} {
 		if !strings.Contains(p.CheckPhase, pkg) {
 			t.Errorf("checkPhase does not test %s: %q", pkg, p.CheckPhase)
 		}

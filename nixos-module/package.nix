@@ -78,7 +78,7 @@ builder {
     runHook preCheck
     # Tests may refer to files next to their sources: no -trimpath here.
     export GOFLAGS=''${GOFLAGS//-trimpath/}
-    go test -short -count=1 -p "$NIX_BUILD_CORES" ./nar/ ./upload/ ./queue/ ./store/ ./daemon/
+    go test -short -count=1 -p "$NIX_BUILD_CORES" ./nar/ ./upload/ ./queue/ ./store/ ./daemon/ ./hook/ ./journal/ ./lifecycle/ ./internal/fsutil/
     runHook postCheck
   '';
 

@@ -22,16 +22,6 @@ func Backoff(attempt int, base, max time.Duration, rnd func() float64) time.Dura
 	return low + jitter(d-low, rnd)
 }
 
-// BackoffFullJitter is Backoff with "full" jitter: uniform in [0, d].
-// For callers that prefer maximal spreading over a guaranteed minimum wait.
-func BackoffFullJitter(attempt int, base, max time.Duration, rnd func() float64) time.Duration {
-	d := capped(attempt, base, max)
-	if rnd == nil {
-		return d
-	}
-	return jitter(d, rnd)
-}
-
 // capped computes min(base*2^(attempt-1), max) without overflowing.
 func capped(attempt int, base, max time.Duration) time.Duration {
 	if base <= 0 || max <= 0 {

@@ -47,9 +47,6 @@ func TestBackoffNoJitter(t *testing.T) {
 		if got := Backoff(tc.attempt, tc.base, tc.max, nil); got != tc.want {
 			t.Errorf("Backoff(%d, %v, %v, nil) = %v, want %v", tc.attempt, tc.base, tc.max, got, tc.want)
 		}
-		if got := BackoffFullJitter(tc.attempt, tc.base, tc.max, nil); got != tc.want {
-			t.Errorf("BackoffFullJitter(%d, %v, %v, nil) = %v, want %v", tc.attempt, tc.base, tc.max, got, tc.want)
-		}
 	}
 }
 
@@ -60,32 +57,30 @@ func TestBackoffJitterBounds(t *testing.T) {
 		name     string
 		attempt  int
 		r        float64
-		equal    time.Duration // Backoff
-		full     time.Duration // BackoffFullJitter
-		approxEq bool          // r close to 1: allow rounding below d
+		want     time.Duration
+		approxEq bool // r close to 1: allow rounding below d
 	}{
-		{"r=0", 3, 0, 2 * time.Second, 0, false},
-		{"r=0.5", 3, 0.5, 3 * time.Second, 2 * time.Second, false},
-		{"r=0.5 capped", 50, 0.5, 45 * time.Second, 30 * time.Second, false},
-		{"r just below 1", 3, almost1, 4 * time.Second, 4 * time.Second, true},
-		{"r=1 out of range", 3, 1, 4 * time.Second, 4 * time.Second, false},
-		{"r=7 out of range", 3, 7, 4 * time.Second, 4 * time.Second, false},
-		{"r negative", 3, -0.3, 2 * time.Second, 0, false},
-		{"r NaN", 3, math.NaN(), 2 * time.Second, 0, false},
-		{"r +Inf", 3, math.Inf(1), 4 * time.Second, 4 * time.Second, false},
+		{"r=0", 3, 0, 2 * time.Second, false},
+		{"r=0.5", 3, 0.5, 3 * time.Second, false},
+		{"r=0.5 capped", 50, 0.5, 45 * time.Second, false},
+		{"r just below 1", 3, almost1, 4 * time.Second, true},
+		{"r=1 out of range", 3, 1, 4 * time.Second, false},
+		{"r=7 out of range", 3, 7, 4 * time.Second, false},
+		{"r negative", 3, -0.3, 2 * time.Second, false},
+		{"r NaN", 3, math.NaN(), 2 * time.Second, false},
+		{"r +Inf", 3, math.Inf(1), 4 * time.Second, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Backoff(tc.attempt, base, max, constRnd(tc.r))
-			gotFull := BackoffFullJitter(tc.attempt, base, max, constRnd(tc.r))
 			if tc.approxEq {
-				if got > tc.equal || got < tc.equal-time.Microsecond || gotFull > tc.full || gotFull < tc.full-time.Microsecond {
-					t.Fatalf("got %v / %v, want just under %v / %v", got, gotFull, tc.equal, tc.full)
+				if got > tc.want || got < tc.want-time.Microsecond {
+					t.Fatalf("got %v, want just under %v", got, tc.want)
 				}
 				return
 			}
-			if got != tc.equal || gotFull != tc.full {
-				t.Fatalf("got %v / %v, want %v / %v", got, gotFull, tc.equal, tc.full)
+			if got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
 	}
@@ -98,9 +93,6 @@ func TestBackoffJitterBounds(t *testing.T) {
 			c := capped(a, 1, huge)
 			if d := Backoff(a, 1, huge, constRnd(r)); d < c/2 || d > c {
 				t.Errorf("Backoff(%d, 1, MaxInt64, %v) = %d, want in [%d, %d]", a, r, d, c/2, c)
-			}
-			if d := BackoffFullJitter(a, 1, huge, constRnd(r)); d < 0 || d > c {
-				t.Errorf("BackoffFullJitter(%d, 1, MaxInt64, %v) = %d", a, r, d)
 			}
 		}
 	}
@@ -121,10 +113,6 @@ func TestBackoffRandomBounds(t *testing.T) {
 		got := Backoff(attempt, base, max, rng.Float64)
 		if got < 0 || got > max || got < d/2 || got > d {
 			t.Fatalf("Backoff(%d, %v, %v) = %v (capped %v)", attempt, base, max, got, d)
-		}
-		full := BackoffFullJitter(attempt, base, max, rng.Float64)
-		if full < 0 || full > d {
-			t.Fatalf("BackoffFullJitter(%d, %v, %v) = %v (capped %v)", attempt, base, max, full, d)
 		}
 	}
 }

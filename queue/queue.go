@@ -1,32 +1,41 @@
 // Package queue is nixpushd's durable upload queue: a bbolt database of store
 // paths and their upload state.
 //
-// Every state change (item record, its indexes and the per-state counters) is
-// made in a single bbolt transaction that is fsynced on commit, so a crash at
-// any moment leaves either the old or the new state, never a mix. A method
-// that returns nil has made its change durable.
+// Every state change (item record, its index entries and the per-state
+// counters) is made in a single bbolt transaction that is fsynced on commit,
+// so a crash at any moment leaves either the old or the new state, never a
+// mix. A method that returns nil has made its change durable.
 //
 // Layout (all keys are raw bytes):
 //
-//	bucket    key               value         holds
-//	items     path              JSON Item     every item
-//	pending   enqueued|path     -             every Pending item (List order)
-//	inflight  enqueued|path     -             every InFlight item
-//	done      updated|path      -             every Done item
-//	failed    updated|path      -             every Failed item
-//	due       nextAttempt|path  -             every Pending item (NextDue)
-//	wait      nextAttempt|path  enqueued      Pending, not yet known to be due
-//	ready     enqueued|path     nextAttempt   Pending, known to be due
-//	counts    state             uint64        item count per state (Stats)
-//	kv        key               value         daemon state (Meta/SetMeta)
-//	schema    "version"         "1"
+//	bucket  key                     value        holds
+//	items   path                    JSON Item    every item
+//	states  state|listTime|path     -            every item (List, Requeue, PruneDone)
+//	due     nextAttempt|path        -            every Pending item (NextDue)
+//	wait    nextAttempt|path        enqueued     Pending, not yet known to be due
+//	ready   enqueued|path           nextAttempt  Pending, known to be due (Claim)
+//	counts  state                   uint64       item count per state (Stats)
+//	kv      key                     value        daemon state (Meta/SetMeta)
+//	schema  "version"               "2"
 //
-// A time prefix is the 8-byte big-endian unix-nano value, clamped to
-// [0, MaxInt64], so byte order is time order. A Pending item is in exactly one
-// of wait and ready: new items (zero NextAttempt) go straight to ready, Claim
-// moves items whose NextAttempt has passed from wait to ready (once each) and
-// then takes the oldest from ready, so neither Claim nor NextDue has to look
-// at items that are not due.
+// A time is the 8-byte big-endian unix-nano value, clamped to [0, MaxInt64],
+// so byte order is time order. In states, state is one byte (p, i, d, f) and
+// listTime is Enqueued for Pending and InFlight items and Updated for Done
+// and Failed ones: each state's items lie together in the order List returns
+// them (Done and Failed read backwards, newest first).
+//
+// A Pending item is in exactly one of wait and ready: new items (zero
+// NextAttempt) go straight to ready, Claim moves items whose NextAttempt has
+// passed from wait to ready (once each) and then takes the oldest from ready,
+// so neither Claim nor NextDue, which run on every turn of the daemon's
+// dispatcher, has to look at items that are not due.
+//
+// Schema version 1 (nixpushd before this layout) had a bucket per state
+// (pending, inflight, done, failed) where version 2 has states; every other
+// bucket is the same in both. Open migrates a version 1 file in one
+// transaction: it fills states from the items, deletes the four buckets and
+// sets the version to 2. The version bump makes an older nixpushd refuse the
+// migrated file rather than use it with stale indexes.
 //
 // A Queue is safe for concurrent use; bbolt serialises writers.
 package queue
@@ -44,6 +53,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/nixpushd/nixpushd/internal/fsutil"
 )
 
 // State is the upload state of one store path.
@@ -88,9 +99,6 @@ type Stats struct {
 	Pending, InFlight, Done, Failed int
 }
 
-// Total is the number of items in the queue.
-func (s Stats) Total() int { return s.Pending + s.InFlight + s.Done + s.Failed }
-
 // Errors returned by Queue methods; test with errors.Is.
 var (
 	// ErrLocked: another process (or another Open in this one) holds the file.
@@ -112,22 +120,22 @@ const MaxPathLen = 4096
 // short enough that a second daemon fails at once.
 const lockTimeout = 300 * time.Millisecond
 
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 var (
-	bItems    = []byte("items")
-	bPending  = []byte("pending")
-	bInFlight = []byte("inflight")
-	bDone     = []byte("done")
-	bFailed   = []byte("failed")
-	bDue      = []byte("due")
-	bWait     = []byte("wait")
-	bReady    = []byte("ready")
-	bCounts   = []byte("counts")
-	bKV       = []byte("kv")
-	bSchema   = []byte("schema")
+	bItems  = []byte("items")
+	bStates = []byte("states")
+	bDue    = []byte("due")
+	bWait   = []byte("wait")
+	bReady  = []byte("ready")
+	bCounts = []byte("counts")
+	bKV     = []byte("kv")
+	bSchema = []byte("schema")
 
-	allBuckets = [][]byte{bItems, bPending, bInFlight, bDone, bFailed, bDue, bWait, bReady, bCounts, bKV, bSchema}
+	allBuckets = [][]byte{bItems, bStates, bDue, bWait, bReady, bCounts, bKV, bSchema}
+
+	// v1Buckets are the per-state indexes of schema version 1.
+	v1Buckets = [][]byte{[]byte("pending"), []byte("inflight"), []byte("done"), []byte("failed")}
 )
 
 // Queue is an open queue database.
@@ -162,7 +170,7 @@ func Open(path string) (*Queue, error) {
 	if created {
 		// bbolt syncs the file but not the directory entry; without this a
 		// power cut right after first start could lose the whole file.
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("queue %s: %w", path, err)
 		}
@@ -178,13 +186,18 @@ func (q *Queue) init() error {
 			}
 		}
 		sb := tx.Bucket(bSchema)
-		switch v := sb.Get([]byte("version")); {
-		case v == nil:
-			return sb.Put([]byte("version"), []byte(schemaVersion))
-		case string(v) != schemaVersion:
+		switch v := string(sb.Get([]byte("version"))); v {
+		case schemaVersion:
+			return nil
+		case "": // a new file
+		case "1":
+			if err := migrateV1(tx); err != nil {
+				return fmt.Errorf("migrate from schema version 1: %w", err)
+			}
+		default:
 			return fmt.Errorf("unsupported schema version %q (want %q)", v, schemaVersion)
 		}
-		return nil
+		return sb.Put([]byte("version"), []byte(schemaVersion))
 	})
 	if err != nil {
 		return fmt.Errorf("queue %s: init: %w", q.path, err)
@@ -192,17 +205,30 @@ func (q *Queue) init() error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// migrateV1 replaces the per-state buckets of schema version 1 with states.
+func migrateV1(tx *bolt.Tx) error {
+	states := tx.Bucket(bStates)
+	err := tx.Bucket(bItems).ForEach(func(_, v []byte) error {
+		it, err := decode(v)
+		if err != nil {
+			return err
+		}
+		k, err := stateKey(it)
+		if err != nil {
+			return err
+		}
+		return states.Put(k, nil)
+	})
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	for _, name := range v1Buckets {
+		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return err
+		}
+	}
+	return nil
 }
-
-// Path returns the database file's path.
-func (q *Queue) Path() string { return q.path }
 
 // Close closes the database and releases its lock.
 func (q *Queue) Close() error { return q.db.Close() }
@@ -368,14 +394,9 @@ func (q *Queue) Requeue(now time.Time) (int, error) {
 	now = norm(now)
 	var n int
 	err := q.update(func(t *txn) error {
-		n = 0
-		var paths []string
-		c := t.b(bInFlight).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) <= 8 {
-				return fmt.Errorf("%w: bad inflight entry %q", ErrCorrupt, k)
-			}
-			paths = append(paths, string(k[8:]))
+		paths, err := t.list(InFlight, 0)
+		if err != nil {
+			return err
 		}
 		for _, p := range paths {
 			old, err := t.mustGet(p)
@@ -425,30 +446,23 @@ func (q *Queue) Stats() (Stats, error) {
 // recently Updated first. Ties are broken by path (descending for the
 // newest-first orders).
 func (q *Queue) List(state State, limit int) ([]Item, error) {
-	idx := stateIndex(state)
-	if idx == nil {
+	if !state.Valid() {
 		return nil, fmt.Errorf("queue: unknown state %q", state)
 	}
-	newestFirst := state == Done || state == Failed
 	var out []Item
 	err := q.db.View(func(tx *bolt.Tx) error {
-		items := tx.Bucket(bItems)
-		c := tx.Bucket(idx).Cursor()
-		first, next := c.First, c.Next
-		if newestFirst {
-			first, next = c.Last, c.Prev
+		t := &txn{tx: tx}
+		paths, err := t.list(state, limit)
+		if err != nil {
+			return err
 		}
-		for k, _ := first(); k != nil && (limit <= 0 || len(out) < limit); k, _ = next() {
-			if len(k) <= 8 {
-				return fmt.Errorf("%w: bad %s entry %q", ErrCorrupt, state, k)
-			}
-			v := items.Get(k[8:])
-			if v == nil {
-				return fmt.Errorf("%w: %s index names missing item %q", ErrCorrupt, state, k[8:])
-			}
-			it, err := decode(v)
+		for _, p := range paths {
+			it, ok, err := t.get(p)
 			if err != nil {
 				return err
+			}
+			if !ok {
+				return fmt.Errorf("%w: states index names missing item %q", ErrCorrupt, p)
 			}
 			out = append(out, it)
 		}
@@ -510,17 +524,14 @@ func (q *Queue) PruneDone(keep int) error {
 		}
 		excess := n - keep
 		if excess <= 0 {
-			return nil
+			return nil // the counter spares the scan
 		}
-		var paths []string
-		c := t.b(bDone).Cursor()
-		for k, _ := c.First(); k != nil && len(paths) < excess; k, _ = c.Next() {
-			if len(k) <= 8 {
-				return fmt.Errorf("%w: bad done entry %q", ErrCorrupt, k)
-			}
-			paths = append(paths, string(k[8:]))
+		paths, err := t.list(Done, 0)
+		if err != nil {
+			return err
 		}
-		for _, p := range paths {
+		// Oldest first: list gives Done newest first.
+		for _, p := range paths[max(len(paths)-excess, 0):] {
 			old, err := t.mustGet(p)
 			if err != nil {
 				return err
@@ -556,17 +567,6 @@ func (q *Queue) SetMeta(key, value string) error {
 	return q.update(func(t *txn) error {
 		t.changed = true
 		return t.b(bKV).Put([]byte(key), []byte(value))
-	})
-}
-
-// DeleteMeta removes key; removing a missing key is not an error.
-func (q *Queue) DeleteMeta(key string) error {
-	return q.update(func(t *txn) error {
-		if t.b(bKV).Get([]byte(key)) == nil {
-			return nil
-		}
-		t.changed = true
-		return t.b(bKV).Delete([]byte(key))
 	})
 }
 
@@ -685,58 +685,75 @@ func (t *txn) put(it Item) error {
 	return t.b(bItems).Put([]byte(it.Path), v)
 }
 
+// addIndexes adds the index entries of it.
 func (t *txn) addIndexes(it Item) error {
-	switch it.State {
-	case Pending:
-		if err := t.b(bPending).Put(indexKey(it.Enqueued, it.Path), nil); err != nil {
-			return err
-		}
-		if err := t.b(bDue).Put(indexKey(it.NextAttempt, it.Path), nil); err != nil {
-			return err
-		}
-		// A zero NextAttempt is due at any clock reading, so it goes
-		// straight to ready: a fresh backlog needs no promotion pass.
-		// Anything else waits for a Claim whose clock has reached it.
-		na := timeKey(it.NextAttempt)
-		if na == 0 {
-			return t.b(bReady).Put(indexKey(it.Enqueued, it.Path), be64(0))
-		}
-		return t.b(bWait).Put(indexKey(it.NextAttempt, it.Path), be64(timeKey(it.Enqueued)))
-	case InFlight:
-		return t.b(bInFlight).Put(indexKey(it.Enqueued, it.Path), nil)
-	case Done:
-		return t.b(bDone).Put(indexKey(it.Updated, it.Path), nil)
-	case Failed:
-		return t.b(bFailed).Put(indexKey(it.Updated, it.Path), nil)
+	k, err := stateKey(it)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: %s has unknown state %q", ErrCorrupt, it.Path, it.State)
+	if err := t.b(bStates).Put(k, nil); err != nil {
+		return err
+	}
+	if it.State != Pending {
+		return nil
+	}
+	if err := t.b(bDue).Put(indexKey(it.NextAttempt, it.Path), nil); err != nil {
+		return err
+	}
+	// A zero NextAttempt is due at any clock reading, so it goes straight
+	// to ready: a fresh backlog needs no promotion pass. Anything else
+	// waits for a Claim whose clock has reached it.
+	if timeKey(it.NextAttempt) == 0 {
+		return t.b(bReady).Put(indexKey(it.Enqueued, it.Path), be64(0))
+	}
+	return t.b(bWait).Put(indexKey(it.NextAttempt, it.Path), be64(timeKey(it.Enqueued)))
 }
 
+// delIndexes removes the index entries of it (of a Pending item, from
+// whichever of wait and ready holds it).
 func (t *txn) delIndexes(it Item) error {
-	var keys [][2][]byte // bucket, key
-	switch it.State {
-	case Pending:
-		keys = [][2][]byte{
-			{bPending, indexKey(it.Enqueued, it.Path)},
-			{bDue, indexKey(it.NextAttempt, it.Path)},
-			{bWait, indexKey(it.NextAttempt, it.Path)},
-			{bReady, indexKey(it.Enqueued, it.Path)},
-		}
-	case InFlight:
-		keys = [][2][]byte{{bInFlight, indexKey(it.Enqueued, it.Path)}}
-	case Done:
-		keys = [][2][]byte{{bDone, indexKey(it.Updated, it.Path)}}
-	case Failed:
-		keys = [][2][]byte{{bFailed, indexKey(it.Updated, it.Path)}}
-	default:
-		return fmt.Errorf("%w: %s has unknown state %q", ErrCorrupt, it.Path, it.State)
+	k, err := stateKey(it)
+	if err != nil {
+		return err
 	}
-	for _, bk := range keys {
-		if err := t.b(bk[0]).Delete(bk[1]); err != nil {
-			return err
+	if err := t.b(bStates).Delete(k); err != nil {
+		return err
+	}
+	if it.State != Pending {
+		return nil
+	}
+	if err := t.b(bDue).Delete(indexKey(it.NextAttempt, it.Path)); err != nil {
+		return err
+	}
+	if err := t.b(bWait).Delete(indexKey(it.NextAttempt, it.Path)); err != nil {
+		return err
+	}
+	return t.b(bReady).Delete(indexKey(it.Enqueued, it.Path))
+}
+
+// list returns the paths of up to limit items in state s (all if limit <=
+// 0) in List's order.
+func (t *txn) list(s State, limit int) ([]string, error) {
+	code := stateCode(s)
+	c := t.b(bStates).Cursor()
+	k, _ := c.Seek([]byte{code})
+	next := c.Next
+	if s == Done || s == Failed { // newest first: from the end of the range
+		next = c.Prev
+		if k, _ = c.Seek([]byte{code + 1}); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
 		}
 	}
-	return nil
+	var out []string
+	for ; k != nil && k[0] == code && (limit <= 0 || len(out) < limit); k, _ = next() {
+		if len(k) <= 9 {
+			return nil, fmt.Errorf("%w: bad states entry %q", ErrCorrupt, k)
+		}
+		out = append(out, string(k[9:]))
+	}
+	return out, nil
 }
 
 // promote moves every wait entry whose NextAttempt <= nowKey to ready.
@@ -810,18 +827,32 @@ func readCount(b *bolt.Bucket, s State) (int, error) {
 
 // --- encoding -----------------------------------------------------------
 
-func stateIndex(s State) []byte {
+// stateCode is the first byte of a states key.
+func stateCode(s State) byte {
 	switch s {
 	case Pending:
-		return bPending
+		return 'p'
 	case InFlight:
-		return bInFlight
+		return 'i'
 	case Done:
-		return bDone
+		return 'd'
 	case Failed:
-		return bFailed
+		return 'f'
 	}
-	return nil
+	return 0
+}
+
+// stateKey is its key in states: state, list time, path.
+func stateKey(it Item) ([]byte, error) {
+	at := it.Enqueued
+	switch it.State {
+	case Pending, InFlight:
+	case Done, Failed:
+		at = it.Updated
+	default:
+		return nil, fmt.Errorf("%w: %s has unknown state %q", ErrCorrupt, it.Path, it.State)
+	}
+	return append([]byte{stateCode(it.State)}, indexKey(at, it.Path)...), nil
 }
 
 func checkPath(p string) error {

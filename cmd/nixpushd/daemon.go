@@ -21,6 +21,8 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 
 	"github.com/nixpushd/nixpushd/daemon"
+	"github.com/nixpushd/nixpushd/hook"
+	"github.com/nixpushd/nixpushd/journal"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
@@ -35,7 +37,7 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
 	o.register(fs)
 	var c daemon.Config
 	var skip, include, exclude, spool string
-	fs.StringVar(&c.Socket, "socket", daemon.DefaultSocket, "Unix socket for post-build-hook notifications (ignored under systemd socket activation)")
+	fs.StringVar(&c.Socket, "socket", hook.DefaultSocket, "Unix socket for post-build-hook notifications (ignored under systemd socket activation)")
 	fs.StringVar(&spool, "spool-dir", "", "directory where `nixpushd hook` leaves paths while the daemon is down (default STATE-DIR/spool)")
 	fs.BoolVar(&c.WatchStore, "watch-store", true, "watch /nix/store for new valid paths")
 	fs.StringVar(&c.StoreDir, "store-dir", "/nix/store", "the Nix store to watch")
@@ -124,8 +126,8 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // daemonLogger logs natively to journald under systemd, as text otherwise.
 func daemonLogger(stderr io.Writer, level slog.Level) *slog.Logger {
-	if daemon.UseJournal() {
-		return slog.New(daemon.NewJournalHandler(level))
+	if journal.UseJournal() {
+		return slog.New(journal.NewHandler(level))
 	}
 	return newLogger(stderr, level)
 }

@@ -8,14 +8,14 @@ import (
 	"os"
 	"time"
 
-	"github.com/nixpushd/nixpushd/daemon"
+	"github.com/nixpushd/nixpushd/hook"
 )
 
 // hookDefaults are the socket and spool the hook uses without flags (Nix's
 // post-build-hook takes a bare program path); NIXPUSHD_SOCKET and
 // NIXPUSHD_SPOOL_DIR override them.
 func hookDefaults() (socket, spool string) {
-	socket, spool = daemon.DefaultSocket, daemon.DefaultSpoolDir
+	socket, spool = hook.DefaultSocket, hook.DefaultSpoolDir
 	if v := os.Getenv("NIXPUSHD_SOCKET"); v != "" {
 		socket = v
 	}
@@ -41,7 +41,7 @@ func runHook(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "nixpushd hook: OUT_PATHS is not set; this program is meant to be Nix's post-build-hook (post-build-hook = /path/to/nixpushd-hook in nix.conf)")
 		return nil
 	}
-	res, err := daemon.Hook(ctx, socket, spool, out, drv, *timeout)
+	res, err := hook.Deliver(ctx, socket, spool, out, drv, *timeout)
 	switch {
 	case res.Sent > 0:
 		fmt.Fprintf(stderr, "nixpushd: queued %d paths for upload\n", res.Sent)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixpushd/nixpushd/daemon"
+	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
@@ -235,14 +235,13 @@ func humanBytes(n int64) string {
 // pushViaDaemon enqueues roots in the daemon; it computes closures itself.
 func pushViaDaemon(ctx context.Context, socket string, roots []string, stderr io.Writer) error {
 	added := 0
-	for batch := range slices.Chunk(roots, daemon.MaxPaths) {
+	for _, batch := range hook.Batches(roots) {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		reply, err := daemon.Request(rctx, socket, "PUSH "+strings.Join(batch, " "))
+		n, err := hook.Push(rctx, socket, batch)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("push --via-daemon: %w (is `nixpushd daemon` running with --socket %s?)", err, socket)
 		}
-		n, _ := strconv.Atoi(strings.TrimSpace(reply))
 		added += n
 	}
 	fmt.Fprintf(stderr, "queued %d paths in the daemon (%d were already queued); follow with `nixpushd status` or journalctl -u nixpushd\n", added, len(roots)-added)

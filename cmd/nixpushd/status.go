@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/daemon"
+	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/queue"
 )
 
@@ -30,9 +31,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer cancel()
 	var st daemon.Status
 	running := true
-	reply, err := daemon.Request(rctx, socket, "STATUS")
+	reply, err := hook.Status(rctx, socket)
 	if err == nil {
-		if err := json.Unmarshal([]byte(reply), &st); err != nil {
+		if err := json.Unmarshal(reply, &st); err != nil {
 			return fmt.Errorf("status: the daemon's reply is not JSON: %w", err)
 		}
 	} else {
@@ -99,7 +100,7 @@ func printStatus(w io.Writer, st *daemon.Status, running bool) {
 				line += ": " + it.LastError
 			case queue.Pending:
 				if it.Attempts > 0 {
-					line += fmt.Sprintf(" (attempt %d, next %s: %s)", it.Attempts+1, it.NextAttempt.Local().Format(time.TimeOnly), firstLineOf(it.LastError))
+					line += fmt.Sprintf(" (attempt %d, next %s: %s)", it.Attempts+1, it.NextAttempt.Local().Format(time.TimeOnly), daemon.FirstLine(it.LastError, 0))
 				}
 			case queue.Done:
 				line += " at " + it.Updated.Local().Format(time.DateTime)
@@ -113,10 +114,5 @@ func orNone(s string) string {
 	if s == "" {
 		return "none"
 	}
-	return s
-}
-
-func firstLineOf(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
 	return s
 }

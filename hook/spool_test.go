@@ -1,4 +1,4 @@
-package daemon
+package hook
 
 import (
 	"bytes"
@@ -58,8 +58,8 @@ func spoolFiles(t *testing.T, dir string) []string {
 
 func TestSpoolRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool", "sub") // created by WriteSpool
-	first := []string{protoTestPath(1, "a"), protoTestPath(2, "b.drv")}
-	second := []string{protoTestPath(3, "c")}
+	first := []string{testPath(1, "a"), testPath(2, "b.drv")}
+	second := []string{testPath(3, "c")}
 	f1, err := WriteSpool(dir, first)
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +84,12 @@ func TestSpoolRoundTrip(t *testing.T) {
 	if name, err := WriteSpool(dir, nil); name != "" || err != nil {
 		t.Errorf("empty write: %q, %v", name, err)
 	}
-	if _, err := WriteSpool(dir, []string{protoTestPath(4, "ok"), "/tmp/x"}); err == nil {
+	if _, err := WriteSpool(dir, []string{testPath(4, "ok"), "/tmp/x"}); err == nil {
 		t.Error("invalid path spooled")
 	}
 
 	var c spoolCollector
-	n, err := DrainSpool(context.Background(), dir, c.enqueue, protoTestLog(t))
+	n, err := DrainSpool(context.Background(), dir, c.enqueue, testLog(t))
 	if err != nil || n != 3 {
 		t.Fatalf("DrainSpool = %d, %v", n, err)
 	}
@@ -133,14 +133,14 @@ func TestDrainSpoolMissingDir(t *testing.T) {
 
 func TestDrainSpoolCorruptLines(t *testing.T) {
 	dir := t.TempDir()
-	p1, p2, p3 := protoTestPath(1, "a"), protoTestPath(2, "b"), protoTestPath(3, "c")
+	p1, p2, p3 := testPath(1, "a"), testPath(2, "b"), testPath(3, "c")
 	content := strings.Join([]string{
 		p1,
 		"/nix/store/../etc/passwd",
 		"",
 		"garbage \x00\xff",
 		p2 + "\r", // CRLF file
-		"/nix/store/" + protoTestHash + "-x/bin/sh",
+		"/nix/store/" + testHash + "-x/bin/sh",
 		strings.Repeat("q", 10000), // overlong
 		p1,                         // duplicate
 		"  " + p3,                  // no final newline
@@ -179,12 +179,12 @@ func TestDrainSpoolCorruptLines(t *testing.T) {
 
 func TestDrainSpoolEnqueueFailure(t *testing.T) {
 	dir := t.TempDir()
-	f1, err := WriteSpool(dir, []string{protoTestPath(1, "a")})
+	f1, err := WriteSpool(dir, []string{testPath(1, "a")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Millisecond) // distinct, ordered names
-	f2, err := WriteSpool(dir, []string{protoTestPath(2, "b")})
+	f2, err := WriteSpool(dir, []string{testPath(2, "b")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestDrainSpoolEnqueueFailure(t *testing.T) {
 
 func TestDrainSpoolCanceled(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := WriteSpool(dir, []string{protoTestPath(1, "a")}); err != nil {
+	if _, err := WriteSpool(dir, []string{testPath(1, "a")}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -229,7 +229,7 @@ func TestDrainSpoolTempFiles(t *testing.T) {
 	stale := filepath.Join(dir, ".tmp-111")
 	fresh := filepath.Join(dir, ".tmp-222")
 	for _, p := range []string{stale, fresh} {
-		if err := os.WriteFile(p, []byte(protoTestPath(1, "a")+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(p, []byte(testPath(1, "a")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -238,7 +238,7 @@ func TestDrainSpoolTempFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var c spoolCollector
-	n, err := DrainSpool(context.Background(), dir, c.enqueue, protoTestLog(t))
+	n, err := DrainSpool(context.Background(), dir, c.enqueue, testLog(t))
 	if n != 0 || err != nil || c.calls != 0 {
 		t.Errorf("%d, %v, %d calls", n, err, c.calls)
 	}
@@ -251,7 +251,7 @@ func TestDrainSpoolBigFile(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
 	for i := range 2*spoolBatch + 10 {
-		paths = append(paths, protoTestPath(i, "p"))
+		paths = append(paths, testPath(i, "p"))
 	}
 	if _, err := WriteSpool(dir, paths); err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestWriteSpoolConcurrent(t *testing.T) {
 	errs := make([]error, writers)
 	for i := range writers {
 		wg.Go(func() {
-			names[i], errs[i] = WriteSpool(dir, []string{protoTestPath(i, "w")})
+			names[i], errs[i] = WriteSpool(dir, []string{testPath(i, "w")})
 		})
 	}
 	wg.Wait()
@@ -301,7 +301,7 @@ func TestWriteSpoolConcurrent(t *testing.T) {
 	slices.Sort(got)
 	var want []string
 	for i := range writers {
-		want = append(want, protoTestPath(i, "w"))
+		want = append(want, testPath(i, "w"))
 	}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {

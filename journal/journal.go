@@ -1,4 +1,7 @@
-package daemon
+// Package journal logs to journald natively: a slog.Handler whose every
+// attribute becomes a journal field, so that `journalctl -u nixpushd
+// STORE_PATH=/nix/store/…` answers "was this path uploaded?".
+package journal
 
 import (
 	"context"
@@ -6,42 +9,41 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/coreos/go-systemd/v22/journal"
+	sdjournal "github.com/coreos/go-systemd/v22/journal"
 )
 
-// JournalHandler is a slog.Handler that writes to journald natively, so
-// every attribute becomes a journal field: `journalctl -u nixpushd
-// STORE_PATH=/nix/store/…` answers "was this path uploaded?". Attribute keys
-// become upper-case field names ("nar_size" → NAR_SIZE).
-type JournalHandler struct {
+// Handler is a slog.Handler that writes to journald. Attribute keys become
+// upper-case field names ("nar_size" → NAR_SIZE), and are repeated in the
+// message so that plain `journalctl` reads well too.
+type Handler struct {
 	level  slog.Leveler
 	attrs  []slog.Attr
 	groups string // prefix for keys of WithGroup
-	send   func(msg string, p journal.Priority, vars map[string]string) error
+	send   func(msg string, p sdjournal.Priority, vars map[string]string) error
 }
 
-// NewJournalHandler logs at level and above to journald.
-func NewJournalHandler(level slog.Leveler) *JournalHandler {
-	return &JournalHandler{level: level, send: journal.Send}
+// NewHandler logs at level and above to journald.
+func NewHandler(level slog.Leveler) *Handler {
+	return &Handler{level: level, send: sdjournal.Send}
 }
 
 // UseJournal reports whether stderr is connected to journald (systemd sets
-// JOURNAL_STREAM for services), i.e. whether to use a JournalHandler.
+// JOURNAL_STREAM for services), i.e. whether to log with a Handler.
 func UseJournal() bool {
-	ok, err := journal.StderrIsJournalStream()
+	ok, err := sdjournal.StderrIsJournalStream()
 	return err == nil && ok
 }
 
-func (h *JournalHandler) Enabled(_ context.Context, l slog.Level) bool {
+func (h *Handler) Enabled(_ context.Context, l slog.Level) bool {
 	return l >= h.level.Level()
 }
 
-func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
+func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	vars := make(map[string]string, len(h.attrs)+r.NumAttrs()+1)
 	var text strings.Builder
 	text.WriteString(r.Message)
-	add := func(a slog.Attr) {
-		name := JournalField(h.groups + a.Key)
+	add := func(prefix string, a slog.Attr) {
+		name := fieldName(prefix + a.Key)
 		val := a.Value.Resolve().String()
 		if name == "" {
 			return
@@ -51,14 +53,14 @@ func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 		fmt.Fprintf(&text, " %s=%s", strings.ToLower(name), quoteIfNeeded(val))
 	}
 	for _, a := range h.attrs {
-		add(a)
+		add("", a) // WithAttrs prefixed them already
 	}
-	r.Attrs(func(a slog.Attr) bool { add(a); return true })
+	r.Attrs(func(a slog.Attr) bool { add(h.groups, a); return true })
 	vars["SYSLOG_IDENTIFIER"] = "nixpushd"
-	return h.send(text.String(), journalPriority(r.Level), vars)
+	return h.send(text.String(), priority(r.Level), vars)
 }
 
-func (h *JournalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
 	h2 := *h
 	h2.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
 	for i := range h2.attrs[len(h.attrs):] {
@@ -67,16 +69,16 @@ func (h *JournalHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &h2
 }
 
-func (h *JournalHandler) WithGroup(name string) slog.Handler {
+func (h *Handler) WithGroup(name string) slog.Handler {
 	h2 := *h
 	h2.groups = h.groups + name + "_"
 	return &h2
 }
 
-// JournalField turns an attribute key into a valid journal field name:
+// fieldName turns an attribute key into a valid journal field name:
 // upper case letters, digits and underscores, not starting with "_" or a
 // digit (fields starting with "_" are reserved for journald itself).
-func JournalField(key string) string {
+func fieldName(key string) string {
 	var b strings.Builder
 	for _, r := range strings.ToUpper(key) {
 		switch {
@@ -93,16 +95,16 @@ func JournalField(key string) string {
 	return s
 }
 
-func journalPriority(l slog.Level) journal.Priority {
+func priority(l slog.Level) sdjournal.Priority {
 	switch {
 	case l >= slog.LevelError:
-		return journal.PriErr
+		return sdjournal.PriErr
 	case l >= slog.LevelWarn:
-		return journal.PriWarning
+		return sdjournal.PriWarning
 	case l >= slog.LevelInfo:
-		return journal.PriInfo
+		return sdjournal.PriInfo
 	}
-	return journal.PriDebug
+	return sdjournal.PriDebug
 }
 
 func quoteIfNeeded(s string) string {

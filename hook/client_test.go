@@ -1,4 +1,4 @@
-package daemon
+package hook
 
 import (
 	"bufio"
@@ -14,24 +14,24 @@ import (
 	"time"
 )
 
-// hookDrain drains dir and returns the paths found.
-func hookDrain(t *testing.T, dir string) []string {
+// drain drains dir and returns the paths found.
+func drain(t *testing.T, dir string) []string {
 	t.Helper()
 	var c spoolCollector
-	if _, err := DrainSpool(context.Background(), dir, c.enqueue, protoTestLog(t)); err != nil {
+	if _, err := DrainSpool(context.Background(), dir, c.enqueue, testLog(t)); err != nil {
 		t.Fatal(err)
 	}
 	return c.all()
 }
 
-func TestHookSends(t *testing.T) {
-	h := &protoFakeHandler{}
-	socket, _ := protoStartServe(t, h, 4)
+func TestDeliverSends(t *testing.T) {
+	h := &fakeHandler{}
+	socket, _ := startServe(t, h, 4)
 	spool := filepath.Join(t.TempDir(), "spool")
-	out := []string{protoTestPath(1, "hello"), protoTestPath(2, "hello-man")}
-	drv := protoTestPath(3, "hello.drv")
+	out := []string{testPath(1, "hello"), testPath(2, "hello-man")}
+	drv := testPath(3, "hello.drv")
 
-	res, err := Hook(context.Background(), socket, spool, " "+out[0]+"  "+out[1]+" ", drv, 2*time.Second)
+	res, err := Deliver(context.Background(), socket, spool, " "+out[0]+"  "+out[1]+" ", drv, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,20 +46,20 @@ func TestHookSends(t *testing.T) {
 	}
 
 	// Again: already queued; duplicates in OUT_PATHS are sent once.
-	res, err = Hook(context.Background(), socket, spool, out[0]+" "+out[0], "", 2*time.Second)
+	res, err = Deliver(context.Background(), socket, spool, out[0]+" "+out[0], "", 2*time.Second)
 	if err != nil || res.Sent != 1 || res.Added != 0 {
 		t.Errorf("%+v, %v", res, err)
 	}
 }
 
-func TestHookSpoolsWithoutDaemon(t *testing.T) {
+func TestDeliverSpoolsWithoutDaemon(t *testing.T) {
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "no-such.sock")
 	spool := filepath.Join(dir, "spool")
-	out := []string{protoTestPath(1, "a"), protoTestPath(2, "b")}
+	out := []string{testPath(1, "a"), testPath(2, "b")}
 
 	start := time.Now()
-	res, err := Hook(context.Background(), socket, spool, strings.Join(out, " "), "", 2*time.Second)
+	res, err := Deliver(context.Background(), socket, spool, strings.Join(out, " "), "", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,32 +69,32 @@ func TestHookSpoolsWithoutDaemon(t *testing.T) {
 	if res.Sent != 0 || res.Spooled != 2 || res.SpoolFile == "" || res.SocketErr == nil {
 		t.Errorf("%+v", res)
 	}
-	if got := hookDrain(t, spool); !slices.Equal(got, out) {
+	if got := drain(t, spool); !slices.Equal(got, out) {
 		t.Errorf("spool drained to %q", got)
 	}
 
 	// A socket file nobody listens on (a dead daemon) behaves the same.
-	ln, err := net.Listen("unix", protoSocketPath(t))
+	ln, err := net.Listen("unix", socketPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead := ln.Addr().String()
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	res, err = Hook(context.Background(), dead, spool, out[0], "", 2*time.Second)
+	res, err = Deliver(context.Background(), dead, spool, out[0], "", 2*time.Second)
 	if err != nil || res.Spooled != 1 {
 		t.Errorf("dead socket: %+v, %v", res, err)
 	}
 }
 
-func TestHookTimesOutAndSpools(t *testing.T) {
-	socket := protoSilentServer(t)
+func TestDeliverTimesOutAndSpools(t *testing.T) {
+	socket := silentServer(t)
 
 	spool := filepath.Join(t.TempDir(), "spool")
-	out := protoTestPath(1, "slow")
+	out := testPath(1, "slow")
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	res, err := Hook(context.Background(), socket, spool, out, "", timeout)
+	res, err := Deliver(context.Background(), socket, spool, out, "", timeout)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
@@ -105,28 +105,28 @@ func TestHookTimesOutAndSpools(t *testing.T) {
 	if res.Spooled != 1 || !errors.Is(res.SocketErr, context.DeadlineExceeded) {
 		t.Errorf("%+v", res)
 	}
-	if got := hookDrain(t, spool); !slices.Equal(got, []string{out}) {
+	if got := drain(t, spool); !slices.Equal(got, []string{out}) {
 		t.Errorf("drained %q", got)
 	}
 }
 
-func TestHookDaemonErrorSpools(t *testing.T) {
-	h := &protoFakeHandler{err: errors.New("database is locked")}
-	socket, _ := protoStartServe(t, h, 4)
+func TestDeliverDaemonErrorSpools(t *testing.T) {
+	h := &fakeHandler{err: errors.New("database is locked")}
+	socket, _ := startServe(t, h, 4)
 	spool := t.TempDir()
-	res, err := Hook(context.Background(), socket, spool, protoTestPath(1, "a"), "", 2*time.Second)
+	res, err := Deliver(context.Background(), socket, spool, testPath(1, "a"), "", 2*time.Second)
 	if err != nil || res.Spooled != 1 || res.Sent != 0 || !strings.Contains(res.SocketErr.Error(), "database is locked") {
 		t.Errorf("%+v, %v", res, err)
 	}
 }
 
-// hookFlakyHandler accepts the first n Enqueue calls, then fails.
-type hookFlakyHandler struct {
-	protoFakeHandler
+// flakyHandler accepts the first n Enqueue calls, then fails.
+type flakyHandler struct {
+	fakeHandler
 	n int
 }
 
-func (h *hookFlakyHandler) Enqueue(ctx context.Context, paths []string, source string) (int, error) {
+func (h *flakyHandler) Enqueue(ctx context.Context, paths []string, source string) (int, error) {
 	h.mu.Lock()
 	fail := h.calls >= h.n
 	if fail {
@@ -136,35 +136,35 @@ func (h *hookFlakyHandler) Enqueue(ctx context.Context, paths []string, source s
 	if fail {
 		return 0, errors.New("shutting down")
 	}
-	return h.protoFakeHandler.Enqueue(ctx, paths, source)
+	return h.fakeHandler.Enqueue(ctx, paths, source)
 }
 
-func TestHookPartialSendSpoolsTheRest(t *testing.T) {
-	h := &hookFlakyHandler{n: 1}
-	socket, _ := protoStartServe(t, h, 4)
+func TestDeliverPartialSendSpoolsTheRest(t *testing.T) {
+	h := &flakyHandler{n: 1}
+	socket, _ := startServe(t, h, 4)
 	spool := t.TempDir()
 	var out []string
 	for i := range MaxPaths + 5 {
-		out = append(out, protoTestPath(i, "p"))
+		out = append(out, testPath(i, "p"))
 	}
-	res, err := Hook(context.Background(), socket, spool, strings.Join(out, " "), "", 5*time.Second)
+	res, err := Deliver(context.Background(), socket, spool, strings.Join(out, " "), "", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Sent != MaxPaths || res.Spooled != 5 {
 		t.Errorf("%+v", res)
 	}
-	if got := append(h.paths(), hookDrain(t, spool)...); !slices.Equal(got, out) {
+	if got := append(h.paths(), drain(t, spool)...); !slices.Equal(got, out) {
 		t.Errorf("sent+spooled differ from OUT_PATHS (%d vs %d)", len(got), len(out))
 	}
 }
 
-func TestHookBadTokens(t *testing.T) {
-	h := &protoFakeHandler{}
-	socket, _ := protoStartServe(t, h, 4)
-	good := protoTestPath(1, "good")
-	out := "relative/path " + good + " /nix/store/../etc/passwd /tmp/x " + protoTestPath(2, "x") + "/bin/sh"
-	res, err := Hook(context.Background(), socket, t.TempDir(), out, "not-a-drv", 2*time.Second)
+func TestDeliverBadTokens(t *testing.T) {
+	h := &fakeHandler{}
+	socket, _ := startServe(t, h, 4)
+	good := testPath(1, "good")
+	out := "relative/path " + good + " /nix/store/../etc/passwd /tmp/x " + testPath(2, "x") + "/bin/sh"
+	res, err := Deliver(context.Background(), socket, t.TempDir(), out, "not-a-drv", 2*time.Second)
 	if res.Sent != 1 || res.Spooled != 0 {
 		t.Errorf("%+v", res)
 	}
@@ -182,34 +182,34 @@ func TestHookBadTokens(t *testing.T) {
 
 	// Nothing valid: nothing sent, nothing spooled, the error says why.
 	spool := filepath.Join(t.TempDir(), "spool")
-	res, err = Hook(context.Background(), socket, spool, "/tmp/x", "", 2*time.Second)
-	if err == nil || res != (HookResult{}) {
+	res, err = Deliver(context.Background(), socket, spool, "/tmp/x", "", 2*time.Second)
+	if err == nil || res != (Result{}) {
 		t.Errorf("%+v, %v", res, err)
 	}
 	if _, err := os.Stat(spool); !os.IsNotExist(err) {
 		t.Error("spool dir created")
 	}
 	// Nothing at all.
-	if res, err := Hook(context.Background(), socket, spool, "  ", "", 2*time.Second); err != nil || res != (HookResult{}) {
+	if res, err := Deliver(context.Background(), socket, spool, "  ", "", 2*time.Second); err != nil || res != (Result{}) {
 		t.Errorf("empty: %+v, %v", res, err)
 	}
 
 	// Many bad tokens: the error stays short.
 	many := strings.Repeat("/tmp/"+strings.Repeat("x", 300)+" ", 1000)
-	_, err = Hook(context.Background(), socket, spool, many+good, "", 2*time.Second)
+	_, err = Deliver(context.Background(), socket, spool, many+good, "", 2*time.Second)
 	if err == nil || len(err.Error()) > 2000 {
 		t.Errorf("error of %d bytes", len(err.Error()))
 	}
 }
 
-func TestHookCannotSpool(t *testing.T) {
+func TestDeliverCannotSpool(t *testing.T) {
 	dir := t.TempDir()
 	blocker := filepath.Join(dir, "file")
 	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := protoTestPath(1, "a")
-	res, err := Hook(context.Background(), filepath.Join(dir, "none.sock"), filepath.Join(blocker, "spool"), p, "", time.Second)
+	p := testPath(1, "a")
+	res, err := Deliver(context.Background(), filepath.Join(dir, "none.sock"), filepath.Join(blocker, "spool"), p, "", time.Second)
 	if err == nil || res.Spooled != 0 || res.Sent != 0 {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -218,9 +218,9 @@ func TestHookCannotSpool(t *testing.T) {
 	}
 }
 
-func TestHookBadRequestReplyNotSpooled(t *testing.T) {
+func TestDeliverBadRequestReplyNotSpooled(t *testing.T) {
 	// A daemon of another version that rejects what we send.
-	socket := protoSocketPath(t)
+	socket := socketPath(t)
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ func TestHookBadRequestReplyNotSpooled(t *testing.T) {
 		}
 	})
 	spool := t.TempDir()
-	res, err := Hook(context.Background(), socket, spool, protoTestPath(1, "a"), "", time.Second)
+	res, err := Deliver(context.Background(), socket, spool, testPath(1, "a"), "", time.Second)
 	if err == nil || res.Spooled != 0 || res.Sent != 0 || !strings.Contains(err.Error(), "unknown verb") {
 		t.Errorf("%+v, %v", res, err)
 	}
@@ -248,23 +248,23 @@ func TestHookBadRequestReplyNotSpooled(t *testing.T) {
 	}
 }
 
-func TestHookBatches(t *testing.T) {
-	if b := hookBatches(nil); b != nil {
+func TestDeliverBatches(t *testing.T) {
+	if b := Batches(nil); b != nil {
 		t.Errorf("%v", b)
 	}
-	long := "/nix/store/" + protoTestHash + "-" + strings.Repeat("n", 211)
+	long := "/nix/store/" + testHash + "-" + strings.Repeat("n", 211)
 	var paths []string
 	for range 3 * MaxPaths {
 		paths = append(paths, long)
 	}
-	batches := hookBatches(paths)
+	batches := Batches(paths)
 	total := 0
 	for _, b := range batches {
-		line := ParsedRequest{Verb: VerbPush, Paths: b}.String()
+		line := Request{Verb: VerbPush, Paths: b}.String()
 		if len(b) == 0 || len(b) > MaxPaths || len(line) > MaxLine {
 			t.Errorf("batch of %d paths, %d bytes", len(b), len(line))
 		}
-		if _, err := ParseRequest([]byte(line)); err != nil {
+		if _, err := ParseRequest(line); err != nil {
 			t.Errorf("batch does not parse: %v", err)
 		}
 		total += len(b)

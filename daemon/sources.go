@@ -1,5 +1,8 @@
 package daemon
 
+// The daemon's sources besides the hook socket (which Run serves with
+// hook.Serve): the store watcher, the hook's spool and reconciliation.
+
 import (
 	"context"
 	"errors"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/nar"
 )
 
@@ -129,7 +133,7 @@ func (d *Daemon) reconcileLoop(ctx context.Context, now <-chan struct{}) {
 
 // drainSpool queues the paths hooks left in the spool directory.
 func (d *Daemon) drainSpool(ctx context.Context) {
-	n, err := DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
+	n, err := hook.DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
 		_, err := d.Enqueue(ctx, paths, "spool")
 		return err
 	}, d.log)

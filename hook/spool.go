@@ -1,4 +1,4 @@
-package daemon
+package hook
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixpushd/nixpushd/internal/fsutil"
 	"github.com/nixpushd/nixpushd/nar"
 )
 
@@ -101,7 +102,7 @@ func WriteSpool(dir string, paths []string) (string, error) {
 		return "", fmt.Errorf("spool: %w", err)
 	}
 	ok = true
-	if err := spoolSyncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		// The file is there, but a crash could still lose it.
 		return final, fmt.Errorf("spool: %w", err)
 	}
@@ -115,18 +116,6 @@ func spoolName() (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%020d-%d-%s%s", time.Now().UnixNano(), os.Getpid(), hex.EncodeToString(r[:]), spoolSuffix), nil
-}
-
-func spoolSyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // DrainSpool hands the paths in every *.paths file of dir to enqueue, in

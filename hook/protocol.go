@@ -1,0 +1,369 @@
+// Package hook is how the nixpushd commands reach the running daemon:
+// `nixpushd hook` (Nix's post-build-hook), `nixpushd push --via-daemon` and
+// `nixpushd status`. It holds the socket protocol — the daemon's side,
+// Serve, and the clients' side, Push and Status — and the spool directory
+// where the hook leaves a build's paths while the daemon cannot be reached
+// (WriteSpool, DrainSpool). Deliver is the hook command's logic.
+//
+// # The socket protocol
+//
+// The daemon listens on a Unix stream socket (DefaultSocket). A client
+// connects, sends one request line, reads one reply line, and the daemon
+// closes the connection.
+//
+// A request is a verb and its arguments separated by single spaces, ended
+// by "\n", at most MaxLine (1048576) bytes long without the "\n". Each
+// request has exactly one spelling (Request.String); anything else — other
+// whitespace, a "\r", empty arguments, lower case — is malformed.
+//
+//	PUSH <store-path> [<store-path>...]
+//	    Queue 1 to MaxPaths (4096) store paths for upload, each a canonical
+//	    /nix/store/<32-character hash>-<name> (no relative paths, no paths
+//	    inside a store path, no ".."). A request with an invalid path is
+//	    rejected whole. The reply "OK <n>" comes once the paths are on disk
+//	    in the daemon's queue; n is how many were not queued already.
+//	STATUS
+//	    Reply "OK <json>": the daemon's status as one line of JSON.
+//
+// The reply is one line: "OK <text>", or "ERR bad request: <detail>" for a
+// malformed request (the detail quotes the offending token, cut to about
+// 100 bytes; sending the request again fails again), or "ERR <message>" for
+// a failure on the daemon's side, such as "ERR enqueue: ..." when the queue
+// cannot be written (the request may succeed later).
+//
+// A request must arrive within a minute of connecting; a request without
+// its "\n" (the client hung up mid-line) is not answered. The daemon serves
+// 32 connections at once; further clients wait to be accepted. Anyone who
+// can connect can queue any store path, so the socket's permissions decide
+// who may push.
+//
+// Example, with socat:
+//
+//	$ echo PUSH /nix/store/0c8jh4lmcv1g5wzw1xzyfwnhsp6rz2qq-hello-2.12.1 |
+//	    socat - UNIX-CONNECT:/run/nixpushd/nixpushd.sock
+//	OK 1
+package hook
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nixpushd/nixpushd/nar"
+)
+
+// Where the daemon and the hook meet by default: nixpushd.socket in
+// nixos-module/ listens on DefaultSocket, and the daemon drains
+// STATE-DIR/spool, which is DefaultSpoolDir for the default state directory.
+const (
+	DefaultSocket   = "/run/nixpushd/nixpushd.sock"
+	DefaultSpoolDir = "/var/lib/nixpushd/spool"
+)
+
+const (
+	// MaxLine is the longest request line, in bytes, without its "\n".
+	MaxLine = 1 << 20
+	// MaxPaths is the most store paths one PUSH request may carry.
+	MaxPaths = 4096
+)
+
+// The protocol's verbs.
+const (
+	VerbPush   = "PUSH"
+	VerbStatus = "STATUS"
+)
+
+const (
+	// badRequest starts the message of an ERR reply to a malformed
+	// request (the client's fault; resending will not help).
+	badRequest = "bad request: "
+	// source is what Serve passes to Handler.Enqueue.
+	source = "socket"
+	// maxConns is how many connections Serve serves at once.
+	maxConns = 32
+	// maxStorePath is the longest valid store path:
+	// /nix/store/ + hash + "-" + name.
+	maxStorePath = len(nar.StoreDir) + 1 + nar.HashLen + 1 + nar.MaxNameLen
+	// quoteMax is how much of an offending token an error quotes.
+	quoteMax = 100
+	// maxMessage bounds the ERR messages the daemon sends.
+	maxMessage = 4096
+	// maxReply bounds the reply line a client accepts (STATUS JSON can be
+	// long).
+	maxReply = 16 << 20
+	// writeTimeout bounds writing the reply to a client that does not read.
+	writeTimeout = 30 * time.Second
+)
+
+// requestTimeout is how long the daemon waits for the request line. A
+// variable so that tests can shorten it.
+var requestTimeout = time.Minute
+
+var errLineTooLong = errors.New("line too long")
+
+// Request is a parsed request line.
+type Request struct {
+	Verb  string   // VerbPush or VerbStatus
+	Paths []string // PUSH only: 1 to MaxPaths valid store paths
+}
+
+// String renders r as its request line, without the "\n". For any request
+// ParseRequest accepted, ParseRequest(r.String()) gives r back and r.String()
+// is the line it parsed.
+func (r Request) String() string {
+	if len(r.Paths) == 0 {
+		return r.Verb
+	}
+	return r.Verb + " " + strings.Join(r.Paths, " ")
+}
+
+// ParseRequest parses one request line, without its "\n". Errors are one
+// line, name the offending token (quoted, cut to about 100 bytes) and do not
+// start with "bad request: ", which the daemon adds.
+func ParseRequest(line string) (Request, error) {
+	verb, args, hasArgs := strings.Cut(line, " ")
+	switch verb {
+	case VerbStatus:
+		if hasArgs {
+			return Request{}, fmt.Errorf("STATUS takes no arguments, got %s", quote(args))
+		}
+		return Request{Verb: VerbStatus}, nil
+	case VerbPush:
+		if !hasArgs {
+			return Request{}, errors.New("PUSH needs at least one store path")
+		}
+		paths := strings.SplitN(args, " ", MaxPaths+1)
+		if len(paths) > MaxPaths {
+			return Request{}, fmt.Errorf("too many paths: more than %d in one PUSH", MaxPaths)
+		}
+		for _, p := range paths {
+			if err := checkPath(p); err != nil {
+				return Request{}, err
+			}
+		}
+		return Request{Verb: VerbPush, Paths: paths}, nil
+	}
+	return Request{}, fmt.Errorf("unknown verb %s (want PUSH or STATUS)", quote(verb))
+}
+
+// checkPath validates one PUSH argument, with an error that quotes a
+// bounded part of it.
+func checkPath(p string) error {
+	if len(p) > maxStorePath {
+		return fmt.Errorf("invalid store path %s: %d bytes long, store paths have at most %d", quote(p), len(p), maxStorePath)
+	}
+	if _, err := nar.ParseStorePath(p); err != nil {
+		msg := err.Error()
+		// nar says `store path "<p>": <reason>`; keep the reason only.
+		if r, ok := strings.CutPrefix(msg, "store path "+strconv.Quote(p)+": "); ok {
+			msg = r
+		}
+		return fmt.Errorf("invalid store path %s: %s", quote(p), msg)
+	}
+	return nil
+}
+
+// quote quotes s for an error message, cut to about quoteMax bytes. The
+// result is one line.
+func quote(s string) string {
+	if len(s) <= quoteMax {
+		return strconv.Quote(s)
+	}
+	cut := quoteMax
+	for i := 0; i < utf8.UTFMax && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
+}
+
+// oneLine makes msg safe to send after "ERR ": one line, bounded.
+func oneLine(msg string) string {
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
+	msg = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == 0 {
+			return ' '
+		}
+		return r
+	}, msg)
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	if msg == "" {
+		msg = "unknown error"
+	}
+	return msg
+}
+
+// Handler is what the daemon provides to Serve.
+type Handler interface {
+	// Enqueue queues valid store paths. It returns only once they are
+	// durable on disk; added is how many were not queued already. Serve
+	// passes source "socket".
+	Enqueue(ctx context.Context, paths []string, source string) (added int, err error)
+	// StatusJSON returns the daemon's status as JSON.
+	StatusJSON(ctx context.Context) ([]byte, error)
+}
+
+// Serve accepts connections on ln and answers the request of each, 32 at
+// a time; further clients wait in the listen backlog. When ctx ends it
+// closes ln and the open connections, waits for their goroutines and
+// returns nil. It returns an error, having closed ln, when the listener
+// fails. A nil log discards.
+func Serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger) error {
+	return serve(ctx, ln, h, log, maxConns)
+}
+
+func serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger, maxConns int) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	defer ln.Close()
+	stop := closeOnDone(ctx, ln)
+	defer stop()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxConns)
+	var backoff time.Duration
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		conn, err := ln.Accept()
+		if err != nil {
+			<-sem
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("socket: accept: %w", err)
+			}
+			// EMFILE, ECONNABORTED and the like: wait and try again.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("socket: accept failed; retrying", "err", err, "delay", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		wg.Go(func() {
+			defer func() { <-sem }()
+			serveConn(ctx, conn, h, log, MaxLine)
+		})
+	}
+}
+
+// serveConn reads one request of at most maxLine bytes from conn, answers
+// it and closes conn. It gives up when ctx ends.
+func serveConn(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger, maxLine int) {
+	defer conn.Close()
+	stop := closeOnDone(ctx, conn)
+	defer stop()
+	if err := conn.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
+		return
+	}
+	var reply string
+	switch line, err := readLine(conn, maxLine); {
+	case errors.Is(err, errLineTooLong):
+		log.Warn("socket: request line too long", "max", maxLine)
+		reply = fmt.Sprintf("ERR %sline too long (max %d bytes)", badRequest, maxLine)
+	case err != nil:
+		if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			log.Debug("socket: no request", "err", err)
+		}
+		return
+	default:
+		reply = handle(ctx, string(line), h, log)
+	}
+	if err := conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return
+	}
+	if _, err := io.WriteString(conn, reply+"\n"); err != nil && ctx.Err() == nil {
+		log.Debug("socket: write reply", "err", err)
+	}
+}
+
+// handle answers one request line.
+func handle(ctx context.Context, line string, h Handler, log *slog.Logger) string {
+	req, err := ParseRequest(line)
+	if err != nil {
+		log.Warn("socket: bad request", "err", err)
+		return "ERR " + oneLine(badRequest+err.Error())
+	}
+	if req.Verb == VerbStatus {
+		js, err := h.StatusJSON(ctx)
+		if err != nil {
+			log.Warn("socket: status", "err", err)
+			return "ERR " + oneLine("status: "+err.Error())
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, js); err != nil {
+			log.Error("socket: status handler returned invalid JSON", "err", err)
+			return "ERR status: invalid JSON from the daemon"
+		}
+		return "OK " + buf.String()
+	}
+	added, err := h.Enqueue(ctx, req.Paths, source)
+	if err != nil {
+		log.Error("socket: enqueue failed", "paths", len(req.Paths), "err", err)
+		return "ERR " + oneLine("enqueue: "+err.Error())
+	}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		for _, p := range req.Paths {
+			log.Debug("socket: queued", "STORE_PATH", p)
+		}
+	}
+	return "OK " + strconv.Itoa(added)
+}
+
+// readLine reads a "\n"-terminated line from r and returns it without the
+// "\n", reading at most max+1 bytes. A longer line gives errLineTooLong; a
+// line cut short by the end of r gives io.EOF (or the read error).
+func readLine(r io.Reader, max int) ([]byte, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, int64(max)+1)).ReadBytes('\n')
+	switch {
+	case err == nil:
+		return line[:len(line)-1], nil
+	case len(line) > max:
+		return nil, errLineTooLong
+	}
+	return nil, err
+}
+
+// closeOnDone closes c when ctx ends. The returned stop function cancels
+// that and, if the close already started, waits for it, so no goroutine is
+// left behind.
+func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
+	done := make(chan struct{})
+	stopAfter := context.AfterFunc(ctx, func() {
+		defer close(done)
+		c.Close()
+	})
+	return func() {
+		if !stopAfter() {
+			<-done
+		}
+	}
+}
