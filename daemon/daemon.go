@@ -88,9 +88,9 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 
 // prefilter drops, before they cost a durable write, the paths the daemon
 // would skip anyway: derivations, include/exclude, paths signed by an
-// upstream key, and (from the watcher and reconcile) paths Nix did not
-// build here — substituted or copied in, its "ultimate" flag unset. What
-// cannot be looked up now is kept: process decides later.
+// upstream key, and (from the watcher and reconcile) signed paths Nix did
+// not build here — substituted or copied in. What cannot be looked up now
+// is kept: processBatch decides later.
 func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) []string {
 	keep := paths[:0:0]
 	var named []string
@@ -116,7 +116,10 @@ func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) [
 	for _, pi := range infos {
 		known[pi.Path] = true
 		reason := d.cfg.Filter(pi.Path, pi.Sigs)
-		if reason == "" && !pi.Ultimate && (source == "watch" || source == "reconcile") {
+		// Substituted or copied in: not built here (Nix's "ultimate" flag
+		// unset) and signed by whoever it came from. Paths added locally
+		// (builtins.toFile, nix-store --add) have neither, and are pushed.
+		if reason == "" && !pi.Ultimate && len(pi.Sigs) > 0 && (source == "watch" || source == "reconcile") {
 			reason = "not-built-here"
 		}
 		if reason != "" {
@@ -384,17 +387,15 @@ func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 	d.mu.Lock()
 	d.lastError = ""
 	d.mu.Unlock()
+	var done []queue.Item
+	var sizes []int
 	for _, it := range roots {
 		log := d.log.With("STORE_PATH", it.Path)
 		failedPath, ferr, size := closureOutcome(it.Path, byPath, res.Failed)
 		switch {
 		case ferr == nil:
-			if err := d.q.Complete(it.Path, time.Now()); err != nil {
-				log.Error("recording completion", "err", err)
-				continue
-			}
-			log.Info("pushed", "closure", size, "batch", len(roots), "uploaded", res.Uploaded, "already_cached", res.Present,
-				"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+			done = append(done, it)
+			sizes = append(sizes, size)
 		case upload.IsPathPermanent(ferr):
 			// A corrupt or vanished path in the closure will never
 			// upload: the root cannot either.
@@ -406,6 +407,18 @@ func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 		default:
 			d.retry(ctx, it, log, ferr)
 		}
+	}
+	donePaths := make([]string, len(done))
+	for i, it := range done {
+		donePaths[i] = it.Path
+	}
+	if err := d.q.CompleteAll(donePaths, time.Now()); err != nil {
+		d.log.Error("recording completion", "err", err, "count", len(donePaths))
+		return
+	}
+	for i, it := range done {
+		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", sizes[i], "batch", len(roots), "uploaded", res.Uploaded, "already_cached", res.Present,
+			"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
 	}
 }
 

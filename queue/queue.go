@@ -347,6 +347,35 @@ func (q *Queue) Complete(path string, now time.Time) error {
 	})
 }
 
+// CompleteAll marks InFlight items Done in one durable transaction: a
+// batch of a thousand small paths costs one fsync, not a thousand.
+func (q *Queue) CompleteAll(paths []string, now time.Time) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	now = norm(now)
+	return q.update(func(t *txn) error {
+		for _, path := range paths {
+			old, err := t.mustGet(path)
+			if err != nil {
+				return err
+			}
+			if old.State != InFlight {
+				return wrongState("complete", &old)
+			}
+			it := old
+			it.State = Done
+			it.LastError = ""
+			it.NextAttempt = time.Time{}
+			it.Updated = now
+			if err := t.replace(old, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Retry puts an InFlight item back to Pending after a transient failure:
 // Attempts++, LastError = cause, NextAttempt = next (zero means at once).
 func (q *Queue) Retry(path string, cause string, next time.Time, now time.Time) error {

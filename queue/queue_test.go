@@ -564,3 +564,32 @@ func itemEqual(a, b Item) bool {
 		a.Attempts == b.Attempts && a.LastError == b.LastError &&
 		a.NextAttempt.Equal(b.NextAttempt) && a.Enqueued.Equal(b.Enqueued) && a.Updated.Equal(b.Updated)
 }
+
+// CompleteAll finishes a batch in one transaction, or none of it when one
+// item is not in flight.
+func TestCompleteAll(t *testing.T) {
+	q, _ := openTemp(t)
+	a, b, c := sp("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"), sp("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b"), sp("cccccccccccccccccccccccccccccccc-c")
+	mustEnqueue(t, q, at(0), a, b, c)
+	if _, err := q.Claim(at(1), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.CompleteAll([]string{a, b, c}, at(2)); err == nil {
+		t.Fatal("CompleteAll accepted an item that is not in flight")
+	}
+	if mustGet(t, q, a).State != InFlight {
+		t.Fatal("a failed CompleteAll changed an item")
+	}
+	if err := q.CompleteAll([]string{a, b}, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{a, b} {
+		if it := mustGet(t, q, p); it.State != Done || !it.Updated.Equal(at(2)) {
+			t.Errorf("%s: %+v", p, it)
+		}
+	}
+	if st, _ := q.Stats(); st.Done != 2 || st.Pending != 1 || st.InFlight != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	checkInvariants(t, q)
+}

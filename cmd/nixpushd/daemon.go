@@ -48,7 +48,7 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
 	fs.StringVar(&exclude, "exclude", "", "do not push paths whose name matches this regular expression")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight uploads may take before they are put back in the queue")
 	fs.DurationVar(&c.MaxRetryDelay, "max-retry-delay", 5*time.Minute, "cap of the exponential backoff between retries of a failing upload")
-	fs.IntVar(&c.MaxActive, "max-active", 64, "queue items worked on at once")
+	fs.IntVar(&c.MaxActive, "max-active", 1024, "queue items worked on at once; those claimed together are pushed as one batch")
 	var pins pinFlag
 	fs.Var(&pins, "pin", "NAME=PATH: keep the pin NAME in the cache pointing at the closure of PATH (e.g. system=/run/current-system), updated as the link changes; repeatable")
 	check := fs.Bool("check-config", false, "parse and check the flags, print the configuration, and exit")
