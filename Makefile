@@ -23,8 +23,10 @@ test: deps
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Performance figures, measured side by side in one run: nixpushd against
-# the seed guides' workflow on a >200 MB closure of real files, 1 GiB NAR
-# peak RSS, no-op re-push of 1,000 paths, hook latency, idle CPU; then the
+# the seed guides' workflow on a >200 MB closure of real files and on 5,051
+# small paths (with mc mirror's floor and the daemon), requests per push,
+# a 100k-path closure against nix copy, gc and verify on 20,000 narinfos,
+# 1 GiB NAR peak RSS, no-op re-push, hook latency, idle CPU; then the
 # micro-benchmarks (NAR, hashing, compressors, reconcile on 100k paths).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./cmd/nixpushd/
