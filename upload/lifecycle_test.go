@@ -338,7 +338,7 @@ func TestPushAfterGCRechecks(t *testing.T) {
 			done <- res
 		}()
 		time.Sleep(30 * time.Second)
-		if _, ok := m.objects[narinfoKeyOf(t, b.Path)]; ok {
+		if m.has(narinfoKeyOf(t, b.Path)) {
 			t.Fatal("a narinfo was published while gc held the cache")
 		}
 		excl.Release(ctx)

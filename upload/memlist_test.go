@@ -51,3 +51,11 @@ func (m *memTarget) ListRoot(ctx context.Context, fn func(ObjectInfo) error) err
 		return fn(o)
 	})
 }
+
+// has reads under the lock, for tests that look while pushes run.
+func (m *memTarget) has(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.objects[key]
+	return ok
+}

@@ -145,9 +145,10 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 	}
 	lp.at = time.Now()
 	p.listCur = lp
+	sizeHint := p.rootCount + 64
 	p.mu.Unlock()
 
-	keys := make(map[string]struct{}, p.rootCount+64)
+	keys := make(map[string]struct{}, sizeHint)
 	err = p.rl.ListRoot(ctx, func(o ObjectInfo) error {
 		keys[o.Key] = struct{}{}
 		return nil
