@@ -623,12 +623,20 @@ func (r *run) publish(batch []*node) {
 			return
 		}
 		readyAt := time.Now()
+		present, err := r.checkRefs(batch, readyAt)
+		if err != nil {
+			release()
+			for _, n := range batch {
+				r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
+			}
+			return
+		}
 		ok := make([]bool, len(batch))
 		var g errgroup.Group
 		g.SetLimit(64)
 		for i, n := range batch {
 			g.Go(func() error {
-				ok[i] = r.prepare(n, gen, readyAt)
+				ok[i] = r.prepare(n, gen, readyAt, present)
 				return nil
 			})
 		}
@@ -678,8 +686,8 @@ func (r *run) publish(batch []*node) {
 // prepare checks, under the lock session gen, that n's references (and,
 // from an older session, its NAR) are in the cache now. When they are
 // not, it arranges for them (or fails n) and returns false.
-func (r *run) prepare(n *node, gen uint64, readyAt time.Time) bool {
-	missing, err := r.missingRefs(n, readyAt)
+func (r *run) prepare(n *node, gen uint64, readyAt time.Time, present map[string]bool) bool {
+	missing, err := missingRefs(n, present)
 	if err != nil {
 		r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
 		return false
@@ -715,33 +723,53 @@ func (p *Pusher) lockValid() bool {
 	return lk != nil && lk.Valid()
 }
 
-// missingRefs checks n's references with requests sent after readyAt and
-// returns those the cache lacks.
-func (r *run) missingRefs(n *node, readyAt time.Time) ([]string, error) {
+// refsOf lists n's references, itself excluded.
+func refsOf(n *node) []string {
 	refs := make([]string, 0, len(n.pi.References))
 	for _, ref := range n.pi.References {
 		if ref != n.pi.Path {
 			refs = append(refs, ref)
 		}
 	}
-	if len(refs) == 0 {
-		return nil, nil
-	}
-	keys := make([]string, len(refs))
-	for i, ref := range refs {
-		key, err := narinfoKey(ref)
-		if err != nil {
-			return nil, &PermanentError{Err: fmt.Errorf("reference %s: %w", ref, err)}
+	return refs
+}
+
+// checkRefs asks, with requests sent after readyAt, which references of
+// the batch's nodes the cache has: one question for the whole batch, so
+// that references shared by several dependents are asked about once.
+func (r *run) checkRefs(batch []*node, readyAt time.Time) (map[string]bool, error) {
+	seen := map[string]bool{}
+	var keys []string
+	for _, n := range batch {
+		for _, ref := range refsOf(n) {
+			key, err := narinfoKey(ref)
+			if err != nil || seen[key] {
+				continue // prepare fails n for a bad reference
+			}
+			seen[key] = true
+			keys = append(keys, key)
 		}
-		keys[i] = key
 	}
 	present, err := r.p.presence.CheckMany(r.ctx, keys, readyAt)
 	if err != nil {
 		return nil, fmt.Errorf("check references: %w", err)
 	}
+	out := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		out[k] = present[i]
+	}
+	return out, nil
+}
+
+// missingRefs returns n's references that present says the cache lacks.
+func missingRefs(n *node, present map[string]bool) ([]string, error) {
 	var missing []string
-	for i, ref := range refs {
-		if !present[i] {
+	for _, ref := range refsOf(n) {
+		key, err := narinfoKey(ref)
+		if err != nil {
+			return nil, &PermanentError{Err: fmt.Errorf("reference %s: %w", ref, err)}
+		}
+		if !present[key] {
 			missing = append(missing, ref)
 		}
 	}
