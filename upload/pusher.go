@@ -464,13 +464,28 @@ func newRun(ctx context.Context, p *Pusher, closure []*store.PathInfo, res *Resu
 // addNode returns the node for pi, making one (and claiming the path, or
 // waiting on the Push that has it) if needed. r.mu is held.
 func (r *run) addNode(pi *store.PathInfo) *node {
+	n, _ := r.addNodeUnlessKnown(pi, false)
+	return n
+}
+
+// addNodeUnlessKnown is addNode, except that with ifKnown a path that
+// another Push has just published (remembered present, and no longer in
+// flight) gets no node: it reports present instead. The check and the
+// claim are one step under Pusher.mu, as finish marks and releases.
+func (r *run) addNodeUnlessKnown(pi *store.PathInfo, ifKnown bool) (*node, bool) {
 	if n := r.nodes[pi.Path]; n != nil && !n.finished {
-		return n
+		return n, false
+	}
+	r.p.mu.Lock()
+	if ifKnown && r.p.inflight[pi.Path] == nil {
+		if key, _ := narinfoKey(pi.Path); r.p.presence.Known(key) {
+			r.p.mu.Unlock()
+			return nil, true
+		}
 	}
 	n := &node{pi: pi}
 	r.nodes[pi.Path] = n
 	r.pending++
-	r.p.mu.Lock()
 	if st := r.p.inflight[pi.Path]; st != nil {
 		st.waiters = append(st.waiters, func(err error) { r.externalDone(n, err) })
 	} else {
@@ -479,7 +494,7 @@ func (r *run) addNode(pi *store.PathInfo) *node {
 		r.narQ = append(r.narQ, n)
 	}
 	r.p.mu.Unlock()
-	return n
+	return n, false
 }
 
 // start makes the nodes of missing (dependency order) and links them.
@@ -488,16 +503,9 @@ func (r *run) start(missing []*store.PathInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, pi := range missing {
-		if key, _ := narinfoKey(pi.Path); !r.force[pi.Path] && r.p.presence.Known(key) {
-			r.p.mu.Lock()
-			claimed := r.p.inflight[pi.Path] != nil
-			r.p.mu.Unlock()
-			if !claimed {
-				r.res.Present++
-				continue
-			}
+		if _, present := r.addNodeUnlessKnown(pi, !r.force[pi.Path]); present {
+			r.res.Present++
 		}
-		r.addNode(pi)
 	}
 	for _, pi := range missing {
 		n := r.nodes[pi.Path]
@@ -882,11 +890,11 @@ func (r *run) finish(n *node, err error) []func(error) {
 	r.pending--
 	var waiters []func(error)
 	if n.own != nil {
+		r.p.mu.Lock()
 		if err == nil {
 			key, _ := narinfoKey(n.pi.Path)
 			r.p.presence.Mark(key, true)
 		}
-		r.p.mu.Lock()
 		if r.p.inflight[n.pi.Path] == n.own {
 			delete(r.p.inflight, n.pi.Path)
 		}
