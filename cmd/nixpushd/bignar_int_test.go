@@ -50,7 +50,7 @@ func addBigPath(t *testing.T, size int64) string {
 func TestBigNARFlakyLink(t *testing.T) {
 	testenv.RequireNix(t)
 	m := requireMinIO(t)
-	cache := m.NewCache(t, "bignar")
+	cache := m.NewCache(t, "")
 	proxy := testenv.StartProxy(t, m.Endpoint)
 	url := strings.Replace(cache.S3URL, m.Endpoint, proxy.Endpoint(), 1)
 	secret, _ := testenv.GenerateKey(t, t.TempDir(), "big-1")
@@ -91,7 +91,7 @@ func TestBigNARFlakyLink(t *testing.T) {
 
 	// Interrupt the same upload into a second bucket halfway: the parts
 	// already sent are aborted, not left behind.
-	cache2 := m.NewCache(t, "bignar-int")
+	cache2 := m.NewCache(t, "")
 	url2 := strings.Replace(cache2.S3URL, m.Endpoint, proxy.Endpoint(), 1)
 	proxy.Reset()
 	cmd := exec.Command(bin, "push", "--quiet", "--compression", "zstd", "--to", url2, big)

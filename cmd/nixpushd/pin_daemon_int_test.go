@@ -16,7 +16,7 @@ import (
 func TestDaemonPinFollowsLink(t *testing.T) {
 	testenv.RequireNix(t)
 	m := requireMinIO(t)
-	cache := m.NewCache(t, "pinlink")
+	cache := m.NewCache(t, "")
 	secret, public := testenv.GenerateKey(t, t.TempDir(), "pin-1")
 	first := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
 	second := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
