@@ -329,23 +329,5 @@ func pushClosure(ctx context.Context, o *targetOptions, p *upload.Pusher, roots 
 	if err != nil {
 		return err
 	}
-	tty := isTerminal(stderr) && !quiet
-	start := time.Now()
-	prog := newProgress(stderr, tty, len(closure), &p.NarBytes)
-	p.OnEvent = prog.event
-	stopProg := prog.run()
-	res, err := p.Push(ctx, closure)
-	stopProg()
-	p.OnEvent = nil
-	fmt.Fprintln(stderr, summary(res, p, time.Since(start)))
-	if err != nil {
-		return err
-	}
-	if len(res.Failed) > 0 {
-		for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
-			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
-		}
-		return fmt.Errorf("%d of %d paths failed", len(res.Failed), res.Total)
-	}
-	return nil
+	return pushAndReport(ctx, p, closure, isTerminal(stderr) && !quiet, stderr)
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/upload"
 )
 
@@ -42,7 +43,7 @@ func (p *progress) draw() {
 	defer p.mu.Unlock()
 	b := p.narBytes.Load()
 	rate := float64(b) / time.Since(p.start).Seconds()
-	fmt.Fprintf(p.w, "\r\033[K[%d/%d paths] %s NAR, %s/s", p.done.Load(), p.total, humanBytes(b), humanBytes(int64(rate)))
+	fmt.Fprintf(p.w, "\r\033[K[%d/%d paths] %s NAR, %s/s", p.done.Load(), p.total, lifecycle.HumanBytes(b), lifecycle.HumanBytes(int64(rate)))
 	if f := p.failed.Load(); f > 0 {
 		fmt.Fprintf(p.w, ", %d failed", f)
 	}

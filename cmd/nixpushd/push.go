@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/hook"
+	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
@@ -180,23 +181,31 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("push: %w", err)
 	}
 
+	if err := pushAndReport(ctx, p, closure, tty, stderr); err != nil {
+		return fmt.Errorf("push to %s: %w", p.Target, err)
+	}
+	return nil
+}
+
+// pushAndReport pushes closure with p behind a progress display, prints
+// the summary line, and names each path that failed.
+func pushAndReport(ctx context.Context, p *upload.Pusher, closure []*store.PathInfo, tty bool, stderr io.Writer) error {
 	start := time.Now()
 	prog := newProgress(stderr, tty, len(closure), &p.NarBytes)
 	p.OnEvent = prog.event
 	stopProg := prog.run()
 	res, err := p.Push(ctx, closure)
 	stopProg()
-	elapsed := time.Since(start)
-
-	fmt.Fprintln(stderr, summary(res, p, elapsed))
+	p.OnEvent = nil
+	fmt.Fprintln(stderr, summary(res, p, time.Since(start)))
 	if err != nil {
-		return fmt.Errorf("push to %s: %w", p.Target, err)
+		return err
 	}
 	if len(res.Failed) > 0 {
 		for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
 			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
 		}
-		return fmt.Errorf("push to %s: %d of %d paths failed", p.Target, len(res.Failed), res.Total)
+		return fmt.Errorf("%d of %d paths failed", len(res.Failed), res.Total)
 	}
 	return nil
 }
@@ -215,21 +224,8 @@ func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration) string
 	rate := float64(res.NarBytes) / elapsed.Seconds()
 	s := fmt.Sprintf("pushed %d paths to %s: %d uploaded, %d already cached, %d failed; %s NAR → %s %s in %.1fs (%s/s)",
 		res.Total, p.Target, res.Uploaded, res.Present, len(res.Failed),
-		humanBytes(res.NarBytes), humanBytes(res.FileBytes), p.Compressor, elapsed.Seconds(), humanBytes(int64(rate)))
+		lifecycle.HumanBytes(res.NarBytes), lifecycle.HumanBytes(res.FileBytes), p.Compressor, elapsed.Seconds(), lifecycle.HumanBytes(int64(rate)))
 	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // pushViaDaemon enqueues roots in the daemon; it computes closures itself.
@@ -252,7 +248,7 @@ func pushViaDaemon(ctx context.Context, socket string, roots []string, stderr io
 // (binary units; a trailing "iB" or "B" is accepted).
 type sizeFlag int64
 
-func (s *sizeFlag) String() string { return humanBytes(int64(*s)) }
+func (s *sizeFlag) String() string { return lifecycle.HumanBytes(int64(*s)) }
 
 func (s *sizeFlag) Set(v string) error {
 	n, err := parseSize(v)
