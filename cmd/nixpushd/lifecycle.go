@@ -64,16 +64,32 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// openCache opens the --to target of a lifecycle command.
-func openCache(ctx context.Context, o *targetOptions) (upload.Target, error) {
+// openCommand does what gc, verify and pin share: it parses args into fs
+// (o's flags registered on it), refuses positional arguments when
+// noArgs, checks the options, and opens the logger and the --to cache,
+// which must be listable.
+func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args []string, noArgs bool, stderr io.Writer) (*slog.Logger, upload.Target, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if noArgs && fs.NArg() > 0 {
+		return nil, nil, usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	if err := o.validate(); err != nil {
+		return nil, nil, err
+	}
+	level, _ := parseLevel(o.logLevel)
+	log := newLogger(stderr, level)
 	t, err := upload.Open(ctx, o.to)
+	if err == nil {
+		if _, ok := t.(upload.Lister); !ok {
+			err = fmt.Errorf("%s cannot be listed", t)
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("%s: %w", strings.Fields(fs.Name())[0], err)
 	}
-	if _, ok := t.(upload.Lister); !ok {
-		return nil, fmt.Errorf("%s cannot be listed", t)
-	}
-	return t, nil
+	return log, t, nil
 }
 
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -84,20 +100,9 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(ageFlag{&keep}, "keep", "narinfos written within this age are roots, kept with their closures (30d, 12h, …)")
 	fs.Var(ageFlag{&grace}, "grace", "NAR files younger than this are never deleted, referenced or not")
 	dryRun := fs.Bool("dry-run", false, "print what would be deleted and how many bytes, delete nothing")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("gc: unexpected argument %q", fs.Arg(0))}
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	level, _ := parseLevel(o.logLevel)
-	log := newLogger(stderr, level)
-	t, err := openCache(ctx, &o)
+	log, t, err := openCommand(ctx, fs, &o, args, true, stderr)
 	if err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return err
 	}
 	opts := lifecycle.GCOptions{Keep: keep, Grace: grace, DryRun: *dryRun, Jobs: o.ioJobs, Log: log, Locker: upload.NewLocker(t, log)}
 	if *dryRun {
@@ -127,13 +132,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keys := fs.String("trusted-public-keys", "", "space-separated public keys, as nix.conf writes them: every narinfo must carry a valid signature by one (empty: signatures not checked)")
 	full := fs.Bool("full", false, "also download every NAR and check FileHash, NarHash and NarSize")
 	repair := fs.Bool("repair", false, "upload again, from the local store, what is missing or bad (needs the writer's credentials and --secret-key-file)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("verify: unexpected argument %q", fs.Arg(0))}
-	}
-	if err := o.validate(); err != nil {
+	log, t, err := openCommand(ctx, fs, &o, args, true, stderr)
+	if err != nil {
 		return err
 	}
 	var trusted []*nar.PublicKey
@@ -143,12 +143,6 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageError{fmt.Sprintf("--trusted-public-keys: %v", err)}
 		}
 		trusted = append(trusted, pk)
-	}
-	level, _ := parseLevel(o.logLevel)
-	log := newLogger(stderr, level)
-	t, err := openCache(ctx, &o)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
 	}
 	var problems []lifecycle.Problem
 	res, err := lifecycle.Verify(ctx, t, lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log}, func(p lifecycle.Problem) {
@@ -250,17 +244,9 @@ func runPin(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var o targetOptions
 	o.register(fs)
 	quiet := fs.Bool("quiet", false, "no progress display while pushing the closure")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	level, _ := parseLevel(o.logLevel)
-	log := newLogger(stderr, level)
-	t, err := openCache(ctx, &o)
+	log, t, err := openCommand(ctx, fs, &o, args, false, stderr)
 	if err != nil {
-		return fmt.Errorf("pin: %w", err)
+		return err
 	}
 	switch sub {
 	case "list":
