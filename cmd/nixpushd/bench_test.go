@@ -37,6 +37,13 @@ func (m measured) add(o measured) measured {
 // measure runs cmd and reads its rusage: CPU of it and its children, peak RSS.
 func measure(b testing.TB, cmd *exec.Cmd) measured {
 	b.Helper()
+	m, _ := measureOut(b, cmd)
+	return m
+}
+
+// measureOut is measure, also returning the process's output.
+func measureOut(b testing.TB, cmd *exec.Cmd) (measured, []byte) {
+	b.Helper()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)
@@ -45,7 +52,7 @@ func measure(b testing.TB, cmd *exec.Cmd) measured {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return measured{wall, cpu, float64(ru.Maxrss) / 1024}
+	return measured{wall, cpu, float64(ru.Maxrss) / 1024}, out
 }
 
 func pushCmd(env []string, args ...string) *exec.Cmd {

@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,15 +89,7 @@ func lbExec(b testing.TB, p *testenv.Proxy, binary string, env []string, args ..
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(cleanEnv(), env...)
 	p.Reset()
-	// As measure does, keeping the output.
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	wall := time.Since(start)
-	if err != nil {
-		b.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	m := measured{wall, time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), float64(ru.Maxrss) / 1024}
+	m, out := measureOut(b, cmd)
 	return lbRun{m: m, counts: p.Counts(), out: string(out)}
 }
 
