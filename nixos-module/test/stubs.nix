@@ -27,15 +27,9 @@ let
   };
 
   service = types.submodule {
-    options = {
-      description = unitDescription;
-      documentation = unitNames;
-      wantedBy = unitNames;
+    options = unitCommon // {
       requiredBy = unitNames;
-      requires = unitNames;
       wants = unitNames;
-      after = unitNames;
-      before = unitNames;
       path = mkOption {
         type = types.listOf types.package;
         default = [ ];
@@ -48,53 +42,35 @@ let
         type = types.listOf types.unspecified;
         default = [ ];
       };
-      unitConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
-      serviceConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
+      serviceConfig = section;
     };
   };
 
+  # What every unit kind declares, and the [Unit] section.
+  unitCommon = {
+    description = unitDescription;
+    documentation = unitNames;
+    wantedBy = unitNames;
+    requires = unitNames;
+    after = unitNames;
+    before = unitNames;
+    unitConfig = section;
+  };
+  section = mkOption {
+    type = types.attrsOf unitOption;
+    default = { };
+  };
+
   socket = types.submodule {
-    options = {
-      description = unitDescription;
-      documentation = unitNames;
-      wantedBy = unitNames;
-      requires = unitNames;
-      after = unitNames;
-      before = unitNames;
+    options = unitCommon // {
       listenStreams = unitNames;
-      unitConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
-      socketConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
+      socketConfig = section;
     };
   };
 
   timer = types.submodule {
-    options = {
-      description = unitDescription;
-      documentation = unitNames;
-      wantedBy = unitNames;
-      requires = unitNames;
-      after = unitNames;
-      before = unitNames;
-      unitConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
-      timerConfig = mkOption {
-        type = types.attrsOf unitOption;
-        default = { };
-      };
+    options = unitCommon // {
+      timerConfig = section;
     };
   };
 
