@@ -121,3 +121,22 @@ func (k *PublicKey) Verify(msg []byte, sig string) bool {
 	}
 	return ed25519.Verify(k.Key, msg, raw)
 }
+
+// GenerateSecretKey makes a new signing key named name (for example
+// "cache.example.org-1"), as `nix key generate-secret --key-name` does.
+func GenerateSecretKey(name string) (*SecretKey, error) {
+	if name == "" || strings.ContainsAny(name, ": \t\n") {
+		return nil, fmt.Errorf("nar: key name %q: use a non-empty name without ':' or spaces, e.g. cache.example.org-1", name)
+	}
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("nar: generating key: %w", err)
+	}
+	return &SecretKey{Name: name, Key: priv}, nil
+}
+
+// Encode returns the key as Nix writes it to a file: "name:base64(64 bytes)".
+// The result is secret.
+func (k *SecretKey) Encode() string {
+	return k.Name + ":" + base64.StdEncoding.EncodeToString(k.Key)
+}

@@ -118,3 +118,26 @@ func TestLoadSecretKeyFile(t *testing.T) {
 		}
 	}
 }
+
+func TestGenerateSecretKeyRoundTrip(t *testing.T) {
+	k, err := GenerateSecretKey("test-cache-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseSecretKey(k.Encode())
+	if err != nil {
+		t.Fatalf("ParseSecretKey(Encode()): %v", err)
+	}
+	if back.Name != "test-cache-1" || !back.Key.Equal(k.Key) {
+		t.Fatalf("round trip changed the key: %s", back)
+	}
+	msg := []byte("1;/nix/store/x")
+	if !k.Public().Verify(msg, back.Sign(msg)) {
+		t.Fatal("signature by the parsed key does not verify with the generated public key")
+	}
+	for _, bad := range []string{"", "a:b", "has space"} {
+		if _, err := GenerateSecretKey(bad); err == nil {
+			t.Errorf("GenerateSecretKey(%q) accepted a bad name", bad)
+		}
+	}
+}

@@ -105,7 +105,10 @@ type S3 struct {
 // that section of the shared credentials file first; otherwise the
 // environment, then the file's default profile. It never uses instance
 // metadata: a cache writer should have explicit credentials.
-func resolveCredentials(profile string) (*credentials.Credentials, error) {
+func resolveCredentials(profile string, env map[string]string) (*credentials.Credentials, error) {
+	if id, secret := env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]; id != "" && secret != "" {
+		return credentials.NewStaticV4(id, secret, env["AWS_SESSION_TOKEN"]), nil
+	}
 	file := &credentials.FileAWSCredentials{Filename: credentialsFile(), Profile: profile}
 	var providers []credentials.Provider
 	if profile != "" {
@@ -136,8 +139,8 @@ func credentialsFile() string {
 
 // NewS3 connects to the bucket. It does not touch the network; the first
 // request reports a wrong endpoint or bucket.
-func NewS3(_ context.Context, cfg S3Config) (*S3, error) {
-	creds, err := resolveCredentials(cfg.Profile)
+func NewS3(_ context.Context, cfg S3Config, o Options) (*S3, error) {
+	creds, err := resolveCredentials(cfg.Profile, o.Env)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg, err)
 	}

@@ -63,14 +63,14 @@ func TestResolveCredentials(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
 	t.Setenv("AWS_PROFILE", "")
 
-	c, err := resolveCredentials("nixbuilder")
+	c, err := resolveCredentials("nixbuilder", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := c.GetWithContext(nil); v.AccessKeyID != "fileuser" {
 		t.Errorf("with profile: got %q, want the profile's key", v.AccessKeyID)
 	}
-	c, err = resolveCredentials("")
+	c, err = resolveCredentials("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestResolveCredentials(t *testing.T) {
 	}
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	_, err = resolveCredentials("missing")
+	_, err = resolveCredentials("missing", nil)
 	if err == nil || !strings.Contains(err.Error(), "[missing]") {
 		t.Errorf("missing profile: %v", err)
 	}

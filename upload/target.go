@@ -35,15 +35,31 @@ const (
 // CacheInfo is the nix-cache-info written to a cache that lacks one.
 const CacheInfo = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"
 
+// Options say how to reach a cache, beyond its URL.
+type Options struct {
+	// CAFile is a PEM file of certificates trusted for an https S3
+	// endpoint, in addition to the system roots.
+	CAFile string
+	// Env holds variables (AWS_ACCESS_KEY_ID, …) read from a credentials
+	// file. They are consulted before the process environment and never
+	// exported to it, so child processes do not inherit secrets.
+	Env map[string]string
+}
+
 // Open returns the target for a cache URL: s3://BUCKET?… or file:///DIR.
 func Open(ctx context.Context, rawURL string) (Target, error) {
+	return OpenWith(ctx, rawURL, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, rawURL string, opts Options) (Target, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "s3://"):
 		cfg, err := ParseS3URL(rawURL)
 		if err != nil {
 			return nil, err
 		}
-		return NewS3(ctx, cfg)
+		return NewS3(ctx, cfg, opts)
 	case strings.HasPrefix(rawURL, "file://"):
 		return NewFile(strings.TrimPrefix(rawURL, "file://"))
 	default:

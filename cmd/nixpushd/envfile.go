@@ -8,22 +8,24 @@ import (
 	"strings"
 )
 
-// loadEnvFile sets the variables of a systemd-style environment file.
-// Errors never echo values: the file holds secrets.
-func loadEnvFile(path string) error {
+// loadEnvFile reads the variables of a systemd-style environment file.
+// They are not exported: child processes (nix path-info) must not inherit
+// secrets. Errors never echo values.
+func loadEnvFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("--credentials-file: %w (it should hold AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… lines)", err)
+		return nil, fmt.Errorf("--credentials-file: %w (it should hold AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… lines)", err)
 	}
 	defer f.Close()
 	vars, err := parseEnvFile(f)
 	if err != nil {
-		return fmt.Errorf("--credentials-file %s: %w", path, err)
+		return nil, fmt.Errorf("--credentials-file %s: %w", path, err)
 	}
+	env := make(map[string]string, len(vars))
 	for _, kv := range vars {
-		os.Setenv(kv[0], kv[1])
+		env[kv[0]] = kv[1]
 	}
-	return nil
+	return env, nil
 }
 
 // parseEnvFile reads KEY=VALUE lines, # comments, an optional "export "

@@ -80,7 +80,7 @@ func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args [
 	}
 	level, _ := parseLevel(o.logLevel)
 	log := newLogger(stderr, level)
-	t, err := upload.Open(ctx, o.to)
+	t, err := o.openTarget(ctx)
 	if err == nil {
 		if _, ok := t.(upload.Lister); !ok {
 			err = fmt.Errorf("%s cannot be listed", t)

@@ -36,6 +36,8 @@ type targetOptions struct {
 	nixDB           string
 	logLevel        string
 	credentialsFile string
+	caFile          string
+	credentialsEnv  map[string]string // read from credentialsFile by validate
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
@@ -57,7 +59,8 @@ func (o *targetOptions) registerCache(fs *flag.FlagSet) {
 	fs.IntVar(&o.ioJobs, "io-jobs", upload.DefaultIOJobs, "requests to the cache in flight (network-bound)")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory (queue, default file:// cache)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.credentialsFile, "credentials-file", "", "file of KEY=VALUE lines (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) loaded into the environment, e.g. a systemd credential")
+	fs.StringVar(&o.credentialsFile, "credentials-file", "", "file of KEY=VALUE lines (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …), e.g. a systemd credential; read by nixpushd only, not exported to child processes")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust for an https S3 endpoint, in addition to the system roots")
 	o.jobs = runtime.NumCPU()
 	o.compression = "xz"
 }
@@ -76,9 +79,11 @@ func (o *targetOptions) validate() error {
 		o.to = defaultTarget(o.stateDir)
 	}
 	if o.credentialsFile != "" {
-		if err := loadEnvFile(o.credentialsFile); err != nil {
+		env, err := loadEnvFile(o.credentialsFile)
+		if err != nil {
 			return err
 		}
+		o.credentialsEnv = env
 	}
 	if strings.HasPrefix(o.to, "s3://") {
 		if _, err := upload.ParseS3URL(o.to); err != nil {
@@ -93,9 +98,14 @@ func (o *targetOptions) validate() error {
 	return nil
 }
 
+// openTarget opens the cache with the CA and credentials the flags give.
+func (o *targetOptions) openTarget(ctx context.Context) (upload.Target, error) {
+	return upload.OpenWith(ctx, o.to, upload.Options{CAFile: o.caFile, Env: o.credentialsEnv})
+}
+
 // pusher builds the upload pipeline the options describe.
 func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.Pusher, error) {
-	target, err := upload.Open(ctx, o.to)
+	target, err := o.openTarget(ctx)
 	if err != nil {
 		return nil, err
 	}

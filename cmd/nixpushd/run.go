@@ -19,6 +19,7 @@ func (u usageError) Error() string { return u.msg }
 const usage = `usage: nixpushd COMMAND [flags]
 
 commands:
+  init           create the bucket, writer user, signing key and nix-cache-info
   push PATH...   upload store paths and their closures to a binary cache
   daemon         run the service: watch the store, take hook notifications, upload
   hook           Nix's post-build-hook (also installed as nixpushd-hook)
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[1], args[2:]
 	switch cmd {
+	case "init":
+		return runInit(ctx, rest, stdout, stderr)
 	case "push":
 		return runPush(ctx, rest, stdout, stderr)
 	case "daemon":
