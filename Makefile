@@ -8,10 +8,14 @@ all: build
 build:
 	$(GO) build -o nixpushd ./cmd/nixpushd
 
-# The main job: the daemon. With no --to it pushes into the local file://
-# cache in its state directory.
+# The main job: the daemon, in the foreground. With no --to it pushes into
+# the local file:// cache in its state directory, signed with a key it
+# makes on first start. ARGS reaches it through the environment, split on
+# spaces only: `&`, `?` and `;` in an S3 URL stay part of it.
 run: build
-	./nixpushd daemon $(ARGS)
+	@set -f; exec ./nixpushd daemon $$NIXPUSHD_RUN_ARGS
+
+run: export NIXPUSHD_RUN_ARGS = $(value ARGS)
 
 deps:
 	.ci/install-deps

@@ -43,6 +43,8 @@ type Config struct {
 	// a symlink such as /run/current-system) resolves to, pushing its
 	// closure first; gc on every machine keeps them.
 	Pins map[string]string
+	// MetricsListen is the HOST:PORT of the Prometheus metrics ("": off).
+	MetricsListen string
 }
 
 // Filter decides whether a root path should be pushed, and why not.

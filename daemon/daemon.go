@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/hook"
+	"github.com/nixpushd/nixpushd/metrics"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -31,6 +32,7 @@ type Daemon struct {
 	p      *upload.Pusher
 	log    *slog.Logger
 	notify *Notifier
+	m      *metrics.Metrics // nil: metrics off (its methods do nothing)
 
 	wake      chan struct{} // something was enqueued or finished
 	active    atomic.Int64  // queue items being worked on
@@ -40,8 +42,18 @@ type Daemon struct {
 	mu        sync.Mutex
 	skipped   map[string]int // reason → count, since start
 	lastError string         // last failure of the target as a whole
+	errSince  time.Time      // when uploads began failing (zero: they work)
 	uploaded  int            // store paths uploaded since start (closures included)
+	// degraded: the last failure was the target's configuration
+	// (upload.IsConfig: credentials, bucket, TLS…): nothing can upload
+	// until a human acts. Reported in STATUS=, status and the journal.
+	degraded  bool
+	loggedBad time.Time // last journal line about the degraded state
 }
+
+// degradedLogEvery spaces the journal's reminders that the cache is
+// unusable: steady, not one line per retried path.
+const degradedLogEvery = time.Minute
 
 // New makes a Daemon. It does not start anything.
 func New(cfg *Config, q *queue.Queue, st store.Store, p *upload.Pusher, log *slog.Logger) *Daemon {
@@ -52,6 +64,15 @@ func New(cfg *Config, q *queue.Queue, st store.Store, p *upload.Pusher, log *slo
 		skipped: map[string]int{},
 	}
 }
+
+// SetMetrics makes the daemon count skips and queue retries in m. Call it
+// before Run.
+func (d *Daemon) SetMetrics(m *metrics.Metrics) { d.m = m }
+
+// Degraded reports whether the cache is unusable as configured (wrong
+// credentials, an untrusted certificate, a missing bucket): what status
+// and systemd's STATUS= call DEGRADED.
+func (d *Daemon) Degraded() bool { return d.isDegraded() }
 
 func (d *Daemon) poke() {
 	select {
@@ -140,6 +161,7 @@ func (d *Daemon) skip(reason, path string) {
 	d.mu.Lock()
 	d.skipped[reason]++
 	d.mu.Unlock()
+	d.m.Skip(reason)
 	d.log.Debug("skipped", "STORE_PATH", path, "reason", reason)
 }
 
@@ -157,8 +179,12 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	if err := d.p.EnsureCacheInfo(ctx); err != nil {
-		// Not fatal: the cache may be down now and up later; uploads retry.
-		d.log.Error("cannot reach the cache yet; uploads will be retried", "target", d.p.Target.String(), "err", err)
+		// Not fatal: the cache may be down now and up later, or its
+		// configuration fixed; uploads retry.
+		d.noteFailure(err)
+		if !upload.IsConfig(err) {
+			d.log.Error("cannot reach the cache yet; uploads will be retried", "target", d.p.Target.String(), "err", err)
+		}
 	}
 
 	// Sources stop with ctx; workers get their own context so that they
@@ -200,6 +226,11 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 			d.pinLoop(ctx)
 		}()
 	}
+	sources.Add(1)
+	go func() {
+		defer sources.Done()
+		d.probeLoop(ctx)
+	}()
 	if d.notify.Watchdog > 0 {
 		sources.Add(1)
 		go func() {
@@ -209,12 +240,22 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	}
 
 	d.notify.Ready()
-	d.log.Info("nixpushd ready", "target", d.p.Target.String(), "compression", d.p.Compressor.String(), "socket", addrOf(ln), "watch_store", d.cfg.WatchStore, "state_dir", d.cfg.StateDir)
+	attrs := []any{"target", d.p.Target.String(), "compression", d.p.Compressor.String(), "socket", addrOf(ln), "watch_store", d.cfg.WatchStore, "state_dir", d.cfg.StateDir}
+	if d.p.Key != nil {
+		attrs = append(attrs, "public_key", d.p.Key.Public().String())
+	}
+	if d.isDegraded() {
+		d.log.Warn("nixpushd ready, but DEGRADED: the cache cannot be used until its configuration is fixed; uploads are retried", attrs...)
+	} else {
+		d.log.Info("nixpushd ready", attrs...)
+	}
 
 	var workers sync.WaitGroup
 	d.dispatch(ctx, workCtx, &workers)
 
-	// Shutdown.
+	// Shutdown: what fails from now on is not retried, so that an
+	// unreachable cache does not hold the stop for the retry schedule.
+	d.p.StopRetrying()
 	d.notify.Stopping()
 	d.log.Info("stopping: no new work; waiting for uploads in flight", "active", d.active.Load(), "deadline", d.cfg.ShutdownTimeout)
 	finished := make(chan struct{})
@@ -384,9 +425,7 @@ func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 	for _, pi := range closure {
 		byPath[pi.Path] = pi
 	}
-	d.mu.Lock()
-	d.lastError = ""
-	d.mu.Unlock()
+	d.noteSuccess()
 	var done []queue.Item
 	var sizes []int
 	for _, it := range roots {
@@ -417,7 +456,12 @@ func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 		return
 	}
 	for i, it := range done {
-		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", sizes[i], "batch", len(roots), "uploaded", res.Uploaded, "already_cached", res.Present,
+		// The counts are the batch's (batch_paths: the union of the
+		// closures of its roots): uploaded + already_cached + failed =
+		// batch_paths; stored_bytes leaves out NAR files that were
+		// already there (reused_nars).
+		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", sizes[i], "batch", len(roots), "batch_paths", res.Total,
+			"uploaded", res.Uploaded, "already_cached", res.Present, "failed", len(res.Failed), "reused_nars", res.ReusedNARs,
 			"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
 	}
 }
@@ -490,17 +534,90 @@ func (d *Daemon) retry(ctx context.Context, it queue.Item, log *slog.Logger, cau
 		return
 	}
 	delay := queue.Backoff(it.Attempts+1, time.Second, d.cfg.MaxRetryDelay, rand.Float64)
+	d.m.QueueRetry()
 	msg := cause.Error()
-	d.mu.Lock()
-	d.lastError = msg
-	d.mu.Unlock()
+	d.noteFailure(cause)
 	lvl := slog.LevelWarn
 	if upload.IsConfig(cause) {
-		lvl = slog.LevelError // a human must act: say it loudly every time
+		// Every path fails alike: noteFailure says so once a minute.
+		lvl = slog.LevelDebug
 	}
 	log.Log(ctx, lvl, "upload failed; will retry", "attempt", it.Attempts+1, "retry_in", delay.Round(time.Millisecond), "err", msg)
 	if err := d.q.Retry(it.Path, msg, time.Now().Add(delay), time.Now()); err != nil {
 		log.Error("recording retry", "err", err)
+	}
+}
+
+// noteFailure records a failure of the target. A configuration error
+// makes the daemon degraded, logged at once and then once a minute.
+func (d *Daemon) noteFailure(err error) {
+	now := time.Now()
+	d.mu.Lock()
+	d.lastError = err.Error()
+	if d.errSince.IsZero() {
+		d.errSince = now
+	}
+	wasDegraded := d.degraded
+	d.degraded = upload.IsConfig(err)
+	logIt := d.degraded && now.Sub(d.loggedBad) >= degradedLogEvery
+	if logIt {
+		d.loggedBad = now
+	}
+	since := d.errSince
+	d.mu.Unlock()
+	if logIt {
+		pending := 0
+		if st, err := d.q.Stats(); err == nil {
+			pending = st.Pending + st.InFlight
+		}
+		d.log.Error("DEGRADED: the cache cannot be used until this is fixed; uploads are retried", "target", d.p.Target.String(),
+			"err", err.Error(), "since", since.Format(time.RFC3339), "waiting", pending)
+	}
+	if d.degraded != wasDegraded {
+		d.poke() // the dispatcher refreshes STATUS=
+	}
+}
+
+// noteSuccess clears the failure state after an upload went through.
+func (d *Daemon) noteSuccess() {
+	d.mu.Lock()
+	was, since := d.degraded, d.errSince
+	d.lastError, d.errSince, d.degraded, d.loggedBad = "", time.Time{}, false, time.Time{}
+	d.mu.Unlock()
+	if was {
+		d.log.Info("the cache works again", "target", d.p.Target.String(), "degraded_for", time.Since(since).Round(time.Second))
+		d.poke()
+	}
+}
+
+func (d *Daemon) isDegraded() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.degraded
+}
+
+// probeLoop checks a degraded cache once a minute, even with nothing to
+// upload, so that a fixed configuration shows at once (and a broken one
+// keeps its steady line in the journal).
+func (d *Daemon) probeLoop(ctx context.Context) {
+	t := time.NewTicker(degradedLogEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !d.isDegraded() {
+			continue
+		}
+		if err := d.p.CheckCache(ctx); err != nil {
+			if ctx.Err() == nil {
+				d.noteFailure(err)
+			}
+			continue
+		}
+		d.noteSuccess()
 	}
 }
 

@@ -23,7 +23,15 @@ type Status struct {
 	Uploaded  int            `json:"uploaded_since_start"`
 	Skipped   map[string]int `json:"skipped_since_start"`
 	LastError string         `json:"last_error,omitempty"`
-	Items     []queue.Item   `json:"items"` // failed, in flight, pending (first ones), recent done
+	// ErrorSince is when uploads began failing (RFC 3339).
+	ErrorSince string `json:"last_error_since,omitempty"`
+	// Degraded: the cache's configuration is wrong (credentials, bucket,
+	// TLS…); nothing uploads until it is fixed.
+	Degraded bool `json:"degraded,omitempty"`
+	// PublicKey is the signing key's public half, for clients'
+	// trusted-public-keys ("" when unsigned).
+	PublicKey string       `json:"public_key,omitempty"`
+	Items     []queue.Item `json:"items"` // failed, in flight, pending (first ones), recent done
 }
 
 // QueueStatus reads the status straight from a queue (used by `nixpushd
@@ -61,8 +69,14 @@ func (d *Daemon) Snapshot() (*Status, error) {
 	for k, v := range d.skipped {
 		st.Skipped[k] = v
 	}
-	st.LastError, st.Uploaded = d.lastError, d.uploaded
+	st.LastError, st.Uploaded, st.Degraded = d.lastError, d.uploaded, d.degraded
+	if !d.errSince.IsZero() {
+		st.ErrorSince = d.errSince.Format(time.RFC3339)
+	}
 	d.mu.Unlock()
+	if d.p.Key != nil {
+		st.PublicKey = d.p.Key.Public().String()
+	}
 	return st, nil
 }
 
@@ -86,7 +100,10 @@ func (d *Daemon) updateStatus() {
 	}
 	s := fmt.Sprintf("%d pending, %d in flight, %d done, %d failed", stats.Pending, d.active.Load(), stats.Done, stats.Failed)
 	d.mu.Lock()
-	if d.lastError != "" {
+	switch {
+	case d.degraded:
+		s = fmt.Sprintf("DEGRADED since %s, cache unusable: %s; %s", d.errSince.Format(time.TimeOnly), FirstLine(d.lastError, 120), s)
+	case d.lastError != "":
 		s += "; last error: " + FirstLine(d.lastError, 120)
 	}
 	d.mu.Unlock()

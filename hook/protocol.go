@@ -54,6 +54,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -295,7 +296,7 @@ func serveConn(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger, 
 		}
 		return
 	default:
-		reply = handle(ctx, string(line), h, log)
+		reply = handle(ctx, string(line), h, log, mayPush(conn))
 	}
 	if err := conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 		return
@@ -306,7 +307,7 @@ func serveConn(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger, 
 }
 
 // handle answers one request line.
-func handle(ctx context.Context, line string, h Handler, log *slog.Logger) string {
+func handle(ctx context.Context, line string, h Handler, log *slog.Logger, pushOK bool) string {
 	req, err := ParseRequest(line)
 	if err != nil {
 		log.Warn("socket: bad request", "err", err)
@@ -325,6 +326,12 @@ func handle(ctx context.Context, line string, h Handler, log *slog.Logger) strin
 		}
 		return "OK " + buf.String()
 	}
+	if !pushOK {
+		// The socket may be open to a status group (--status-group):
+		// queueing stays root's (the post-build-hook's) and the daemon's.
+		log.Warn("socket: PUSH refused: the peer is neither root nor the daemon's user")
+		return "ERR permission denied: only root or the daemon's user may queue paths"
+	}
 	added, err := h.Enqueue(ctx, req.Paths, source)
 	if err != nil {
 		log.Error("socket: enqueue failed", "paths", len(req.Paths), "err", err)
@@ -336,6 +343,14 @@ func handle(ctx context.Context, line string, h Handler, log *slog.Logger) strin
 		}
 	}
 	return "OK " + strconv.Itoa(added)
+}
+
+// mayPush reports whether the peer of conn may queue paths: root, or the
+// user the daemon runs as. A peer whose credentials cannot be read (not
+// a Unix socket: tests' pipes) is allowed; file permissions guard those.
+func mayPush(conn net.Conn) bool {
+	uid, ok := peerUID(conn)
+	return !ok || uid == 0 || uid == os.Geteuid()
 }
 
 // readLine reads a "\n"-terminated line from r and returns it without the

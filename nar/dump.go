@@ -110,40 +110,52 @@ func (d *dumper) dir(full, rel string) error {
 	return nil
 }
 
+// errReplaced says a name no longer points at the file that was stat'ed.
+var errReplaced = errors.New("replaced while being archived")
+
 func (d *dumper) file(full, rel string, fi fs.FileInfo) error {
-	f, err := os.Open(full)
+	f, size, exec, err := openRegular(full, fi)
+	if errors.Is(err, errReplaced) {
+		// Guard against the name now pointing at something else.
+		return fmt.Errorf("nar: %s: %w", full, err)
+	}
 	if err != nil {
 		return fmt.Errorf("nar: %w", err)
 	}
 	defer f.Close()
-	ofi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("nar: %w", err)
-	}
-	// Guard against the name now pointing at something else.
-	if !ofi.Mode().IsRegular() || !os.SameFile(fi, ofi) {
-		return fmt.Errorf("nar: %s: replaced while being archived", full)
-	}
 	if afterOpenHook != nil {
 		afterOpenHook(full)
 	}
-	size := ofi.Size()
-	h := &Header{Path: rel, Type: TypeRegular, Size: size, Executable: ofi.Mode()&0o100 != 0}
+	h := &Header{Path: rel, Type: TypeRegular, Size: size, Executable: exec}
 	if err := d.header(full, h); err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(d.nw, io.LimitReader(f, size), d.buf)
-	if err != nil {
-		return fmt.Errorf("nar: %s: %w", full, err)
+	// Each read asks for one byte more than is due, so the read that
+	// brings the last bytes also shows whether the file grew: a small
+	// file costs one read, not a read and an end-of-file probe. A short
+	// read of a regular file means its end.
+	remain := size
+	for {
+		want := int(min(remain+1, int64(len(d.buf))))
+		n, err := f.Read(d.buf[:want])
+		if err != nil {
+			return fmt.Errorf("nar: %s: %w", full, err)
+		}
+		if int64(n) > remain {
+			return fmt.Errorf("nar: %s: file grew beyond %d bytes while being read", full, size)
+		}
+		if n == 0 {
+			if remain > 0 {
+				return fmt.Errorf("nar: %s: file shrank from %d to %d bytes while being read", full, size, size-remain)
+			}
+			return nil
+		}
+		if _, err := d.nw.Write(d.buf[:n]); err != nil {
+			return fmt.Errorf("nar: %s: %w", full, err)
+		}
+		remain -= int64(n)
+		if remain == 0 && n < want {
+			return nil
+		}
 	}
-	if n < size {
-		return fmt.Errorf("nar: %s: file shrank from %d to %d bytes while being read", full, size, n)
-	}
-	var probe [1]byte
-	if m, err := f.Read(probe[:]); m > 0 {
-		return fmt.Errorf("nar: %s: file grew beyond %d bytes while being read", full, size)
-	} else if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("nar: %s: %w", full, err)
-	}
-	return nil
 }

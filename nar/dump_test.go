@@ -202,3 +202,35 @@ func TestDumpPathErrors(t *testing.T) {
 		t.Errorf("shrinking file: error %v", err)
 	}
 }
+
+// TestDumpPathReadSizes checks files around the copy buffer's size: each
+// read asks for a byte more than is due, so the last read of a file that
+// fills the buffer exactly is the end-of-file probe.
+func TestDumpPathReadSizes(t *testing.T) {
+	dir := t.TempDir()
+	bufSize := len(*copyBufs.Get().(*[]byte))
+	for _, size := range []int{0, 1, 8, bufSize - 1, bufSize, bufSize + 1, 2 * bufSize, 2*bufSize + 3} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			content := make([]byte, size)
+			for i := range content {
+				content[i] = byte(i * 7)
+			}
+			path := filepath.Join(dir, fmt.Sprint(size))
+			mustWrite(t, path, content, 0o644)
+			var want bytes.Buffer
+			w := NewWriter(&want)
+			if err := w.WriteHeader(&Header{Type: TypeRegular, Size: int64(size)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(content); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := dumpBytes(t, path); !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("NAR of a %d-byte file differs from the Writer's (%d bytes vs %d)", size, len(got), want.Len())
+			}
+		})
+	}
+}

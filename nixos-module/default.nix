@@ -232,7 +232,17 @@ let
   ]
   ++ lib.optional (nonEmpty cfg.include) "--include=${cfg.include}"
   ++ lib.optional (nonEmpty cfg.exclude) "--exclude=${cfg.exclude}"
-  ++ lib.mapAttrsToList (name: path: "--pin=${name}=${path}") cfg.pins;
+  ++ lib.optional (cfg.caFile != null) "--ca-file=${cfg.caFile}"
+  ++ lib.optional (cfg.statusGroup != null) "--status-group=${cfg.statusGroup}"
+  ++ lib.mapAttrsToList (name: path: "--pin=${name}=${path}") cfg.pins
+  ++ lib.optional cfg.metrics.enable "--metrics-listen=${cfg.metrics.listen}";
+
+  # The port of metrics.listen (HOST:PORT, HOST possibly [v6]), or null.
+  metricsPort =
+    let
+      m = builtins.match ".+:([0-9]{1,5})" cfg.metrics.listen;
+    in
+    if m == null then null else lib.toInt (builtins.head m);
 
   # %d is the service's credentials directory ($CREDENTIALS_DIRECTORY),
   # where LoadCredential= puts root-only files readable by the service.
@@ -273,6 +283,7 @@ let
       "--state-dir=${stateDir}"
       "--log-level=${cfg.logLevel}"
     ]
+    ++ lib.optional (cfg.caFile != null) (escapeSystemdArg "--ca-file=${cfg.caFile}")
     ++ lib.optional (gcCredentialsFile != null) "--credentials-file=%d/aws-credentials"
   );
 
@@ -382,8 +393,26 @@ in
         user allowed to write the bucket). It is read by systemd
         (LoadCredential=) when the service starts and never copied into the
         Nix store, so it can be owned by root with mode 0600.
-        `null`: no file; the S3 client then uses its default chain
-        (environment, instance metadata).
+        `null`: no file; nixpushd then looks in the service's environment,
+        then the shared credentials file (`$AWS_SHARED_CREDENTIALS_FILE` or
+        `~/.aws/credentials`, `[$AWS_PROFILE]`/`[default]`, or `?profile=`
+        in the URL), then an EC2/ECS instance role, whose session it renews.
+        The values are read by nixpushd only, never exported to the
+        `nix path-info` it runs.
+      '';
+    };
+
+    caFile = mkOption {
+      type = types.nullOr (types.either types.path types.str);
+      default = null;
+      example = literalExpression "./homelab-ca.pem";
+      description = ''
+        PEM file of the certificate authority that signed the S3 server's
+        certificate (`--ca-file`), trusted in addition to the system roots,
+        by the daemon and by gc. A CA is not secret: a path literal (copied
+        into the Nix store) or an absolute path as a string both work.
+        To trust it system-wide instead, for Nix's own downloads too, use
+        `security.pki.certificateFiles`.
       '';
     };
 
@@ -398,8 +427,11 @@ in
         what nixpushd pushes by listing the public key
         (`nix key convert-secret-to-public`) in
         `nix.settings.extra-trusted-public-keys`.
-        `null` pushes unsigned paths, which clients accept only with
-        `require-sigs = false`.
+        `null`: the daemon creates a key on its first start in
+        /var/lib/nixpushd/secret-key (public key in
+        /var/lib/nixpushd/public-key, also shown by `nixpushd status`).
+        That key lives and dies with the state directory; for a cache that
+        clients trust for years, create one yourself and set this option.
       '';
     };
 
@@ -417,7 +449,7 @@ in
       type = types.ints.between 0 22;
       default = 0;
       example = 19;
-      description = "zstd level 1-22, or xz preset 1-9 (used when liblzma is available; the package provides it). 0 is the daemon's default (zstd 3, xz 2).";
+      description = "zstd level 1-22, or xz preset 1-9 (used when liblzma is available; the package provides it; presets 7-9 run as 6, which gives the same output on nixpushd's chunks with a fraction of the memory). 0 is the daemon's default (zstd 3, xz 2).";
     };
 
     jobs = mkOption {
@@ -533,6 +565,42 @@ in
       '';
     };
 
+    statusGroup = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "wheel";
+      description = ''
+        A group whose members may run `nixpushd status` without root
+        (the socket becomes 0660 for that group). Handing paths to the
+        daemon (PUSH) stays limited to root and the daemon's user.
+        `null`: only root.
+      '';
+    };
+
+    metrics = {
+      enable = mkEnableOption ''
+        Prometheus metrics at http://`metrics.listen`/metrics
+        (`nixpushd daemon --metrics-listen`): queue, uploads, skips,
+        failures, bytes, durations, existence checks, retries and the last
+        gc and verify results. See the README's "Monitoring" section for the
+        metrics, example alerts and a Grafana dashboard'';
+
+      listen = mkOption {
+        type = types.str;
+        default = "127.0.0.1:9101";
+        example = "[::1]:9101";
+        description = ''
+          HOST:PORT the daemon serves the metrics on. The default is
+          reachable from this machine only. For a Prometheus elsewhere,
+          give an address of a trusted network and open the port yourself
+          (`networking.firewall.allowedTCPPorts`): the metrics hold no
+          secrets, but show the queue, the upload volume and the failure
+          rate. The port must be 1024 or above (nixpushd.service has no
+          capabilities).
+        '';
+      };
+    };
+
     gc = {
       enable = mkEnableOption ''
         nixpushd-gc.timer, which runs `nixpushd gc` on the cache at
@@ -606,6 +674,10 @@ in
     (mkIf cfg.enable {
       assertions = [
         {
+          assertion = !cfg.metrics.enable || (metricsPort != null && metricsPort >= 1024 && metricsPort <= 65535);
+          message = "services.nixpushd.metrics.listen = \"${cfg.metrics.listen}\": want HOST:PORT with a port from 1024 to 65535 (nixpushd.service has no capability to bind lower ports), e.g. \"127.0.0.1:9101\".";
+        }
+        {
           assertion = urlError == null;
           message = "services.nixpushd.cache.url = \"${url}\": ${toString urlError}.";
         }
@@ -642,7 +714,7 @@ in
       ++ secretAssertions "gc.credentialsFile" "the S3 credentials" "/etc/nixpushd/gc-aws-credentials" cfg.gc.credentialsFile;
 
       warnings =
-        lib.optional (cfg.secretKeyFile == null) "services.nixpushd.secretKeyFile is not set: nixpushd pushes unsigned paths, which clients only accept with require-sigs = false. Create a key with `nix key generate-secret --key-name HOST-1 > FILE`."
+        lib.optional (cfg.secretKeyFile == null) "services.nixpushd.secretKeyFile is not set: nixpushd signs with a key it creates in /var/lib/nixpushd/secret-key (public key in /var/lib/nixpushd/public-key), which is lost with that directory. For a key you keep, run `nixpushd init` or `(umask 077; mkdir -p /etc/nixpushd; nix --extra-experimental-features nix-command key generate-secret --key-name HOST-1 > /etc/nixpushd/secret-key)` and set secretKeyFile = \"/etc/nixpushd/secret-key\"."
         ++ lib.optional (!cfg.watchStore && !cfg.postBuildHook) "services.nixpushd: watchStore and postBuildHook are both off, so nixpushd only finds new paths when it reconciles with the Nix database (every ${cfg.reconcileInterval}).";
 
       nix.settings = mkIf cfg.postBuildHook {
@@ -663,11 +735,13 @@ in
         wantedBy = [ "sockets.target" ];
         listenStreams = [ socketPath ];
         socketConfig = {
-          # The nix-daemon runs the hook as root; nobody else may hand
-          # paths to the daemon. systemd creates /run/nixpushd (0755).
+          # The nix-daemon runs the hook as root. The daemon refuses PUSH
+          # from anyone but root and its own user (it checks the peer's
+          # uid); members of statusGroup may connect to ask for STATUS.
+          # systemd creates /run/nixpushd (0755).
           SocketUser = "root";
-          SocketGroup = "root";
-          SocketMode = "0600";
+          SocketGroup = if cfg.statusGroup != null then cfg.statusGroup else "root";
+          SocketMode = if cfg.statusGroup != null then "0660" else "0600";
           DirectoryMode = "0755";
         };
       };
@@ -708,7 +782,9 @@ in
             "nixpushd"
             "nixpushd/spool"
           ];
-          StateDirectoryMode = "0750";
+          # 0755: the default file:// cache in it is readable by local
+          # users; the queue, spool and secret key have their own 0600/0700.
+          StateDirectoryMode = "0755";
           # /var/cache/nixpushd: compressed NARs waiting for upload
           # (--temp-dir). Not /tmp, which may be a small tmpfs.
           CacheDirectory = "nixpushd";
@@ -737,7 +813,9 @@ in
           Group = user;
           # --state-dir, and the default file:// cache.
           StateDirectory = "nixpushd";
-          StateDirectoryMode = "0750";
+          # 0755: the default file:// cache in it is readable by local
+          # users; the queue, spool and secret key have their own 0600/0700.
+          StateDirectoryMode = "0755";
           LoadCredential = lib.optional (
             gcCredentialsFile != null
           ) "aws-credentials:${toString gcCredentialsFile}";

@@ -7,9 +7,13 @@
 //   - nix-instantiate / nix: the tests that need them skip, or fail when
 //     CI is true (as for the rest of the repository).
 //   - NIXPKGS_LIB, the lib directory of nixpkgs (or of the much smaller
-//     github.com/nix-community/nixpkgs.lib): the module and package
-//     evaluation tests skip without it, even under CI, saying how to get it.
-//   - systemd-analyze: TestUnitsVerify skips without it.
+//     github.com/nix-community/nixpkgs.lib), else ../shared/nixpkgs-lib/lib
+//     beside the repository: the module and package evaluation tests skip
+//     without it, saying how to get it, and fail under CI.
+//   - systemd-analyze: TestUnitsVerify skips without it, fails under CI.
+//
+// "Fails under CI" is testenv.Unavailable's rule, so CI is parsed the
+// same way as in every other package.
 package nixosmodule
 
 import (
@@ -21,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,13 +32,6 @@ import (
 
 	"github.com/nixpushd/nixpushd/internal/testenv"
 )
-
-// ci reports whether CI is set to a true value: then a missing tool is a
-// failure, never a skip.
-func ci() bool {
-	v, _ := strconv.ParseBool(os.Getenv("CI"))
-	return v
-}
 
 // nixTool finds a Nix binary ($NIX_BIN_DIR, PATH, then the usual profile
 // directories), or skips the test (fails it under CI).
@@ -57,10 +53,7 @@ func nixTool(t testing.TB, name string) string {
 			return p
 		}
 	}
-	if ci() {
-		t.Fatalf("%s not found and CI=true: install Nix (or set NIX_BIN_DIR)", name)
-	}
-	t.Skipf("%s not found: install Nix (or set NIX_BIN_DIR) to run this test", name)
+	testenv.Unavailable(t, "%s not found: install Nix (or set NIX_BIN_DIR) to run this test", name)
 	return ""
 }
 
@@ -126,10 +119,7 @@ func nixpkgsLib(t testing.TB) string {
 		}
 	}
 	if dir == "" {
-		if v, _ := strconv.ParseBool(os.Getenv("CI")); v {
-			t.Fatal("CI=true: " + nixpkgsLibHint)
-		}
-		t.Skip(nixpkgsLibHint)
+		testenv.Unavailable(t, "%s", nixpkgsLibHint)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

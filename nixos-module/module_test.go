@@ -53,6 +53,7 @@ func TestModuleOptions(t *testing.T) {
 		"compression", "compressionLevel", "jobs", "watchStore", "postBuildHook", "skipSignedBy",
 		"include", "exclude", "pushDerivations", "reconcileInterval", "logLevel", "extraArgs",
 		"pins", "gc.enable", "gc.keep", "gc.grace", "gc.dates", "gc.randomizedDelaySec", "gc.credentialsFile",
+		"caFile", "statusGroup", "metrics.enable", "metrics.listen",
 	}
 	got := map[string]optionInfo{}
 	for _, o := range ev.Options {
@@ -109,6 +110,10 @@ func TestModuleOptions(t *testing.T) {
 		"gc.dates":              "daily",
 		"gc.randomizedDelaySec": "0",
 		"gc.credentialsFile":    nil,
+		"caFile":                nil,
+		"statusGroup":           nil,
+		"metrics.enable":        false,
+		"metrics.listen":        "127.0.0.1:9101",
 	}
 	for name, d := range defaults {
 		if o, ok := got[name]; ok && !reflect.DeepEqual(o.Default, d) {

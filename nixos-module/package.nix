@@ -49,7 +49,7 @@ builder {
   # The hash of `go mod vendor` for the committed go.mod/go.sum. The Go test
   # nixos-module/vendorhash_test.go recomputes it on every `go test ./...`
   # and prints the line to put here when go.sum changed.
-  vendorHash = "sha256-Io/9W9hpDUzEgALmp4mZG9AdqXIHSuTystXLFEAsFms=";
+  vendorHash = "sha256-eB4U/iAs/rZBxxBFgEg4fE0jBr7WmZa3cufLfxt1eY8=";
 
   subPackages = [ "cmd/nixpushd" ];
 
@@ -67,6 +67,7 @@ builder {
   # /var/lib/nixpushd/spool), so nix.conf can name it without arguments.
   postInstall = ''
     ln -s nixpushd $out/bin/nixpushd-hook
+    install -Dm444 metrics/grafana-dashboard.json $out/share/nixpushd/grafana/nixpushd.json
   '';
 
   # The unit tests that need neither network, MinIO nor a Nix store. The
@@ -78,7 +79,7 @@ builder {
     runHook preCheck
     # Tests may refer to files next to their sources: no -trimpath here.
     export GOFLAGS=''${GOFLAGS//-trimpath/}
-    go test -short -count=1 -p "$NIX_BUILD_CORES" ./nar/ ./upload/ ./queue/ ./store/ ./daemon/ ./hook/ ./journal/ ./lifecycle/ ./internal/fsutil/
+    go test -short -count=1 -p "$NIX_BUILD_CORES" ./nar/ ./upload/ ./queue/ ./store/ ./daemon/ ./hook/ ./journal/ ./lifecycle/ ./internal/fsutil/ ./metrics/ ./provision/
     runHook postCheck
   '';
 

@@ -234,8 +234,14 @@ func scenarios() map[string]string {
 			cache.url = "s3://nix-cache"; credentialsFile = %s; gc = { enable = true; credentialsFile = %s; }; }; }`,
 			nixString(fullCreds), nixString(gcCreds)),
 		// gc.credentialsFile alone does nothing while gc is off.
-		"gcOff":          fmt.Sprintf(`{ services.nixpushd = { enable = true; gc.credentialsFile = %s; }; }`, nixString(gcCreds)),
-		"gcNoDaemon":     `{ services.nixpushd.gc.enable = true; }`,
+		"gcOff":      fmt.Sprintf(`{ services.nixpushd = { enable = true; gc.credentialsFile = %s; }; }`, nixString(gcCreds)),
+		"gcNoDaemon": `{ services.nixpushd.gc.enable = true; }`,
+		// The operator's options: a private CA, a status group, metrics.
+		"operator": `{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k";
+			cache.url = "s3://nix-cache?endpoint=s3.homelab.local"; credentialsFile = "/run/keys/aws";
+			caFile = "/etc/ssl/certs/ca-certificates.crt"; statusGroup = "adm";
+			metrics.enable = true; gc.enable = true; }; }`,
+		"metricsLowPort": `{ services.nixpushd = { enable = true; metrics = { enable = true; listen = "0.0.0.0:80"; }; }; }`,
 		"gcCredsInStore": `{ services.nixpushd = { enable = true; secretKeyFile = "/run/keys/k"; gc = { enable = true; credentialsFile = "/nix/store/2c9r1x5xa4xawl3ikcjbyf3n8i6ra2sb-gc-aws"; }; }; }`,
 	}
 	for i, n := range badPinNames {
@@ -259,30 +265,31 @@ var sourcePaths = map[string]struct {
 	typ  string
 	keep bool
 }{
-	"go.mod":                        {"regular", true},
-	"go.sum":                        {"regular", true},
-	"nar/nar.go":                    {"regular", true},
-	"nar/nar_test.go":               {"regular", true},
-	"cmd/nixpushd/main.go":          {"regular", true},
-	"nar":                           {"directory", true},
-	"nar/testdata":                  {"directory", true},
-	"nar/testdata/tree/link":        {"symlink", true},
-	"nar/testdata/golden.nar":       {"regular", true},
-	"README.md":                     {"regular", false},
-	"default.nix":                   {"regular", false},
-	"flake.nix":                     {"regular", false},
-	"nixos-module/default.nix":      {"regular", false},
-	"nixos-module/nixpushd.service": {"regular", false},
-	"Makefile":                      {"regular", false},
-	".git":                          {"directory", false},
-	".ci":                           {"directory", false},
-	".ci/run":                       {"regular", false},
-	"vendor":                        {"directory", false},
-	"result":                        {"symlink", false},
-	"result-bin":                    {"symlink", false},
-	"nixpushd":                      {"regular", false}, // `make build` output
-	"nar/.hidden.go":                {"regular", false},
-	"bench/run.sh":                  {"regular", false},
+	"go.mod":                         {"regular", true},
+	"go.sum":                         {"regular", true},
+	"metrics/grafana-dashboard.json": {"regular", true},
+	"nar/nar.go":                     {"regular", true},
+	"nar/nar_test.go":                {"regular", true},
+	"cmd/nixpushd/main.go":           {"regular", true},
+	"nar":                            {"directory", true},
+	"nar/testdata":                   {"directory", true},
+	"nar/testdata/tree/link":         {"symlink", true},
+	"nar/testdata/golden.nar":        {"regular", true},
+	"README.md":                      {"regular", false},
+	"default.nix":                    {"regular", false},
+	"flake.nix":                      {"regular", false},
+	"nixos-module/default.nix":       {"regular", false},
+	"nixos-module/nixpushd.service":  {"regular", false},
+	"Makefile":                       {"regular", false},
+	".git":                           {"directory", false},
+	".ci":                            {"directory", false},
+	".ci/run":                        {"regular", false},
+	"vendor":                         {"directory", false},
+	"result":                         {"symlink", false},
+	"result-bin":                     {"symlink", false},
+	"nixpushd":                       {"regular", false}, // `make build` output
+	"nar/.hidden.go":                 {"regular", false},
+	"bench/run.sh":                   {"regular", false},
 }
 
 // evaluationExpr is the Nix expression that evaluates everything at once.

@@ -5,7 +5,8 @@
 #
 # Kept: go.mod, go.sum, every *.go file (tests included: the vendor
 # directory, and so vendorHash, depends on what all packages and their
-# tests import) and anything under a testdata/ directory.
+# tests import), anything under a testdata/ directory, and the Grafana
+# dashboard.
 # Dropped: dot-directories (.git, .ci), a local vendor/ directory (the
 # build vendors from vendorHash), and result* symlinks of nix-build.
 { lib }:
@@ -30,7 +31,9 @@ let
     else if type != "regular" then
       false
     else
-      rel == "go.mod" || rel == "go.sum" || lib.hasSuffix ".go" base;
+      rel == "go.mod" || rel == "go.sum" || lib.hasSuffix ".go" base
+      # Installed by package.nix, and read by the metrics tests.
+      || rel == "metrics/grafana-dashboard.json";
 in
 {
   inherit keep;

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
 // unitFile is a parsed systemd unit: section → key → values, in order.
@@ -261,10 +263,7 @@ func writeConfig(b *strings.Builder, cfg map[string]any, edit func(k, v string) 
 // systemd itself accepts the units, the module's and the examples, without
 // a single warning (unknown keys, bad escapes, …).
 func TestUnitsVerify(t *testing.T) {
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze not found: cannot check the units with systemd")
-	}
+	analyze := testenv.LookPath(t, "systemd-analyze", "install systemd (Debian's systemd package has it; .ci/install-deps installs it)")
 	exe := filepath.Join(daemonBinary(t), "bin", "nixpushd")
 	root := repoRoot(t)
 

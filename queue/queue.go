@@ -103,6 +103,9 @@ type Stats struct {
 var (
 	// ErrLocked: another process (or another Open in this one) holds the file.
 	ErrLocked = errors.New("queue is locked by another process")
+	// ErrOldSchema: OpenReadOnly found a queue an older nixpushd wrote;
+	// Open migrates it in place.
+	ErrOldSchema = errors.New("queue written by an older nixpushd")
 	// ErrNotFound: the path is not in the queue.
 	ErrNotFound = errors.New("path not in queue")
 	// ErrWrongState: the transition is not allowed from the item's state.
@@ -176,6 +179,47 @@ func Open(path string) (*Queue, error) {
 		}
 	}
 	return q, nil
+}
+
+// OpenReadOnly opens an existing queue for reading (nixpushd status
+// with no daemon running). It never creates or changes the file; a
+// missing file is an error wrapping os.ErrNotExist, one a daemon holds
+// wraps ErrLocked.
+func OpenReadOnly(path string) (*Queue, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("queue %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("queue %s is locked by another nixpushd process: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("queue %s: open: %w", path, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bSchema)
+		if sb == nil {
+			return fmt.Errorf("queue %s: no schema version: %w", path, ErrOldSchema)
+		}
+		switch v := string(sb.Get([]byte("version"))); v {
+		case schemaVersion:
+		case "1":
+			return fmt.Errorf("queue %s: schema version 1: %w", path, ErrOldSchema)
+		default:
+			return fmt.Errorf("queue %s: unsupported schema version %q (want %q)", path, v, schemaVersion)
+		}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("queue %s: not a complete queue (bucket %s missing)", path, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Queue{db: db, path: path}, nil
 }
 
 func (q *Queue) init() error {

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -73,6 +75,41 @@ func TestRegisteredSinceSynthetic(t *testing.T) {
 	}
 	if len(regs) != 10 || regs[0].Time != cp || regs[9].Time != cp+9 {
 		t.Errorf("got %d registrations %v", len(regs), regs)
+	}
+}
+
+// TestPathInfosChunks asks for more paths than one query takes: the
+// chunks run concurrently, the answer keeps the order asked, and a path
+// missing from a late chunk is named.
+func TestPathInfosChunks(t *testing.T) {
+	const n = 5*batch + 7
+	path, _ := syntheticDB(t, n)
+	db, err := OpenDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	var paths []string
+	for i := n - 1; i >= 0; i-- { // reverse: not the table's order
+		paths = append(paths, fmt.Sprintf("/nix/store/%032d-synthetic-%d", i, i))
+	}
+	infos, err := db.PathInfos(ctx, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != n {
+		t.Fatalf("got %d infos, want %d", len(infos), n)
+	}
+	for i, pi := range infos {
+		if pi.Path != paths[i] || pi.NarSize != 1000 {
+			t.Fatalf("info %d is %s (%d bytes), want %s", i, pi.Path, pi.NarSize, paths[i])
+		}
+	}
+	missing := "/nix/store/00000000000000000000000000000000-missing"
+	_, err = db.PathInfos(ctx, append(paths, missing))
+	if !errors.Is(err, ErrNotValid) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("a missing path in the last chunk: %v, want ErrNotValid naming it", err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/nixpushd/nixpushd/nar"
 
 	_ "modernc.org/sqlite" // pure Go: no cgo, so the static binary stays simple
@@ -28,7 +30,7 @@ func OpenDB(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Nix database %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(4)
+	db.SetMaxOpenConns(maxConns)
 	var n int
 	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'ValidPaths'`).Scan(&n); err != nil || n != 1 {
 		db.Close()
@@ -42,6 +44,9 @@ func OpenDB(path string) (*DB, error) {
 
 func (s *DB) Close() error { return s.db.Close() }
 
+// maxConns bounds the database connections, and so the queries at once.
+const maxConns = 4
+
 // batch keeps the number of SQL parameters well under SQLite's limit.
 const batch = 400
 
@@ -49,15 +54,27 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
+// PathInfos asks in chunks, several at once (one per connection): a
+// closure of 100,000 paths is 500 queries, and reading the database is
+// CPU work.
 func (s *DB) PathInfos(ctx context.Context, paths []string) ([]*PathInfo, error) {
+	chunks := make([][]*PathInfo, (len(paths)+batch-1)/batch)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxConns)
+	for i := range chunks {
+		chunk := paths[i*batch : min((i+1)*batch, len(paths))]
+		g.Go(func() error {
+			infos, err := s.query(gctx, chunk)
+			chunks[i] = infos
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	out := make([]*PathInfo, 0, len(paths))
-	for i := 0; i < len(paths); i += batch {
-		chunk := paths[i:min(i+batch, len(paths))]
-		infos, err := s.query(ctx, chunk)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, infos...)
+	for _, c := range chunks {
+		out = append(out, c...)
 	}
 	return out, nil
 }

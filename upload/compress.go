@@ -32,6 +32,9 @@ type Compressor struct {
 	ChunkSize int    // xz: input bytes per independent stream
 	Backend   string // xz: "liblzma" or "ulikunitz"
 
+	preset int      // liblzma preset actually used for full chunks
+	notes  []string // what start-up should say about the level
+
 	slots  chan struct{} // chunks being compressed
 	tokens chan struct{} // chunk buffer pairs in existence
 	free   chan []byte   // recycled buffers: no garbage per chunk
@@ -70,20 +73,59 @@ func NewCompressor(method string, level, threads int) (*Compressor, error) {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	c := &Compressor{
-		Method: method, Level: level, ChunkSize: DefaultChunkSize,
-		slots:  make(chan struct{}, threads),
-		tokens: make(chan struct{}, threads+1), // all cores busy, one chunk filling
-	}
-	c.free = make(chan []byte, 2*cap(c.tokens))
+	c := &Compressor{Method: method, Level: level, ChunkSize: DefaultChunkSize, preset: defaultXZPreset}
 	if method == "xz" {
 		c.Backend = "ulikunitz"
 		if os.Getenv("NIXPUSHD_XZ") != "ulikunitz" && loadLiblzma() {
 			c.Backend = "liblzma"
 		}
+		threads = c.xzLevel(level, threads)
 	}
+	c.slots = make(chan struct{}, threads)
+	c.tokens = make(chan struct{}, threads+1) // all cores busy, one chunk filling
+	c.free = make(chan []byte, 2*cap(c.tokens))
 	return c, nil
 }
+
+// xzEncoderMiB is liblzma's encoder memory per preset (xz(1)'s table).
+var xzEncoderMiB = [10]int{3, 9, 17, 32, 48, 94, 94, 186, 370, 674}
+
+// XZEncoderBudget bounds the memory of the liblzma encoders working at
+// once: a heavy preset compresses fewer chunks at a time.
+const XZEncoderBudget = 512 << 20
+
+// xzLevel settles the preset for level and returns how many chunks may
+// be compressed at once, noting what the operator should know.
+func (c *Compressor) xzLevel(level, threads int) int {
+	if c.Backend != "liblzma" {
+		if level != 0 {
+			c.notes = append(c.notes, fmt.Sprintf("--compression-level %d is ignored: liblzma.so.5 could not be loaded, and the pure-Go xz encoder (ulikunitz) has no presets; install xz's library, or use --compression zstd", level))
+		}
+		return threads
+	}
+	if level > 0 {
+		c.preset = level
+	}
+	if c.preset > 6 {
+		// Presets 7–9 differ from 6 only by a 16–64 MiB dictionary: on
+		// independent 8 MiB chunks they compress byte for byte like 6,
+		// with 2–7× its memory.
+		c.notes = append(c.notes, fmt.Sprintf("xz preset %d is run as preset 6: its %d MiB dictionary is larger than the 8 MiB chunks nixpushd compresses independently, so it would compress exactly as 6 does with %d MiB instead of %d MiB per chunk",
+			c.preset, 8<<(c.preset-6), xzEncoderMiB[c.preset], xzEncoderMiB[6]))
+		c.preset = 6
+	}
+	per := xzEncoderMiB[c.preset] << 20
+	if fit := max(1, XZEncoderBudget/per); threads > fit {
+		c.notes = append(c.notes, fmt.Sprintf("xz preset %d needs %d MiB per chunk: compressing at most %d chunks at once (not %d) to keep the encoders under %d MiB",
+			c.preset, xzEncoderMiB[c.preset], fit, threads, XZEncoderBudget>>20))
+		threads = fit
+	}
+	return threads
+}
+
+// Notes are what start-up should log about the compression level: one
+// ignored, lowered, or given fewer cores to bound memory.
+func (c *Compressor) Notes() []string { return c.notes }
 
 // String names the method and, for xz, the encoder ("xz (liblzma)").
 func (c *Compressor) String() string {
@@ -187,10 +229,7 @@ func (c *Compressor) compressChunk(src []byte) ([]byte, error) {
 	c.slots <- struct{}{}
 	defer func() { <-c.slots }()
 	if c.Backend == "liblzma" {
-		preset := defaultXZPreset
-		if c.Level > 0 {
-			preset = c.Level
-		}
+		preset := c.preset
 		if len(src) <= tinyChunk {
 			// A dictionary bigger than the input buys nothing, and setting
 			// one up costs more than compressing a small NAR: preset 0

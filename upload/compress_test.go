@@ -11,6 +11,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
 // corpus is compressible but not trivial: text with random runs.
@@ -54,10 +56,7 @@ func compressAll(t testing.TB, c *Compressor, data []byte, writeSize int) []byte
 // The chunked xz output must decode with liblzma (the xz tool), which is
 // what Nix uses, across chunk boundaries and for empty input.
 func TestChunkedXZDecodesWithLiblzma(t *testing.T) {
-	xzBin, err := exec.LookPath("xz")
-	if err != nil {
-		t.Skip("xz not installed")
-	}
+	xzBin := testenv.LookPath(t, "xz", "install xz-utils (.ci/install-deps does)")
 	for _, backend := range []string{"liblzma", "ulikunitz"} {
 		t.Run(backend, func(t *testing.T) { testXZBackend(t, xzBin, backend) })
 	}
@@ -67,7 +66,7 @@ func testXZBackend(t *testing.T, xzBin, backend string) {
 	if backend == "ulikunitz" {
 		t.Setenv("NIXPUSHD_XZ", "ulikunitz")
 	} else if !loadLiblzma() {
-		t.Skip("liblzma.so.5 not found (pure-Go xz is used instead)")
+		testenv.Unavailable(t, "liblzma.so.5 not loaded (pure-Go xz is used instead): install liblzma5 and a C compiler so the tests build with cgo (.ci/install-deps does)")
 	}
 	for _, tc := range []struct {
 		name      string

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +26,10 @@ type File struct {
 	bcur, bnext *syncRound
 	dirs        sync.Map // directories known to exist
 	lastSync    time.Time
+
+	tmpOnce sync.Once
+	tmpRand string        // random part of temporary names
+	tmpSeq  atomic.Uint64 // counter part
 }
 
 // syncEvery spaces filesystem syncs out.
@@ -94,11 +100,10 @@ func (f *File) Put(_ context.Context, key string, body io.Reader, size int64, _ 
 		f.dirs.Store(dir, true)
 	}
 	// Our own unique name rather than CreateTemp: the file is born 0644
-	// (readable by Nix clients of other users), with no chmod.
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmpName := filepath.Join(dir, ".tmp-"+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
-	tmp, err := os.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// (readable by Nix clients of other users), with no chmod, and the
+	// name costs no random read per object.
+	tmpName := filepath.Join(dir, ".tmp-"+filepath.Base(p)+"-"+f.tmpPrefix()+strconv.FormatUint(f.tmpSeq.Add(1), 36))
+	tmp, err := createExcl(tmpName)
 	if err != nil {
 		return err
 	}
@@ -121,11 +126,22 @@ func (f *File) Put(_ context.Context, key string, body io.Reader, size int64, _ 
 	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	if err := os.Rename(tmpName, p); err != nil {
+	if err := renameFile(tmpName, p); err != nil {
 		return err
 	}
 	renamed = true
 	return nil
+}
+
+// tmpPrefix is random per File, so that two processes writing one cache
+// never pick the same temporary name; a counter tells this File's apart.
+func (f *File) tmpPrefix() string {
+	f.tmpOnce.Do(func() {
+		var rnd [6]byte
+		rand.Read(rnd[:])
+		f.tmpRand = hex.EncodeToString(rnd[:]) + "-"
+	})
+	return f.tmpRand
 }
 
 // Barrier returns once everything written before the call is on disk. One

@@ -31,6 +31,9 @@ type Presence struct {
 
 	// Requests counts existence requests sent to the target.
 	Requests atomic.Int64
+	// Counters for Stats: questions asked, answered from memory, answered
+	// by another asker's request, and listings sent.
+	checks, hits, shared, listings atomic.Int64
 
 	mu      sync.Mutex
 	known   map[string]answer
@@ -93,6 +96,7 @@ func (p *Presence) CheckMany(ctx context.Context, keys []string, notBefore time.
 	if useList {
 		lp, err := p.listing(ctx, notBefore)
 		if err == nil {
+			p.checks.Add(int64(len(keys)))
 			p.mu.Lock()
 			for i, k := range keys {
 				_, out[i] = lp.keys[k]
@@ -148,6 +152,7 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 	sizeHint := p.rootCount + 64
 	p.mu.Unlock()
 
+	p.listings.Add(1)
 	keys := make(map[string]struct{}, sizeHint)
 	err = p.rl.ListRoot(ctx, func(o ObjectInfo) error {
 		keys[o.Key] = struct{}{}
@@ -186,6 +191,7 @@ func (p *Presence) Recent(ctx context.Context, key string) (bool, error) {
 
 // Check reports whether key exists, from a request sent after notBefore.
 func (p *Presence) Check(ctx context.Context, key string, notBefore time.Time) (bool, error) {
+	p.checks.Add(1)
 	for {
 		ok, err := p.check(ctx, key, notBefore)
 		// Another asker's cancelled request is not our answer.
@@ -200,15 +206,16 @@ func (p *Presence) check(ctx context.Context, key string, notBefore time.Time) (
 	p.mu.Lock()
 	if a, ok := p.known[key]; ok && a.at.After(notBefore) {
 		p.mu.Unlock()
+		p.hits.Add(1)
 		return a.ok, nil
 	}
 	if pr := p.cur[key]; pr != nil && pr.at.After(notBefore) {
 		p.mu.Unlock()
-		return pr.wait(ctx)
+		return p.join(ctx, pr)
 	}
 	if pr := p.next[key]; pr != nil {
 		p.mu.Unlock()
-		return pr.wait(ctx)
+		return p.join(ctx, pr)
 	}
 	pr := &probe{done: make(chan struct{})}
 	p.next[key] = pr
@@ -247,6 +254,15 @@ func (p *Presence) check(ctx context.Context, key string, notBefore time.Time) (
 	return pr.ok, err
 }
 
+// join waits for another asker's request, counting the answer it shares.
+func (p *Presence) join(ctx context.Context, pr *probe) (bool, error) {
+	ok, err := pr.wait(ctx)
+	if err == nil {
+		p.shared.Add(1)
+	}
+	return ok, err
+}
+
 func (pr *probe) wait(ctx context.Context) (bool, error) {
 	select {
 	case <-pr.done:
@@ -282,6 +298,7 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 		return nil
 	})
 	p.Requests.Add(int64(seen/1000 + 1))
+	p.listings.Add(1)
 	if errors.Is(err, errEnough) {
 		return false, nil
 	}
@@ -349,4 +366,28 @@ func (p *Presence) Reset() {
 	clear(p.known)
 	p.resetAt = time.Now()
 	p.mu.Unlock()
+}
+
+// PresenceStats counts a Presence's work since it was made.
+type PresenceStats struct {
+	Checks   int64 // questions "is this key in the cache?"
+	Hits     int64 // answered from a remembered answer, no request sent
+	Shared   int64 // answered by joining another asker's request
+	Requests int64 // existence requests and listing pages sent
+	Listings int64 // listings of the cache's top level (Prime and CheckMany)
+}
+
+// Stats returns the counters; safe to call at any time, from any goroutine.
+func (p *Presence) Stats() PresenceStats {
+	return PresenceStats{
+		Checks: p.checks.Load(), Hits: p.hits.Load(), Shared: p.shared.Load(),
+		Requests: p.Requests.Load(), Listings: p.listings.Load(),
+	}
+}
+
+// PresenceStats returns the counters of the Pusher's existence checks
+// (shared by all its Push calls), for metrics.
+func (p *Pusher) PresenceStats() PresenceStats {
+	p.init()
+	return p.presence.Stats()
 }

@@ -84,6 +84,31 @@ type Pusher struct {
 
 	cacheInfoOnce sync.Mutex
 	cacheInfoOK   bool
+
+	// stopped ends when StopRetrying is called: from then on a failed
+	// request is not tried again.
+	stopped    context.Context
+	stopRetrys context.CancelFunc
+}
+
+// StopRetrying makes every failed request final from now on, and ends
+// the waits between tries at once; requests in flight go on. The daemon
+// calls it on SIGTERM, so that an unreachable cache does not hold the
+// shutdown for the whole retry schedule.
+func (p *Pusher) StopRetrying() {
+	p.init()
+	p.stopRetrys()
+}
+
+// retryDo is p.Retry.Do, cut short by StopRetrying: op keeps ctx (a
+// request under way finishes), the waits and further tries do not.
+func (p *Pusher) retryDo(ctx context.Context, op func() error) error {
+	p.init()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(p.stopped, cancel)
+	defer stop()
+	return p.Retry.Do(wctx, op)
 }
 
 // primeMin is the number of unknown paths from which a listing of the
@@ -125,8 +150,15 @@ type Result struct {
 	// FileBytes is what was stored (compressed), not counting NAR files
 	// that were already present.
 	FileBytes int64
-	Failed    map[string]error
+	// ReusedNARs counts uploaded paths whose NAR file was already in the
+	// cache (left by an interrupted upload, or shared by content): only
+	// their narinfo was written, and they add nothing to FileBytes.
+	ReusedNARs int
+	Failed     map[string]error
 }
+
+// Outcomes of a Result add up: Present + Uploaded + len(Failed) + paths
+// not attempted (a push that stopped) = Total.
 
 // Err summarises the failures, or nil.
 func (r *Result) Err() error {
@@ -166,6 +198,18 @@ func (p *Pusher) init() {
 			p.maxTemp = DefaultMaxTempSize
 		}
 		p.tmp = semaphore.NewWeighted(p.maxTemp)
+		p.stopped, p.stopRetrys = context.WithCancel(context.Background())
+		if delay := p.Retry.Delay; delay != nil {
+			// Existence checks (Presence) retry with this policy too:
+			// after StopRetrying their next try comes at once, and fails
+			// as fast as the cache does.
+			p.Retry.Delay = func(n int) time.Duration {
+				if p.stopped.Err() != nil {
+					return 0
+				}
+				return delay(n)
+			}
+		}
 		if p.smallNAR == 0 {
 			p.smallNAR = smallNAR
 		}
@@ -204,7 +248,7 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 		return nil
 	}
 	var ok bool
-	err := p.Retry.Do(ctx, func() (err error) {
+	err := p.retryDo(ctx, func() (err error) {
 		ok, err = p.Target.Exists(ctx, "nix-cache-info")
 		return err
 	})
@@ -212,7 +256,7 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 		return err
 	}
 	if !ok {
-		err = p.Retry.Do(ctx, func() error {
+		err = p.retryDo(ctx, func() error {
 			return p.Target.Put(ctx, "nix-cache-info", bytes.NewReader([]byte(CacheInfo)), int64(len(CacheInfo)), TypeCacheInfo)
 		})
 		if err != nil {
@@ -222,6 +266,15 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 	}
 	p.cacheInfoOK = true
 	return nil
+}
+
+// CheckCache asks the cache again whether it holds nix-cache-info (and
+// writes it if not): a cheap test that the target works now.
+func (p *Pusher) CheckCache(ctx context.Context) error {
+	p.cacheInfoOnce.Lock()
+	p.cacheInfoOK = false
+	p.cacheInfoOnce.Unlock()
+	return p.EnsureCacheInfo(ctx)
 }
 
 // Missing returns the paths among infos whose narinfo is not in the cache.
@@ -447,6 +500,7 @@ type node struct {
 	narGen     uint64 // lock session of the NAR's existence check or upload
 	info       *nar.NarInfo
 	fileSize   int64
+	narReused  bool // the last NAR upload found the file already there
 	start      time.Time
 	finished   bool
 	rounds     int // times references were found missing
@@ -610,6 +664,7 @@ func (r *run) uploadNAR(n *node) {
 	r.mu.Lock()
 	n.narDone, n.info, n.narGen = true, info, gen
 	n.fileSize += fileSize
+	n.narReused = fileSize == 0
 	if n.waiting == 0 {
 		r.publishQ = append(r.publishQ, n)
 		r.cond.Signal()
@@ -683,8 +738,14 @@ func (r *run) publish(batch []*node) {
 				r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, errs[i]))
 				continue
 			}
-			p.log().Info("uploaded", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
-				"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
+			if n.fileSize == 0 && n.narReused {
+				// Say what happened: only the narinfo was written.
+				p.log().Info("uploaded narinfo; its NAR file was already in the cache", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "stored_bytes", 0,
+					"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
+			} else {
+				p.log().Info("uploaded", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
+					"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
+			}
 			r.succeed(n)
 		}
 		return
@@ -833,6 +894,9 @@ func (r *run) succeed(n *node) {
 	r.res.Uploaded++
 	r.res.NarBytes += n.pi.NarSize
 	r.res.FileBytes += n.fileSize
+	if n.fileSize == 0 && n.narReused {
+		r.res.ReusedNARs++
+	}
 	n.info = nil // memory follows the paths in flight, not the closure
 	waiters := r.finish(n, nil)
 	r.mu.Unlock()
@@ -948,7 +1012,7 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 		return err
 	}
 	defer p.io.Release(1)
-	return p.Retry.Do(ctx, func() error {
+	return p.retryDo(ctx, func() error {
 		return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), TypeNarInfo)
 	})
 }
@@ -1053,7 +1117,7 @@ func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt
 	if err := p.io.Acquire(ctx, 1); err != nil {
 		return nil, 0, 0, err
 	}
-	err = p.Retry.Do(ctx, func() error {
+	err = p.retryDo(ctx, func() error {
 		return p.Target.Put(ctx, info.URL, io.NewSectionReader(body, 0, info.FileSize), info.FileSize, TypeNAR)
 	})
 	p.io.Release(1)
@@ -1179,7 +1243,7 @@ func (p *Pusher) PublishReferring(ctx context.Context, key string, body []byte, 
 			err = p.io.Acquire(ctx, 1)
 		}
 		if err == nil {
-			err = p.Retry.Do(ctx, func() error {
+			err = p.retryDo(ctx, func() error {
 				return p.Target.Put(ctx, key, bytes.NewReader(body), int64(len(body)), contentType)
 			})
 			p.io.Release(1)

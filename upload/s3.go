@@ -1,11 +1,13 @@
 package upload
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -99,50 +101,185 @@ type S3 struct {
 	// big uploads multipart objects; it retries a failed part on its own
 	// (client does not retry: our RetryPolicy does, with our own backoff).
 	big *minio.Client
+	// credSource says where the credentials came from, for hints.
+	credSource string
+	creds      *credentials.Credentials
+	refreshes  bool // creds are role sessions that renew themselves
+	caFile     string
 }
 
-// resolveCredentials looks where Nix (the AWS SDK) looks: with a profile,
-// that section of the shared credentials file first; otherwise the
-// environment, then the file's default profile. It never uses instance
-// metadata: a cache writer should have explicit credentials.
-func resolveCredentials(profile string, env map[string]string) (*credentials.Credentials, error) {
-	if id, secret := env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]; id != "" && secret != "" {
-		return credentials.NewStaticV4(id, secret, env["AWS_SESSION_TOKEN"]), nil
+// Instance-metadata lookups are variables for tests. The probe is
+// bounded: off EC2/ECS, 169.254.169.254 may swallow packets, and a
+// machine without credentials must hear so at once, not after minutes.
+var (
+	imdsEndpoint     = "" // minio-go's default (169.254.169.254, or the ECS/EKS variables)
+	imdsProbeTimeout = time.Second
+	imdsTimeout      = 5 * time.Second // each later refresh
+)
+
+// primed is a provider whose first Retrieve returns the value already
+// fetched while probing the chain, so that finding the credentials does
+// not fetch them twice; later ones (after expiry) ask the provider again.
+type primed struct {
+	credentials.Provider
+	first *credentials.Value
+}
+
+func (p *primed) RetrieveWithCredContext(cc *credentials.CredContext) (credentials.Value, error) {
+	if p.first != nil { // Credentials serialises calls: no lock needed
+		v := *p.first
+		p.first = nil
+		return v, nil
 	}
-	file := &credentials.FileAWSCredentials{Filename: credentialsFile(), Profile: profile}
-	var providers []credentials.Provider
+	return p.Provider.RetrieveWithCredContext(cc)
+}
+
+func (p *primed) Retrieve() (credentials.Value, error) { return p.RetrieveWithCredContext(nil) }
+
+// resolveCredentials finds the credentials the way operators expect, and
+// says where it found them:
+//  1. --credentials-file (o.Env), never exported to the process;
+//  2. with ?profile=P, section [P] of the shared credentials file, then
+//     the environment; without, the environment, then [$AWS_PROFILE or
+//     default] of that file (as Nix's AWS SDK does);
+//  3. an EC2 instance role or ECS/EKS task role, refreshed before its
+//     session token expires (skipped with AWS_EC2_METADATA_DISABLED=true
+//     unless a container variable asks for it).
+//
+// Errors never echo credential values.
+func resolveCredentials(ctx context.Context, profile string, o Options) (*credentials.Credentials, string, error) {
+	getenv := func(k string) string {
+		if v, ok := o.Env[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}
+	envFile := "--credentials-file"
+	if o.EnvFile != "" {
+		envFile += " " + o.EnvFile
+	}
+	if id, secret := o.Env["AWS_ACCESS_KEY_ID"], o.Env["AWS_SECRET_ACCESS_KEY"]; id != "" || secret != "" {
+		if id == "" || secret == "" {
+			return nil, "", fmt.Errorf("%s sets only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; set both", envFile)
+		}
+		return credentials.NewStaticV4(id, secret, o.Env["AWS_SESSION_TOKEN"]), envFile, nil
+	}
+
+	fromEnv := func() (*credentials.Credentials, string) {
+		id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+		if id == "" || secret == "" {
+			return nil, ""
+		}
+		return credentials.NewStaticV4(id, secret, os.Getenv("AWS_SESSION_TOKEN")), "environment (AWS_ACCESS_KEY_ID)"
+	}
+	file := credentialsFile(getenv)
+	section := profile
+	if section == "" {
+		section = cmp.Or(getenv("AWS_PROFILE"), "default")
+	}
+	fromFile := func() (*credentials.Credentials, string) {
+		p := &credentials.FileAWSCredentials{Filename: file, Profile: section}
+		// A profile may run credential_process or use SSO: let those
+		// refresh, and bound nothing but what the caller bounds.
+		v, err := p.RetrieveWithCredContext(&credentials.CredContext{Client: http.DefaultClient, Context: ctx})
+		if err != nil || v.AccessKeyID == "" || v.SecretAccessKey == "" {
+			return nil, ""
+		}
+		return credentials.New(&primed{Provider: p, first: &v}), fmt.Sprintf("%s [%s]", file, section)
+	}
+	order := []func() (*credentials.Credentials, string){fromEnv, fromFile}
 	if profile != "" {
-		providers = []credentials.Provider{file, &credentials.EnvAWS{}}
-	} else {
-		providers = []credentials.Provider{&credentials.EnvAWS{}, file}
+		order = []func() (*credentials.Credentials, string){fromFile, fromEnv}
 	}
-	for _, p := range providers {
-		v, err := p.RetrieveWithCredContext(nil) // nil: no network (no SSO, no IMDS)
-		if err == nil && v.AccessKeyID != "" && v.SecretAccessKey != "" {
-			return credentials.NewStaticV4(v.AccessKeyID, v.SecretAccessKey, v.SessionToken), nil
+	for _, f := range order {
+		if c, src := f(); c != nil {
+			return c, src, nil
 		}
 	}
+	if c, src := fromRole(ctx, getenv); c != nil {
+		return c, src, nil
+	}
+
 	where := "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 	if profile != "" {
-		return nil, fmt.Errorf("no S3 credentials: profile [%s] not found in %s and %s not set (add aws_access_key_id/aws_secret_access_key under [%s])", profile, credentialsFile(), where, profile)
+		return nil, "", fmt.Errorf("no S3 credentials: profile [%s] not found in %s and %s not set (add aws_access_key_id/aws_secret_access_key under [%s])", profile, file, where, profile)
 	}
-	return nil, fmt.Errorf("no S3 credentials: set %s, or add a [default] section to %s, or use ?profile=NAME", where, credentialsFile())
+	inFile := ""
+	if o.Env != nil {
+		inFile = fmt.Sprintf(" (%s has no AWS_ACCESS_KEY_ID)", envFile)
+	}
+	return nil, "", fmt.Errorf("no S3 credentials: give --credentials-file FILE%s, set %s, add a [%s] section to %s, or use ?profile=NAME; no instance role answered either", inFile, where, section, file)
 }
 
-func credentialsFile() string {
-	if f := os.Getenv("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
+// Where role credentials come from; all three renew their sessions.
+const (
+	srcIMDS        = "instance role (IMDS)"
+	srcECS         = "container role (ECS)"
+	srcWebIdentity = "web identity (AWS_WEB_IDENTITY_TOKEN_FILE)"
+)
+
+// fromRole asks the instance metadata service (or the ECS/EKS credential
+// endpoint the environment names) for role credentials, within
+// imdsProbeTimeout. The credentials it returns refresh themselves.
+func fromRole(ctx context.Context, getenv func(string) string) (*credentials.Credentials, string) {
+	src := srcIMDS
+	switch {
+	case os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "":
+		src = srcWebIdentity
+	case os.Getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "" || os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
+		src = srcECS
+	default:
+		if off, _ := strconv.ParseBool(getenv("AWS_EC2_METADATA_DISABLED")); off {
+			return nil, ""
+		}
+	}
+	iam := &credentials.IAM{Client: probeClient(imdsTimeout), Endpoint: imdsEndpoint}
+	pctx, cancel := context.WithTimeout(ctx, imdsProbeTimeout)
+	defer cancel()
+	v, err := iam.RetrieveWithCredContext(&credentials.CredContext{Client: iam.Client, Context: pctx})
+	if err != nil || v.AccessKeyID == "" || v.SecretAccessKey == "" {
+		slog.Debug("no role credentials", "from", src, "err", err)
+		return nil, ""
+	}
+	return credentials.New(&primed{Provider: iam, first: &v}), src
+}
+
+// probeClient is the HTTP client for metadata credential lookups:
+// link-local, so never through a proxy, and bounded.
+func probeClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy:       nil,
+			DialContext: (&net.Dialer{Timeout: timeout}).DialContext,
+		},
+	}
+}
+
+// credentialsFile is the AWS shared credentials file.
+func credentialsFile(getenv func(string) string) string {
+	if f := getenv("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
 		return f
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".aws", "credentials")
 }
 
-// NewS3 connects to the bucket. It does not touch the network; the first
-// request reports a wrong endpoint or bucket.
-func NewS3(_ context.Context, cfg S3Config, o Options) (*S3, error) {
-	creds, err := resolveCredentials(cfg.Profile, o.Env)
+// NewS3 connects to the bucket. It does not touch the network, except to
+// ask for instance-role credentials when nothing else provides any; the
+// first request reports a wrong endpoint, certificate or bucket.
+func NewS3(ctx context.Context, cfg S3Config, o Options) (*S3, error) {
+	creds, source, err := resolveCredentials(ctx, cfg.Profile, o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg, err)
+	}
+	secure := cfg.Scheme == "https"
+	if o.CAFile != "" && !secure {
+		slog.Warn("--ca-file is ignored: the cache URL says scheme=http", "target", cfg.String(), "ca_file", o.CAFile)
+	}
+	transport, err := HTTPTransport(o.CAFile)
+	if err != nil {
+		return nil, &PermanentError{Err: fmt.Errorf("%s: %w", cfg, err), Config: true}
 	}
 	endpoint := cfg.Endpoint
 	lookup := minio.BucketLookupPath // MinIO, Ceph, Garage: path-style always works
@@ -157,7 +294,8 @@ func NewS3(_ context.Context, cfg S3Config, o Options) (*S3, error) {
 	opts := func(retries int) *minio.Options {
 		return &minio.Options{
 			Creds:        creds,
-			Secure:       cfg.Scheme == "https",
+			Secure:       secure,
+			Transport:    transport,
 			Region:       region,
 			BucketLookup: lookup,
 			MaxRetries:   retries,
@@ -171,8 +309,16 @@ func NewS3(_ context.Context, cfg S3Config, o Options) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg, err)
 	}
-	return &S3{cfg: cfg, client: client, big: big}, nil
+	slog.Debug("S3 credentials", "target", cfg.String(), "from", source)
+	return &S3{cfg: cfg, client: client, big: big, credSource: source, creds: creds,
+		refreshes: source == srcIMDS || source == srcECS || source == srcWebIdentity, caFile: o.CAFile}, nil
 }
+
+// CredentialSource says where the credentials came from, e.g.
+// "--credentials-file /run/credentials/nixpushd.service/s3",
+// "environment (AWS_ACCESS_KEY_ID)", "/root/.aws/credentials [nixbuilder]"
+// or "instance role (IMDS)".
+func (s *S3) CredentialSource() string { return s.credSource }
 
 func (s *S3) String() string { return s.cfg.String() }
 
@@ -258,7 +404,9 @@ func (s *S3) Put(ctx context.Context, key string, body io.Reader, size int64, co
 }
 
 // wrap names the object and, for the mistakes people make while setting a
-// cache up, says what to fix.
+// cache up, says what to fix. Those mistakes concern the whole target, so
+// they are permanent configuration errors: retrying the same request
+// cannot help, and the daemon reports itself degraded until fixed.
 func (s *S3) wrap(op, key string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
@@ -267,15 +415,34 @@ func (s *S3) wrap(op, key string, err error) error {
 	if s.cfg.Endpoint != "" {
 		where += " at " + s.cfg.Scheme + "://" + s.cfg.Endpoint
 	}
+	if hint, ok := connectionHint(err, s.cfg, s.caFile); ok {
+		// The hint says it all; the request URL in err would only repeat
+		// where, so keep the innermost cause.
+		return &PermanentError{Err: fmt.Errorf("%s: %s", where, hint), Config: true}
+	}
 	resp := minio.ToErrorResponse(err)
 	var hint string
 	switch resp.Code {
 	case "AccessDenied":
-		hint = "the credentials lack permission; the writer policy needs s3:GetObject, s3:PutObject and s3:ListBucket on the bucket"
+		// S3 answers AccessDenied, not NoSuchBucket, to a user whose
+		// policy does not cover a bucket, whether the bucket exists or not.
+		hint = fmt.Sprintf("bucket %q does not exist or the credentials from %s lack permission on it; S3 cannot tell these apart for a user without rights on the bucket: "+
+			"check the bucket name in the URL, and that the writer policy grants s3:GetObject, s3:PutObject and s3:ListBucket on arn:aws:s3:::%s and arn:aws:s3:::%s/*",
+			s.cfg.Bucket, s.credSource, s.cfg.Bucket, s.cfg.Bucket)
 	case "NoSuchBucket":
-		hint = "the bucket does not exist; create it (mc mb ALIAS/" + s.cfg.Bucket + ")"
-	case "InvalidAccessKeyId", "SignatureDoesNotMatch":
-		hint = "the access key or secret is wrong; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile in " + credentialsFile()
+		hint = fmt.Sprintf("bucket %q does not exist; check its name in the URL, or create it (mc mb ALIAS/%s, or nixpushd init)", s.cfg.Bucket, s.cfg.Bucket)
+	case "InvalidAccessKeyId":
+		hint = "the access key or secret is wrong: the server does not know the access key from " + s.credSource
+	case "SignatureDoesNotMatch":
+		hint = "the access key or secret is wrong: the secret does not match the access key from " + s.credSource
+	case "ExpiredToken", "InvalidToken":
+		if s.refreshes {
+			// A role session that lapsed (a suspended machine): fetch a
+			// new one for the next try instead of giving up.
+			s.creds.Expire()
+			return fmt.Errorf("%s: %w (renewing the session from %s)", where, err, s.credSource)
+		}
+		hint = "the session token from " + s.credSource + " has expired or is invalid; renew it"
 	}
 	if hint != "" {
 		return &PermanentError{Err: fmt.Errorf("%s: %w (%s)", where, err, hint), Config: true}

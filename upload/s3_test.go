@@ -1,8 +1,15 @@
 package upload
 
 import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestParseS3URL(t *testing.T) {
@@ -54,38 +61,225 @@ func TestPartSize(t *testing.T) {
 	}
 }
 
+// The credential chain: --credentials-file, then the profile or the
+// environment (in the order Nix's SDK uses), then an instance role; each
+// result names where it came from.
 func TestResolveCredentials(t *testing.T) {
 	dir := t.TempDir()
 	file := dir + "/credentials"
-	writeFile(t, file, "[nixbuilder]\naws_access_key_id=fileuser\naws_secret_access_key=filesecret\n")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", file)
-	t.Setenv("AWS_ACCESS_KEY_ID", "envuser")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
-	t.Setenv("AWS_PROFILE", "")
+	writeFile(t, file, "[default]\naws_access_key_id=defaultuser\naws_secret_access_key=defaultsecret\n\n"+
+		"[nixbuilder]\naws_access_key_id=fileuser\naws_secret_access_key=filesecret\n\n"+
+		"[half]\naws_access_key_id=halfuser\n")
+	imds := fakeIMDS(t, "roleuser", time.Now().Add(time.Hour))
+	credsFile := map[string]string{"AWS_ACCESS_KEY_ID": "credfileuser", "AWS_SECRET_ACCESS_KEY": "credfilesecret"}
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string // process environment
+		profile    string
+		opts       Options
+		wantKey    string
+		wantSource string
+	}{
+		{"credentials file first", map[string]string{"AWS_ACCESS_KEY_ID": "envuser", "AWS_SECRET_ACCESS_KEY": "envsecret"}, "nixbuilder",
+			Options{Env: credsFile, EnvFile: "/run/credentials/nixpushd.service/s3"}, "credfileuser", "--credentials-file /run/credentials/nixpushd.service/s3"},
+		{"profile before environment", map[string]string{"AWS_ACCESS_KEY_ID": "envuser", "AWS_SECRET_ACCESS_KEY": "envsecret"}, "nixbuilder",
+			Options{}, "fileuser", file + " [nixbuilder]"},
+		{"environment before default profile", map[string]string{"AWS_ACCESS_KEY_ID": "envuser", "AWS_SECRET_ACCESS_KEY": "envsecret"}, "",
+			Options{}, "envuser", "environment (AWS_ACCESS_KEY_ID)"},
+		{"default profile", nil, "", Options{}, "defaultuser", file + " [default]"},
+		{"AWS_PROFILE", map[string]string{"AWS_PROFILE": "nixbuilder"}, "", Options{}, "fileuser", file + " [nixbuilder]"},
+		{"AWS_PROFILE from the credentials file", nil, "", Options{Env: map[string]string{"AWS_PROFILE": "nixbuilder"}}, "fileuser", file + " [nixbuilder]"},
+		{"instance role last", map[string]string{"AWS_SHARED_CREDENTIALS_FILE": dir + "/none"}, "", Options{}, "roleuser", "instance role (IMDS)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearAWSEnv(t)
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", file)
+			setIMDS(t, imds.URL, time.Second)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, src, err := resolveCredentials(t.Context(), tc.profile, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := c.GetWithContext(nil)
+			if err != nil || v.AccessKeyID != tc.wantKey {
+				t.Errorf("key %q, %v; want %q", v.AccessKeyID, err, tc.wantKey)
+			}
+			if src != tc.wantSource {
+				t.Errorf("source %q, want %q", src, tc.wantSource)
+			}
+		})
+	}
 
-	c, err := resolveCredentials("nixbuilder", nil)
+	for _, tc := range []struct {
+		name    string
+		profile string
+		opts    Options
+		want    []string
+	}{
+		{"missing profile", "missing", Options{}, []string{"no S3 credentials", "[missing]", file}},
+		{"half a profile", "half", Options{}, []string{"no S3 credentials", "[half]"}},
+		{"nothing anywhere", "", Options{Env: map[string]string{}}, []string{"no S3 credentials", "AWS_ACCESS_KEY_ID", "--credentials-file", "instance role"}},
+		{"half a credentials file", "", Options{Env: map[string]string{"AWS_ACCESS_KEY_ID": "x"}, EnvFile: "/etc/s3.env"}, []string{"--credentials-file /etc/s3.env", "AWS_SECRET_ACCESS_KEY", "set both"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearAWSEnv(t)
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", file)
+			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			if tc.profile == "" && len(tc.opts.Env) == 0 {
+				t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/none")
+			}
+			_, _, err := resolveCredentials(t.Context(), tc.profile, tc.opts)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "filesecret") || strings.Contains(err.Error(), "defaultsecret") || strings.Contains(err.Error(), "halfuser") {
+				t.Errorf("error leaks a credential: %v", err)
+			}
+		})
+	}
+}
+
+// Role credentials renew: once the session expires, the next request
+// fetches new ones from the metadata service.
+func TestRoleCredentialsRefresh(t *testing.T) {
+	clearAWSEnv(t)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	// Already expired: every Get must ask again.
+	imds := fakeIMDS(t, "session", time.Now().Add(-time.Minute))
+	setIMDS(t, imds.URL, time.Second)
+	c, src, err := resolveCredentials(t.Context(), "", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := c.GetWithContext(nil); v.AccessKeyID != "fileuser" {
-		t.Errorf("with profile: got %q, want the profile's key", v.AccessKeyID)
+	if src != "instance role (IMDS)" {
+		t.Errorf("source %q", src)
 	}
-	c, err = resolveCredentials("", nil)
+	first, _ := c.GetWithContext(nil)
+	if n := imds.fetches.Load(); n != 1 {
+		t.Errorf("%d credential fetches after the probe and first use, want 1 (the probe's answer reused)", n)
+	}
+	second, err := c.GetWithContext(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := c.GetWithContext(nil); v.AccessKeyID != "envuser" {
-		t.Errorf("without profile: got %q, want the environment's key", v.AccessKeyID)
+	if first.SessionToken == second.SessionToken || imds.fetches.Load() != 2 {
+		t.Errorf("expired session not renewed: %q then %q, %d fetches", first.SessionToken, second.SessionToken, imds.fetches.Load())
 	}
-	t.Setenv("AWS_ACCESS_KEY_ID", "")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	_, err = resolveCredentials("missing", nil)
-	if err == nil || !strings.Contains(err.Error(), "[missing]") {
-		t.Errorf("missing profile: %v", err)
+
+	// A session valid for an hour is reused.
+	imds2 := fakeIMDS(t, "long", time.Now().Add(time.Hour))
+	setIMDS(t, imds2.URL, time.Second)
+	c, _, err = resolveCredentials(t.Context(), "", Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err != nil && strings.Contains(err.Error(), "filesecret") {
-		t.Error("error leaks a secret")
+	a, _ := c.GetWithContext(nil)
+	b, _ := c.GetWithContext(nil)
+	if a.SessionToken != b.SessionToken || imds2.fetches.Load() != 1 {
+		t.Errorf("a valid session was fetched again: %q, %q, %d fetches", a.SessionToken, b.SessionToken, imds2.fetches.Load())
 	}
+}
+
+// A metadata address that swallows requests (off EC2, 169.254.169.254
+// often does) gives "no S3 credentials" after the short probe, not a hang.
+func TestRoleProbeBounded(t *testing.T) {
+	clearAWSEnv(t)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() { // accept and never answer
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	defer func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	setIMDS(t, "http://"+l.Addr().String(), 100*time.Millisecond)
+	_, _, err = resolveCredentials(t.Context(), "", Options{})
+	if err == nil || !strings.Contains(err.Error(), "no S3 credentials") {
+		t.Errorf("got %v, want no S3 credentials", err)
+	}
+	// Disabled: not even asked.
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	imds := fakeIMDS(t, "roleuser", time.Now().Add(time.Hour))
+	setIMDS(t, imds.URL, time.Second)
+	if _, _, err := resolveCredentials(t.Context(), "", Options{}); err == nil || imds.fetches.Load()+imds.requests.Load() != 0 {
+		t.Errorf("AWS_EC2_METADATA_DISABLED=true: %v, %d requests", err, imds.requests.Load())
+	}
+}
+
+// clearAWSEnv empties every variable the chain reads, for this test.
+func clearAWSEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_EC2_METADATA_DISABLED", "AWS_WEB_IDENTITY_TOKEN_FILE",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_ROLE_ARN"} {
+		t.Setenv(k, "")
+	}
+}
+
+func setIMDS(t *testing.T, url string, probe time.Duration) {
+	t.Helper()
+	oldE, oldP := imdsEndpoint, imdsProbeTimeout
+	imdsEndpoint, imdsProbeTimeout = url, probe
+	t.Cleanup(func() { imdsEndpoint, imdsProbeTimeout = oldE, oldP })
+}
+
+type imdsServer struct {
+	*httptest.Server
+	requests, fetches atomic.Int32
+}
+
+// fakeIMDS answers like EC2's instance metadata service (IMDSv2) for a
+// role "nixbuilder": each credential fetch gets a new session token.
+func fakeIMDS(t *testing.T, key string, expires time.Time) *imdsServer {
+	t.Helper()
+	s := &imdsServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		const base = "/latest/meta-data/iam/security-credentials/"
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			fmt.Fprint(w, "imds-token")
+		case r.Header.Get("X-aws-ec2-metadata-token") != "imds-token":
+			http.Error(w, "no token", http.StatusUnauthorized)
+		case r.URL.Path == base:
+			fmt.Fprintln(w, "nixbuilder")
+		case r.URL.Path == base+"nixbuilder":
+			n := s.fetches.Add(1)
+			json.NewEncoder(w).Encode(map[string]any{
+				"Code": "Success", "AccessKeyId": key, "SecretAccessKey": "rolesecret",
+				"Token": fmt.Sprintf("session-%d", n), "Expiration": expires.UTC().Format(time.RFC3339),
+			})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
 }
 
 func FuzzParseS3URL(f *testing.F) {

@@ -44,6 +44,9 @@ type Options struct {
 	// file. They are consulted before the process environment and never
 	// exported to it, so child processes do not inherit secrets.
 	Env map[string]string
+	// EnvFile names the file Env was read from, for messages that say
+	// where the credentials came from.
+	EnvFile string
 }
 
 // Open returns the target for a cache URL: s3://BUCKET?… or file:///DIR.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,24 +24,37 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 
 	"github.com/nixpushd/nixpushd/daemon"
-	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/journal"
 	"github.com/nixpushd/nixpushd/lifecycle"
+	"github.com/nixpushd/nixpushd/metrics"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
+	"github.com/nixpushd/nixpushd/upload"
 )
 
 // daemonFlags parses the daemon's command line. It is its own function so
 // that `daemon --check-config` (used by the NixOS module's tests) runs the
 // very parser the service uses.
 func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
+	o, c, _, check, err := daemonFlagsAll(args)
+	return o, c, check, err
+}
+
+// daemonExtra are the daemon's flags that are not part of daemon.Config.
+type daemonExtra struct {
+	statusGroup string
+}
+
+func daemonFlagsAll(args []string) (*targetOptions, *daemon.Config, *daemonExtra, bool, error) {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	var o targetOptions
 	o.register(fs)
 	var c daemon.Config
 	var skip, include, exclude, spool string
-	fs.StringVar(&c.Socket, "socket", hook.DefaultSocket, "Unix socket for post-build-hook notifications (ignored under systemd socket activation)")
-	fs.StringVar(&spool, "spool-dir", "", "directory where `nixpushd hook` leaves paths while the daemon is down (default STATE-DIR/spool)")
+	fs.StringVar(&c.Socket, "socket", defaultSocket(), "Unix socket for post-build-hook notifications, ignored under systemd socket activation (default /run/nixpushd/nixpushd.sock as root, else $XDG_RUNTIME_DIR/nixpushd/nixpushd.sock)")
+	fs.StringVar(&spool, "spool-dir", "", "directory where 'nixpushd hook' leaves paths while the daemon is down (default STATE-DIR/spool)")
+	var x daemonExtra
+	fs.StringVar(&x.statusGroup, "status-group", "", "group whose members may run 'nixpushd status' (the socket becomes 0660 with this group); only root and the daemon's user may queue paths")
 	fs.BoolVar(&c.WatchStore, "watch-store", true, "watch /nix/store for new valid paths")
 	fs.StringVar(&c.StoreDir, "store-dir", "/nix/store", "the Nix store to watch")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often to look for paths registered without a watcher event")
@@ -51,15 +67,16 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
 	fs.IntVar(&c.MaxActive, "max-active", 1024, "queue items worked on at once; those claimed together are pushed as one batch")
 	var pins pinFlag
 	fs.Var(&pins, "pin", "NAME=PATH: keep the pin NAME in the cache pointing at the closure of PATH (e.g. system=/run/current-system), updated as the link changes; repeatable")
-	check := fs.Bool("check-config", false, "parse and check the flags, print the configuration, and exit")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9101 (empty = off)")
+	check := fs.Bool("check-config", false, "check the flags, signing key, credentials, CA file and directories (without the network), print the configuration as one line of JSON, and exit (1 when something would fail)")
 	if err := parseFlags(fs, args); err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, false, err
 	}
 	if fs.NArg() > 0 {
-		return nil, nil, false, usageError{fmt.Sprintf("daemon: unexpected argument %q (the daemon takes only flags; to push paths use `nixpushd push`)", fs.Arg(0))}
+		return nil, nil, nil, false, usageError{fmt.Sprintf("daemon: unexpected argument %q (the daemon takes only flags; to push paths use `nixpushd push`)", fs.Arg(0))}
 	}
 	if err := o.validate(); err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, false, err
 	}
 	c.StateDir = o.stateDir
 	c.Pins = pins.m
@@ -75,26 +92,37 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
 	var err error
 	if include != "" {
 		if c.Include, err = regexp.Compile(include); err != nil {
-			return nil, nil, false, usageError{fmt.Sprintf("--include %q: %v", include, err)}
+			return nil, nil, nil, false, usageError{fmt.Sprintf("--include %q: %v", include, err)}
 		}
 	}
 	if exclude != "" {
 		if c.Exclude, err = regexp.Compile(exclude); err != nil {
-			return nil, nil, false, usageError{fmt.Sprintf("--exclude %q: %v", exclude, err)}
+			return nil, nil, nil, false, usageError{fmt.Sprintf("--exclude %q: %v", exclude, err)}
 		}
 	}
 	if err := c.Validate(); err != nil {
-		return nil, nil, false, usageError{err.Error()}
+		return nil, nil, nil, false, usageError{err.Error()}
 	}
-	return &o, &c, *check, nil
+	if c.MetricsListen != "" {
+		if err := metrics.CheckAddr(c.MetricsListen); err != nil {
+			return nil, nil, nil, false, usageError{err.Error()}
+		}
+	}
+	if x.statusGroup != "" {
+		if _, err := user.LookupGroup(x.statusGroup); err != nil {
+			return nil, nil, nil, false, usageError{fmt.Sprintf("--status-group %q: no such group", x.statusGroup)}
+		}
+	}
+	return &o, &c, &x, *check, nil
 }
 
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, c, check, err := daemonFlags(args)
+	o, c, x, check, err := daemonFlagsAll(args)
 	if err != nil {
 		return err
 	}
 	if check {
+		problems := checkDaemonConfig(ctx, o, c)
 		// One line of JSON, every value a string: exact to compare, even
 		// for regular expressions with spaces or quotes.
 		re := func(r *regexp.Regexp) string {
@@ -113,15 +141,21 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"include": re(c.Include), "exclude": re(c.Exclude), "shutdown-timeout": c.ShutdownTimeout.String(),
 			"max-retry-delay": c.MaxRetryDelay.String(), "max-active": strconv.Itoa(c.MaxActive),
 			"io-jobs": strconv.Itoa(o.ioJobs), "max-temp-size": strconv.FormatInt(int64(o.maxTempSize), 10),
-			"pin": (&pinFlag{c.Pins}).String(),
+			"pin": (&pinFlag{c.Pins}).String(), "metrics-listen": c.MetricsListen, "ca-file": o.caFile, "status-group": x.statusGroup,
 		})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "config ok: %s\n", b)
+		fmt.Fprintf(stdout, "%s\n", b)
+		for _, p := range problems {
+			fmt.Fprintln(stderr, "nixpushd: config:", p)
+		}
+		if len(problems) > 0 {
+			return checkFailed{len(problems)}
+		}
 		return nil
 	}
-	return startDaemon(ctx, o, c, stderr)
+	return startDaemon(ctx, o, c, x, stderr)
 }
 
 // daemonLogger logs natively to journald under systemd, as text otherwise.
@@ -132,11 +166,14 @@ func daemonLogger(stderr io.Writer, level slog.Level) *slog.Logger {
 	return newLogger(stderr, level)
 }
 
-func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, stderr io.Writer) error {
+func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, x *daemonExtra, stderr io.Writer) error {
 	level, _ := parseLevel(o.logLevel)
 	log := daemonLogger(stderr, level)
 	slog.SetDefault(log)
 
+	if err := prepareStateDir(o, c.StateDir, log); err != nil {
+		return err
+	}
 	q, err := queue.Open(filepath.Join(c.StateDir, "queue.db"))
 	if err != nil {
 		return err
@@ -161,20 +198,57 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, stderr
 	if err != nil {
 		return err
 	}
-	ln, err := hookListener(c.Socket)
+	for _, n := range p.Compressor.Notes() {
+		log.Warn(n)
+	}
+	ln, err := hookListener(c.Socket, x.statusGroup)
 	if err != nil {
 		return err
 	}
 	if ln != nil {
 		defer ln.Close()
 	}
-	return daemon.New(c, q, st, p, log).Run(ctx, ln)
+	d := daemon.New(c, q, st, p, log)
+	if c.MetricsListen != "" {
+		// Listen first: a taken port fails the start with one clear line.
+		mln, err := metrics.Listen(c.MetricsListen)
+		if err != nil {
+			return err
+		}
+		m := metrics.New(metrics.Options{
+			Version: version, StateDir: c.StateDir, Log: log,
+			Queue: metrics.QueueDepth(q), OldestPending: metrics.OldestPending(q),
+			Presence: p.PresenceStats, Degraded: d.Degraded,
+		})
+		// Before the pusher's first use: its existence checks copy the
+		// retry policy when they start.
+		p.Retry.Delay = m.CountRetries(p.Retry.Delay)
+		if prev := p.OnEvent; prev != nil {
+			p.OnEvent = func(e upload.Event) { prev(e); m.Observe(e) }
+		} else {
+			p.OnEvent = m.Observe
+		}
+		d.SetMetrics(m)
+		// Served through the shutdown drain, until Run returns; stopped
+		// before the queue closes (defers run last-in first-out).
+		mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := m.ServeListener(mctx, mln); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		defer func() { stopMetrics(); <-served }()
+		log.Info("serving Prometheus metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	return d.Run(ctx, ln)
 }
 
 // hookListener takes the socket systemd passes (socket activation), or
 // creates c.Socket. A stale socket file from a crashed daemon is replaced;
 // a live one means another daemon runs, which is an error.
-func hookListener(path string) (net.Listener, error) {
+func hookListener(path, statusGroup string) (net.Listener, error) {
 	lns, err := activation.Listeners()
 	if err != nil {
 		return nil, fmt.Errorf("socket activation: %w", err)
@@ -185,7 +259,7 @@ func hookListener(path string) (net.Listener, error) {
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("--socket %s: %w", path, err)
+		return nil, socketError(path, err)
 	}
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		conn.Close()
@@ -193,14 +267,38 @@ func hookListener(path string) (net.Listener, error) {
 	}
 	os.Remove(path)
 	// 0600: the post-build-hook runs as root; ordinary users may not
-	// enqueue.
+	// enqueue. With --status-group, 0660 for that group, whose members
+	// may ask STATUS: the server checks the peer's uid before a PUSH.
 	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {
-		return nil, fmt.Errorf("--socket %s: %w", path, err)
+		return nil, socketError(path, err)
+	}
+	if statusGroup != "" {
+		g, err := user.LookupGroup(statusGroup)
+		if err == nil {
+			gid, _ := strconv.Atoi(g.Gid)
+			err = os.Chown(path, -1, gid)
+		}
+		if err == nil {
+			err = os.Chmod(path, 0o660)
+		}
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--status-group %s: giving the socket %s to the group: %w", statusGroup, path, err)
+		}
 	}
 	return ln, nil
+}
+
+// socketError explains the usual cause of a socket that cannot be made:
+// the root-only default run by a normal user.
+func socketError(path string, err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("--socket %s: permission denied: run the daemon as root, or give it a socket in a directory you can write, e.g. --socket $XDG_RUNTIME_DIR/nixpushd/nixpushd.sock (the default when XDG_RUNTIME_DIR is set and you are not root)", path)
+	}
+	return fmt.Errorf("--socket %s: %w", path, err)
 }
 
 // removeStaleTemp deletes compressed NARs left in dir by a killed nixpushd.
@@ -240,5 +338,153 @@ func (p *pinFlag) Set(v string) error {
 		p.m = map[string]string{}
 	}
 	p.m[name] = path
+	return nil
+}
+
+// checkFailed is `daemon --check-config` finding problems (exit 1; each
+// was printed on stderr).
+type checkFailed struct{ n int }
+
+func (c checkFailed) Error() string {
+	return fmt.Sprintf("--check-config: %s found; the daemon would fail", plural(c.n, "problem"))
+}
+
+// checkDaemonConfig checks, without the network, what the daemon needs
+// at start: the signing key, the cache's credentials and CA, and the
+// directories it writes. It creates nothing.
+func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) []string {
+	var problems []string
+	add := func(err error) {
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if o.secretKeyFile != "" {
+		_, err := loadSecretKey(o.secretKeyFile)
+		add(err)
+	} else if f := defaultKeyFile(o.stateDir); exists(f) {
+		_, err := loadSecretKey(f)
+		add(err)
+	}
+	add(writableDir("--state-dir", c.StateDir))
+	if o.tempDir != "" {
+		add(writableDir("--temp-dir", o.tempDir))
+	}
+	add(writableDir("--spool-dir", c.SpoolDir))
+	if os.Getenv("LISTEN_FDS") == "" {
+		add(writableDir("--socket", filepath.Dir(c.Socket)))
+	}
+	if o.caFile != "" {
+		add(checkCAFile(o.caFile))
+	}
+	if c.WatchStore {
+		if st, err := os.Stat(c.StoreDir); err != nil || !st.IsDir() {
+			problems = append(problems, fmt.Sprintf("--store-dir %s: not a directory (needed by --watch-store)", c.StoreDir))
+		}
+	}
+	if dir, ok := strings.CutPrefix(o.to, "file://"); ok {
+		add(writableDir("--to", dir))
+	} else if _, err := o.openTarget(ctx); err != nil {
+		// Opening an S3 target resolves its credentials and reads the
+		// CA file; it sends no request.
+		problems = append(problems, fmt.Sprintf("--to %s: %v", o.to, err))
+	}
+	return problems
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// writableDir reports whether the daemon could write in dir, or create
+// it: the nearest existing ancestor decides.
+func writableDir(flagName, dir string) error {
+	d := dir
+	for {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s %s: %s is not a directory", flagName, dir, d)
+			}
+			if err := syscall.Access(d, 0o2|0o1); err != nil {
+				return fmt.Errorf("%s %s: %s is not writable by this user (uid %d): %v", flagName, dir, d, os.Geteuid(), err)
+			}
+			return nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return fmt.Errorf("%s %s: %v", flagName, dir, err)
+		}
+		d = parent
+	}
+}
+
+func checkCAFile(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fmt.Errorf("--ca-file %s: no PEM certificate in it", file)
+	}
+	return nil
+}
+
+// nixClientDirs creates the directories `nix copy --from file://DIR`
+// creates when they are missing (Nix 2.8: nar, realisations, log): a
+// user who may only read the cache would fail with "Permission denied".
+func nixClientDirs(cache string) error {
+	for _, d := range []string{"nar", "realisations", "log"} {
+		if err := os.MkdirAll(filepath.Join(cache, d), 0o755); err != nil {
+			return fmt.Errorf("cache directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// prepareStateDir creates the state directory and, when no
+// --secret-key-file is configured, the signing key in it. When the cache
+// is the default one inside it, the directory (not the queue, key or
+// temporary files, which keep their own modes) is made readable by other
+// local users, who substitute from it.
+func prepareStateDir(o *targetOptions, stateDir string, log *slog.Logger) error {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return fmt.Errorf("--state-dir: %w", err)
+	}
+	if o.to == defaultTarget(stateDir) {
+		// Cache files are created 0644 and directories 0755 whatever
+		// umask the service got (UMask=0077 under the NixOS module):
+		// everything private here is created with an explicit mode.
+		syscall.Umask(0o022)
+		cache := strings.TrimPrefix(o.to, "file://")
+		if err := nixClientDirs(cache); err != nil {
+			return err
+		}
+		for _, d := range []string{stateDir, cache, filepath.Join(cache, "nar"), filepath.Join(cache, "realisations"), filepath.Join(cache, "log")} {
+			if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o055 != 0o055 {
+				if err := os.Chmod(d, st.Mode().Perm()|0o055); err != nil {
+					log.Warn("cannot make the default cache readable by other users", "dir", d, "err", err)
+				} else {
+					log.Info("made the default cache readable by other local users", "dir", d)
+				}
+			}
+		}
+	}
+	if o.secretKeyFile != "" {
+		return nil
+	}
+	created, err := ensureDefaultKey(stateDir)
+	if err != nil {
+		return err
+	}
+	if created {
+		k, err := loadSecretKey(defaultKeyFile(stateDir))
+		if err != nil {
+			return err
+		}
+		log.Info("created a signing key for the cache (no --secret-key-file given); clients trust it with trusted-public-keys = "+k.Public().String(),
+			"secret_key_file", defaultKeyFile(stateDir), "public_key_file", defaultPublicKeyFile(stateDir), "public_key", k.Public().String())
+	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nixpushd/nixpushd/hook"
@@ -15,7 +16,7 @@ import (
 // post-build-hook takes a bare program path); NIXPUSHD_SOCKET and
 // NIXPUSHD_SPOOL_DIR override them.
 func hookDefaults() (socket, spool string) {
-	socket, spool = hook.DefaultSocket, hook.DefaultSpoolDir
+	socket, spool = defaultSocket(), filepath.Join(defaultStateDir(), "spool")
 	if v := os.Getenv("NIXPUSHD_SOCKET"); v != "" {
 		socket = v
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/lifecycle"
+	"github.com/nixpushd/nixpushd/metrics"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -110,7 +113,11 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "would delete %s (%s)\n", key, lifecycle.HumanBytes(size))
 		}
 	}
+	start := time.Now()
 	res, err := lifecycle.GC(ctx, t, opts)
+	if !*dryRun {
+		recordRun(log, o.stateDir, "gc", metrics.GCRun(start, time.Now(), res, err))
+	}
 	if err != nil {
 		if res != nil {
 			fmt.Fprintf(stderr, "gc %s: interrupted after %s\n", t, res)
@@ -145,10 +152,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		trusted = append(trusted, pk)
 	}
 	var problems []lifecycle.Problem
+	start := time.Now()
 	res, err := lifecycle.Verify(ctx, t, lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log}, func(p lifecycle.Problem) {
 		fmt.Fprintln(stdout, p)
 		problems = append(problems, p)
 	})
+	recordRun(log, o.stateDir, "verify", metrics.VerifyRun(start, time.Now(), res, err))
 	if err != nil {
 		return err
 	}
@@ -240,6 +249,13 @@ func runPin(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{pinUsage}
 	}
 	sub, args := args[0], args[1:]
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		fs := flag.NewFlagSet("pin", flag.ContinueOnError)
+		var o targetOptions
+		o.register(fs)
+		fs.Bool("quiet", false, "no progress display while pushing the closure")
+		return helpShown{flagHelp(fs)}
+	}
 	fs := flag.NewFlagSet("pin "+sub, flag.ContinueOnError)
 	var o targetOptions
 	o.register(fs)
@@ -316,4 +332,13 @@ func pushClosure(ctx context.Context, o *targetOptions, p *upload.Pusher, roots 
 		return err
 	}
 	return pushAndReport(ctx, p, closure, isTerminal(stderr) && !quiet, stderr)
+}
+
+// recordRun leaves a gc or verify result in the state directory for the
+// daemon's metrics. Without a state directory (a manual run elsewhere)
+// there is nobody to tell.
+func recordRun(log *slog.Logger, stateDir, command string, r metrics.RunResult) {
+	if err := metrics.WriteLastRun(stateDir, command, r); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("cannot record the result for metrics", "command", command, "err", err)
+	}
 }

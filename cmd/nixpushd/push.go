@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -42,14 +44,18 @@ type targetOptions struct {
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
 	o.registerCache(fs)
+	tempDefault := "$TMPDIR"
+	if fs.Name() == "daemon" {
+		tempDefault = "STATE-DIR/tmp"
+	}
 	fs.StringVar(&o.compression, "compression", "xz", "NAR compression: xz, zstd or none")
-	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22, or xz preset 1-9 with liblzma (0 = default: zstd 3, xz 2)")
-	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by `nix key generate-secret` (unsigned when empty)")
+	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22, or xz preset 1-9 with liblzma, where 7-9 run as 6 (0 = default: zstd 3, xz 2); the pure-Go xz encoder ignores it")
+	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by 'nix key generate-secret' (default STATE-DIR/secret-key: the daemon creates it on first start; push uses it when it exists)")
 	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "NARs serialised and compressed at once (CPU-bound)")
-	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default $TMPDIR)")
+	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default "+tempDefault+")")
 	o.maxTempSize = upload.DefaultMaxTempSize
 	fs.Var(&o.maxTempSize, "max-temp-size", "bytes of compressed NARs waiting in --temp-dir at once (e.g. 4G, 512M); a bigger NAR still goes, alone")
-	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to `nix path-info` when unreadable)")
+	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to 'nix path-info' when unreadable)")
 }
 
 // registerCache registers the flags every command that talks to a cache
@@ -57,7 +63,7 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 func (o *targetOptions) registerCache(fs *flag.FlagSet) {
 	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
 	fs.IntVar(&o.ioJobs, "io-jobs", upload.DefaultIOJobs, "requests to the cache in flight (network-bound)")
-	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory (queue, default file:// cache)")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: queue, signing key, default file:// cache (default /var/lib/nixpushd as root, else $XDG_STATE_HOME/nixpushd)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.credentialsFile, "credentials-file", "", "file of KEY=VALUE lines (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …), e.g. a systemd credential; read by nixpushd only, not exported to child processes")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust for an https S3 endpoint, in addition to the system roots")
@@ -100,7 +106,7 @@ func (o *targetOptions) validate() error {
 
 // openTarget opens the cache with the CA and credentials the flags give.
 func (o *targetOptions) openTarget(ctx context.Context) (upload.Target, error) {
-	return upload.OpenWith(ctx, o.to, upload.Options{CAFile: o.caFile, Env: o.credentialsEnv})
+	return upload.OpenWith(ctx, o.to, upload.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile})
 }
 
 // pusher builds the upload pipeline the options describe.
@@ -113,13 +119,9 @@ func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.P
 	if err != nil {
 		return nil, err
 	}
-	var key *nar.SecretKey
-	if o.secretKeyFile != "" {
-		if key, err = nar.LoadSecretKeyFile(o.secretKeyFile); err != nil {
-			return nil, err
-		}
-	} else {
-		log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with `nix key generate-secret --key-name HOST-1 > FILE`")
+	key, err := o.signingKey(log)
+	if err != nil {
+		return nil, err
 	}
 	return &upload.Pusher{
 		Target:      target,
@@ -151,8 +153,11 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := o.validate(); err != nil {
-		return err
+	if !*viaDaemon {
+		// --via-daemon uploads nothing here: the cache flags do not apply.
+		if err := o.validate(); err != nil {
+			return err
+		}
 	}
 	if fs.NArg() == 0 {
 		return usageError{"push: name at least one store path (or a symlink to one, like ./result)"}
@@ -164,15 +169,10 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log := newLogger(stderr, level)
 
-	var roots []string
-	for _, a := range fs.Args() {
-		p, err := store.ToStorePath(a)
-		if err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
-		roots = append(roots, p)
+	roots, err := storePathArgs(fs.Args())
+	if err != nil {
+		return err
 	}
-	roots = slices.Compact(slices.Sorted(slices.Values(roots)))
 	if *viaDaemon {
 		return pushViaDaemon(ctx, socket, roots, stderr)
 	}
@@ -189,6 +189,11 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	p, err := o.pusher(ctx, log)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
+	}
+	if dir, ok := strings.CutPrefix(o.to, "file://"); ok {
+		if err := nixClientDirs(dir); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
 	}
 
 	if err := pushAndReport(ctx, p, closure, tty, stderr); err != nil {
@@ -207,7 +212,7 @@ func pushAndReport(ctx context.Context, p *upload.Pusher, closure []*store.PathI
 	res, err := p.Push(ctx, closure)
 	stopProg()
 	p.OnEvent = nil
-	fmt.Fprintln(stderr, summary(res, p, time.Since(start)))
+	fmt.Fprintln(stderr, summary(res, p, time.Since(start), err))
 	if err != nil {
 		return err
 	}
@@ -215,9 +220,34 @@ func pushAndReport(ctx context.Context, p *upload.Pusher, closure []*store.PathI
 		for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
 			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
 		}
-		return fmt.Errorf("%d of %d paths failed", len(res.Failed), res.Total)
+		return fmt.Errorf("%d of %s failed", len(res.Failed), plural(res.Total, "path"))
 	}
 	return nil
+}
+
+// storePathArgs resolves push's arguments to store paths, naming every
+// one that is not (not only the first).
+func storePathArgs(args []string) ([]string, error) {
+	var roots, bad []string
+	for _, a := range args {
+		if abs, err := filepath.Abs(a); err == nil && strings.TrimSuffix(abs, "/") == nar.StoreDir {
+			bad = append(bad, fmt.Sprintf("%s is the store itself; name a path in it, like %s/HASH-NAME or ./result", a, nar.StoreDir))
+			continue
+		}
+		p, err := store.ToStorePath(a)
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		roots = append(roots, p)
+	}
+	switch len(bad) {
+	case 0:
+		return slices.Compact(slices.Sorted(slices.Values(roots))), nil
+	case 1:
+		return nil, fmt.Errorf("push: %s", bad[0])
+	}
+	return nil, fmt.Errorf("push: %d arguments are not store paths:\n  %s", len(bad), strings.Join(bad, "\n  "))
 }
 
 func mapsKeys[V any](m map[string]V) func(func(string) bool) {
@@ -230,11 +260,32 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration) string {
-	rate := float64(res.NarBytes) / elapsed.Seconds()
-	s := fmt.Sprintf("pushed %d paths to %s: %d uploaded, %d already cached, %d failed; %s NAR → %s %s in %.1fs (%s/s)",
-		res.Total, p.Target, res.Uploaded, res.Present, len(res.Failed),
-		lifecycle.HumanBytes(res.NarBytes), lifecycle.HumanBytes(res.FileBytes), p.Compressor, elapsed.Seconds(), lifecycle.HumanBytes(int64(rate)))
+// summary is push's last line. Its counts add up to the closure's size,
+// and a push that stopped (err) does not begin with "pushed".
+func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration, err error) string {
+	failed := len(res.Failed)
+	rest := res.Total - res.Uploaded - res.Present - failed
+	head := fmt.Sprintf("pushed %s to %s", plural(res.Total, "path"), p.Target)
+	if err != nil || failed > 0 {
+		head = fmt.Sprintf("push of %s to %s incomplete", plural(res.Total, "path"), p.Target)
+	}
+	s := fmt.Sprintf("%s: %d uploaded, %d already cached", head, res.Uploaded, res.Present)
+	if failed > 0 || err != nil {
+		s += fmt.Sprintf(", %d failed", failed)
+	}
+	if rest > 0 {
+		s += fmt.Sprintf(", %d not attempted", rest)
+	}
+	if res.Uploaded > 0 {
+		rate := float64(res.NarBytes) / elapsed.Seconds()
+		s += fmt.Sprintf("; %s NAR → %s %s", lifecycle.HumanBytes(res.NarBytes), lifecycle.HumanBytes(res.FileBytes), p.Compressor)
+		if res.ReusedNARs > 0 {
+			s += fmt.Sprintf(" (%s already stored)", plural(res.ReusedNARs, "NAR file"))
+		}
+		s += fmt.Sprintf(" in %.1fs (%s/s)", elapsed.Seconds(), lifecycle.HumanBytes(int64(rate)))
+	} else {
+		s += fmt.Sprintf(" in %.1fs", elapsed.Seconds())
+	}
 	return s
 }
 
@@ -250,7 +301,7 @@ func pushViaDaemon(ctx context.Context, socket string, roots []string, stderr io
 		}
 		added += n
 	}
-	fmt.Fprintf(stderr, "queued %d paths in the daemon (%d were already queued); follow with `nixpushd status` or journalctl -u nixpushd\n", added, len(roots)-added)
+	fmt.Fprintf(stderr, "queued %s in the daemon (%d were already queued); follow with `nixpushd status` or journalctl -u nixpushd\n", plural(added, "path"), len(roots)-added)
 	return nil
 }
 
@@ -292,4 +343,129 @@ func parseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("size %q: want a positive number of bytes like 4G, 512M or 1048576", v)
 	}
 	return n * mult, nil
+}
+
+// defaultKeyFile is the signing key used when no --secret-key-file is
+// given; the daemon creates it on its first start (ensureDefaultKey).
+func defaultKeyFile(stateDir string) string { return filepath.Join(stateDir, "secret-key") }
+
+// defaultPublicKeyFile is written next to it, readable by all, for
+// clients' trusted-public-keys.
+func defaultPublicKeyFile(stateDir string) string { return filepath.Join(stateDir, "public-key") }
+
+// keyName is the name of a generated key: HOST-nixpushd-1.
+func keyName() string {
+	h, err := os.Hostname()
+	h = strings.Map(func(r rune) rune {
+		if r == ':' || r <= ' ' || r == '/' {
+			return -1
+		}
+		return r
+	}, h)
+	if err != nil || h == "" {
+		h = "localhost"
+	}
+	return h + "-nixpushd-1"
+}
+
+// keyHowto is the command that creates a secret key in file: pasted as
+// it is, it works on Nix 2.8 and leaves the key readable by its owner only.
+func keyHowto(file string) string {
+	return fmt.Sprintf("(umask 077; mkdir -p %s; nix --extra-experimental-features nix-command key generate-secret --key-name %s > %s)",
+		filepath.Dir(file), keyName(), file)
+}
+
+// signingKey loads --secret-key-file, or the default key in the state
+// directory when it exists; nil (unsigned, with a warning) otherwise.
+func (o *targetOptions) signingKey(log *slog.Logger) (*nar.SecretKey, error) {
+	if o.secretKeyFile != "" {
+		return loadSecretKey(o.secretKeyFile)
+	}
+	f := defaultKeyFile(o.stateDir)
+	if _, err := os.Stat(f); err == nil {
+		return loadSecretKey(f)
+	}
+	log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with " + keyHowto(f) + " (the daemon creates that one on its first start)")
+	return nil, nil
+}
+
+// loadSecretKey reads a secret key, with a hint that never suggests
+// writing over the file given (it may be the public key).
+func loadSecretKey(file string) (*nar.SecretKey, error) {
+	b, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("--secret-key-file %s does not exist; create it with %s", file, keyHowto(file))
+	case errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("--secret-key-file %s: permission denied (it should be readable by the user running nixpushd only)", file)
+	case err != nil:
+		return nil, fmt.Errorf("--secret-key-file %s: %w", file, err)
+	}
+	k, err := nar.ParseSecretKey(string(b))
+	if err == nil {
+		return k, nil
+	}
+	other := filepath.Join(filepath.Dir(file), "secret-key")
+	if other == filepath.Clean(file) {
+		other += ".new"
+	}
+	if pk, perr := nar.ParsePublicKey(string(b)); perr == nil {
+		return nil, fmt.Errorf("--secret-key-file %s holds the public key %s, not a secret key: give the file that 'nix key generate-secret' wrote, or make a new key pair with %s", file, pk.Name, keyHowto(other))
+	}
+	return nil, fmt.Errorf("--secret-key-file %s: %s; give the file that 'nix key generate-secret' wrote, or make a new one with %s", file, strings.TrimPrefix(err.Error(), "nar: "), keyHowto(other))
+}
+
+// ensureDefaultKey creates the state directory's signing key (and its
+// public half) when no --secret-key-file is configured and none exists,
+// so that the default cache is usable with signature checks on.
+func ensureDefaultKey(stateDir string) (created bool, err error) {
+	f := defaultKeyFile(stateDir)
+	if _, err := os.Stat(f); err == nil {
+		k, err := loadSecretKey(f)
+		if err != nil {
+			return false, err
+		}
+		return false, writePublicKey(stateDir, k)
+	}
+	k, err := nar.GenerateSecretKey(keyName())
+	if err != nil {
+		return false, err
+	}
+	fh, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("create the signing key: %w", err)
+	}
+	if _, err := fh.WriteString(k.Encode() + "\n"); err != nil {
+		fh.Close()
+		os.Remove(f)
+		return false, fmt.Errorf("create the signing key %s: %w", f, err)
+	}
+	if err := fh.Sync(); err != nil {
+		fh.Close()
+		os.Remove(f)
+		return false, fmt.Errorf("create the signing key %s: %w", f, err)
+	}
+	if err := fh.Close(); err != nil {
+		return false, fmt.Errorf("create the signing key %s: %w", f, err)
+	}
+	return true, writePublicKey(stateDir, k)
+}
+
+// writePublicKey keeps STATE-DIR/public-key (0644) in step with the key.
+func writePublicKey(stateDir string, k *nar.SecretKey) error {
+	f := defaultPublicKeyFile(stateDir)
+	want := k.Public().String() + "\n"
+	if b, err := os.ReadFile(f); err == nil && string(b) == want {
+		return nil
+	}
+	tmp := f + ".tmp"
+	if err := os.WriteFile(tmp, []byte(want), 0o644); err != nil {
+		return fmt.Errorf("write the public key: %w", err)
+	}
+	os.Chmod(tmp, 0o644) // whatever the umask: clients need to read it
+	if err := os.Rename(tmp, f); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write the public key: %w", err)
+	}
+	return nil
 }

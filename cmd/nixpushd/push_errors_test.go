@@ -52,7 +52,7 @@ func TestPushBadInput(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"missing key file", nil, []string{"push", "--to", "file://" + dir, "--secret-key-file", dir + "/nope.key", cl.Leaf}, []string{dir + "/nope.key", "nix key generate-secret"}},
+		{"missing key file", nil, []string{"push", "--to", "file://" + dir, "--secret-key-file", dir + "/nope.key", cl.Leaf}, []string{dir + "/nope.key", "nix --extra-experimental-features nix-command key generate-secret"}},
 		{"not a store path", nil, []string{"push", "--to", "file://" + dir, dir}, []string{"not in /nix/store"}},
 		{"no such path", nil, []string{"push", "--to", "file://" + dir, "/nix/store/00000000000000000000000000000000-gone"}, []string{"00000000000000000000000000000000-gone"}},
 		{"no paths", nil, []string{"push"}, []string{"at least one store path"}},
@@ -90,7 +90,7 @@ func TestPushProfile(t *testing.T) {
 	os.WriteFile(filepath.Join(home, ".aws", "credentials"), []byte(
 		"[default]\naws_access_key_id=wrong\naws_secret_access_key=wrong\n\n[nixbuilder]\naws_access_key_id="+cache.AccessKey+"\naws_secret_access_key="+cache.SecretKey+"\n"), 0o600)
 	url := cache.S3URL + "&profile=nixbuilder"
-	out, err := nixpushd(t, []string{"HOME=" + home}, "push", "--to", url, cl.Top)
+	out, err := nixpushd(t, []string{"HOME=" + home}, "push", "--state-dir", t.TempDir(), "--to", url, cl.Top)
 	if err != nil {
 		t.Fatalf("push with profile: %v\n%s", err, out)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/nixpushd/nixpushd/hook"
 )
 
 // usageError is a mistake on the command line (exit status 2).
@@ -34,8 +38,24 @@ Run 'nixpushd COMMAND -h' for the flags of a command.
 
 var version = "dev"
 
+// helpShown is returned by parseFlags for -h: run prints text on stdout
+// and succeeds (exit 0).
+type helpShown struct{ text string }
+
+func (h helpShown) Error() string { return "help requested" }
+
 // run dispatches on the subcommand (or on argv[0], for the hook alias).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	var h helpShown
+	if errors.As(err, &h) {
+		fmt.Fprint(stdout, h.text)
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Nix's post-build-hook is a bare program path: the alias needs no
 	// arguments.
 	if len(args) > 0 && filepath.Base(args[0]) == "nixpushd-hook" {
@@ -74,18 +94,89 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
 
-// parseFlags parses and turns flag errors into usage errors.
+// commandUsage is the first line of each command's -h.
+var commandUsage = map[string]string{
+	"init":     "nixpushd init --to URL [flags]",
+	"push":     "nixpushd push [flags] PATH...",
+	"daemon":   "nixpushd daemon [flags]",
+	"hook":     "nixpushd hook [flags]   (or nixpushd-hook, as Nix's post-build-hook)",
+	"status":   "nixpushd status [flags]",
+	"gc":       "nixpushd gc --to URL [flags]",
+	"verify":   "nixpushd verify --to URL [flags]",
+	"pin":      "nixpushd pin add NAME PATH... | pin list | pin rm NAME  [flags]",
+	"pin add":  "nixpushd pin add NAME PATH... [flags]",
+	"pin list": "nixpushd pin list [flags]",
+	"pin rm":   "nixpushd pin rm NAME [flags]",
+}
+
+// parseFlags parses and turns flag errors into usage errors, and -h into
+// helpShown.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			fs.SetOutput(os.Stdout)
-			fs.PrintDefaults()
-			return usageError{}
+			return helpShown{flagHelp(fs)}
 		}
 		return usageError{fmt.Sprintf("%s: %v (see nixpushd %s -h)", fs.Name(), err, fs.Name())}
 	}
 	return nil
+}
+
+// flagHelp formats a command's flags as the README writes them
+// (--name VALUE). Unlike flag.PrintDefaults it never takes quoted words
+// of the usage text for the value's name.
+func flagHelp(fs *flag.FlagSet) string {
+	var b strings.Builder
+	u := commandUsage[fs.Name()]
+	if u == "" {
+		u = "nixpushd " + fs.Name() + " [flags]"
+	}
+	fmt.Fprintf(&b, "usage: %s\n\nflags:\n", u)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg := "VALUE"
+		switch f.Value.(type) {
+		case interface{ IsBoolFlag() bool }:
+			arg = ""
+		}
+		if g, ok := f.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case int, int64, uint, uint64:
+				arg = "N"
+			case time.Duration:
+				arg = "DURATION"
+			}
+		}
+		if a, ok := flagArgNames[f.Name]; ok {
+			arg = a
+		}
+		fmt.Fprintf(&b, "  --%s", f.Name)
+		if arg != "" {
+			fmt.Fprintf(&b, " %s", arg)
+		}
+		fmt.Fprintf(&b, "\n        %s", f.Usage)
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && !strings.Contains(f.Usage, "(default") {
+			fmt.Fprintf(&b, " (default %s)", d)
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
+}
+
+// flagArgNames name the value of flags whose type says little.
+var flagArgNames = map[string]string{
+	"to": "URL", "secret-key-file": "FILE", "credentials-file": "FILE", "ca-file": "FILE",
+	"temp-dir": "DIR", "state-dir": "DIR", "spool-dir": "DIR", "store-dir": "DIR", "nix-db": "FILE",
+	"socket": "PATH", "log-level": "LEVEL", "compression": "METHOD", "max-temp-size": "SIZE",
+	"include": "REGEXP", "exclude": "REGEXP", "skip-signed-by": "KEYNAMES", "pin": "NAME=PATH",
+	"status-group": "GROUP", "trusted-public-keys": "KEYS", "keep": "AGE", "grace": "AGE",
+}
+
+// plural writes "1 path", "2 paths".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // defaultStateDir is /var/lib/nixpushd for root (and systemd's
@@ -102,6 +193,16 @@ func defaultStateDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "state", "nixpushd")
+}
+
+// defaultSocket is /run/nixpushd/nixpushd.sock for root, else (a
+// single-user Nix install, where the daemon and the hook run as that user)
+// $XDG_RUNTIME_DIR/nixpushd/nixpushd.sock.
+func defaultSocket() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && os.Geteuid() != 0 {
+		return filepath.Join(d, "nixpushd", "nixpushd.sock")
+	}
+	return hook.DefaultSocket
 }
 
 // defaultTarget is the cache used when none is configured: a local file://

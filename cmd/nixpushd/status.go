@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -32,17 +33,30 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var st daemon.Status
 	running := true
 	reply, err := hook.Status(rctx, socket)
-	if err == nil {
+	switch {
+	case err == nil:
 		if err := json.Unmarshal(reply, &st); err != nil {
 			return fmt.Errorf("status: the daemon's reply is not JSON: %w", err)
 		}
-	} else {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("status: permission denied on %s: run as root, or add yourself to the daemon's status group (daemon --status-group GROUP; on NixOS services.nixpushd.statusGroup) and log in again", socket)
+	default:
 		running = false
-		q, qerr := queue.Open(filepath.Join(*stateDir, "queue.db"))
-		if errors.Is(qerr, queue.ErrLocked) {
-			return fmt.Errorf("status: a daemon holds %s but does not answer on %s: %v", *stateDir, socket, err)
+		dbPath := filepath.Join(*stateDir, "queue.db")
+		q, qerr := queue.OpenReadOnly(dbPath)
+		if errors.Is(qerr, queue.ErrOldSchema) {
+			// An existing queue of an older version: migrate it in place
+			// (it exists, so nothing is created), as the daemon would.
+			q, qerr = queue.Open(dbPath)
 		}
-		if qerr != nil {
+		switch {
+		case errors.Is(qerr, queue.ErrLocked):
+			return fmt.Errorf("status: a daemon holds %s but does not answer on %s: %v", *stateDir, socket, err)
+		case errors.Is(qerr, os.ErrNotExist):
+			return fmt.Errorf("status: no daemon answers on %s (%v), and there is no queue at %s: the daemon has not run with --state-dir %s", socket, err, dbPath, *stateDir)
+		case errors.Is(qerr, os.ErrPermission):
+			return fmt.Errorf("status: no daemon answers on %s, and its queue %s is not readable: permission denied: run as root", socket, dbPath)
+		case qerr != nil:
 			return fmt.Errorf("status: no daemon answers on %s (%v), and its queue cannot be read: %w", socket, err, qerr)
 		}
 		defer q.Close()
@@ -51,6 +65,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		st = *s
+		if b, err := os.ReadFile(defaultPublicKeyFile(*stateDir)); err == nil {
+			st.PublicKey = strings.TrimSpace(string(b))
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -78,8 +95,18 @@ func printStatus(w io.Writer, st *daemon.Status, running bool) {
 		}
 		fmt.Fprintf(w, "since start: %d paths uploaded; skipped: %s\n", st.Uploaded, orNone(strings.Join(sk, ", ")))
 	}
+	if st.PublicKey != "" {
+		fmt.Fprintf(w, "public key: %s\n", st.PublicKey)
+	}
+	if st.Degraded {
+		fmt.Fprintf(w, "DEGRADED since %s: the cache cannot be used until its configuration is fixed; uploads are retried\n", sinceText(st.ErrorSince))
+	}
 	if st.LastError != "" {
-		fmt.Fprintf(w, "last error: %s\n", st.LastError)
+		line := "last error"
+		if st.ErrorSince != "" && !st.Degraded {
+			line += " (failing since " + sinceText(st.ErrorSince) + ")"
+		}
+		fmt.Fprintf(w, "%s: %s\n", line, st.LastError)
 	}
 	for _, section := range []struct {
 		state queue.State
@@ -108,6 +135,15 @@ func printStatus(w io.Writer, st *daemon.Status, running bool) {
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// sinceText shows an RFC 3339 time as local time and age.
+func sinceText(s string) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), time.Since(t).Round(time.Second))
 }
 
 func orNone(s string) string {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,13 +40,17 @@ const (
 // MinIO is a real MinIO server on 127.0.0.1 owned by the test.
 type MinIO struct {
 	Endpoint               string // "127.0.0.1:PORT"
-	URL                    string // "http://127.0.0.1:PORT"
+	URL                    string // "http://127.0.0.1:PORT" ("https://" with CA)
 	RootUser, RootPassword string
 	Dir                    string // data dir; survives Stop/Restart
 	LogFile                string // server output, appended across restarts
 	// StartTime is how long the last start or restart took until
 	// /minio/health/ready answered 200.
 	StartTime time.Duration
+	// CA signed the server's certificate (for 127.0.0.1 only) when
+	// StartMinIOTLS started it; nil for plain http. CA.File is what
+	// --ca-file, SSL_CERT_FILE or Nix's ssl-cert-file take.
+	CA *CA
 
 	base       string // holds Dir, LogFile, HOME, certs and mc config
 	bin, mcBin string
@@ -101,9 +106,23 @@ func RequireMinIO(t testing.TB) {
 // removed) at the test's cleanup.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return startMinIO(t, false)
+}
+
+// StartMinIOTLS is StartMinIO serving https only, as the seed guides set
+// MinIO up: a private CA (m.CA) made for this server signs a certificate
+// for 127.0.0.1, which MinIO reads from its --certs-dir. mc, Client and
+// the readiness probe trust that CA; nixpushd and Nix must be told.
+func StartMinIOTLS(t testing.TB) *MinIO {
+	t.Helper()
+	return startMinIO(t, true)
+}
+
+func startMinIO(t testing.TB, useTLS bool) *MinIO {
+	t.Helper()
 	RequireMinIO(t)
 	// TempDir first: its removal is then the last cleanup, after Stop.
-	m, err := launch(t.TempDir())
+	m, err := launch(t.TempDir(), useTLS)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -128,7 +147,7 @@ func StartMinIOMain() (*MinIO, func(), error) {
 	if err != nil {
 		return nil, noop, err
 	}
-	m, err := launch(base)
+	m, err := launch(base, false)
 	if err != nil {
 		_ = os.RemoveAll(base)
 		return nil, noop, err
@@ -171,7 +190,8 @@ func RunWithMinIO(m *testing.M, srv **MinIO) int {
 
 // launch prepares base and starts the server on a random free port,
 // retrying if another process grabs the port between our probe and bind.
-func launch(base string) (*MinIO, error) {
+// With useTLS it serves https with a certificate from a fresh CA.
+func launch(base string, useTLS bool) (*MinIO, error) {
 	bin, mcBin, err := minioTools()
 	if err != nil {
 		return nil, err
@@ -190,13 +210,18 @@ func launch(base string) (*MinIO, error) {
 			return nil, err
 		}
 	}
+	if useTLS {
+		if err := m.makeCerts(); err != nil {
+			return nil, fmt.Errorf("testenv: certificates for minio: %w", err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		m.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		m.URL = "http://" + m.Endpoint
+		m.URL = m.scheme() + "://" + m.Endpoint
 		err = m.start()
 		if err == nil {
 			return m, nil
@@ -205,6 +230,46 @@ func launch(base string) (*MinIO, error) {
 			return nil, err
 		}
 	}
+}
+
+// makeCerts makes m.CA and the server's certificate for 127.0.0.1 in the
+// certs dir, and has mc trust the CA (MC_CONFIG_DIR/certs/CAs).
+func (m *MinIO) makeCerts() error {
+	ca, err := newCA(m.base, "nixpushd MinIO CA")
+	if err != nil {
+		return err
+	}
+	cert, err := ca.issue(CertOpts{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		return err
+	}
+	if err := cert.WriteMinIO(m.certsDir()); err != nil {
+		return err
+	}
+	mcCAs := filepath.Join(m.mcConfigDir(), "certs", "CAs")
+	if err := os.MkdirAll(mcCAs, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(mcCAs, "ca.crt"), ca.PEM, 0o644); err != nil {
+		return err
+	}
+	m.CA = ca
+	return nil
+}
+
+func (m *MinIO) scheme() string {
+	if m.CA != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// tlsConfig trusts m.CA only; nil for plain http.
+func (m *MinIO) tlsConfig() *tls.Config {
+	if m.CA == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: m.CA.Pool, MinVersion: tls.VersionTLS12}
 }
 
 func (m *MinIO) homeDir() string     { return filepath.Join(m.base, "home") }
@@ -323,7 +388,7 @@ func (m *MinIO) waitReady(p *minioProc) error {
 
 // probe returns nil once health, the object layer and IAM all answer.
 func (m *MinIO) probe() error {
-	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: m.tlsConfig()}
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -344,7 +409,7 @@ func (m *MinIO) probe() error {
 
 	client := func(ak, sk string) (*minio.Client, error) {
 		return minio.New(m.Endpoint, &minio.Options{
-			Creds: credentials.NewStaticV4(ak, sk, ""), Region: Region, Transport: tr, MaxRetries: 1,
+			Creds: credentials.NewStaticV4(ak, sk, ""), Region: Region, Transport: tr, MaxRetries: 1, Secure: m.CA != nil,
 		})
 	}
 	root, err := client(m.RootUser, m.RootPassword)
@@ -497,7 +562,7 @@ func (m *MinIO) MCCommand(ctx context.Context, args ...string) *exec.Cmd {
 		"MC_CONFIG_DIR="+m.mcConfigDir(),
 		"HOME="+m.homeDir(),
 		// An alias from the environment: no `mc alias set` state needed.
-		"MC_HOST_"+MCAlias+"=http://"+m.RootUser+":"+m.RootPassword+"@"+m.Endpoint,
+		"MC_HOST_"+MCAlias+"="+m.scheme()+"://"+m.RootUser+":"+m.RootPassword+"@"+m.Endpoint,
 		"MC_NO_COLOR=1", "MC_QUIET=1", "MC_DISABLE_PAGER=1")
 	cmd.SysProcAttr = childAttr(syscall.SIGKILL)
 	return cmd
@@ -519,10 +584,12 @@ type Cache struct {
 	Bucket string
 	// AccessKey/SecretKey are the writer user's (the seeds' "nixbuilder").
 	AccessKey, SecretKey string
-	// HTTPURL is what Nix substitutes from: "http://127.0.0.1:PORT/BUCKET".
+	// HTTPURL is what Nix substitutes from: "http://127.0.0.1:PORT/BUCKET"
+	// ("https://…" on a StartMinIOTLS server).
 	HTTPURL string
 	// S3URL is what `nixpushd push --to` takes:
-	// "s3://BUCKET?endpoint=127.0.0.1:PORT&region=us-east-1&scheme=http".
+	// "s3://BUCKET?endpoint=127.0.0.1:PORT&region=us-east-1&scheme=http"
+	// (without scheme=http on a StartMinIOTLS server).
 	S3URL    string
 	Endpoint string // "127.0.0.1:PORT"
 	Region   string // "us-east-1"
@@ -559,11 +626,14 @@ func (m *MinIO) NewCache(t testing.TB, bucket string) *Cache {
 		AccessKey: "nixbuilder-" + randHex(4),
 		SecretKey: randHex(16),
 		HTTPURL:   m.URL + "/" + bucket,
-		S3URL:     fmt.Sprintf("s3://%s?endpoint=%s&region=%s&scheme=http", bucket, m.Endpoint, Region),
+		S3URL:     fmt.Sprintf("s3://%s?endpoint=%s&region=%s", bucket, m.Endpoint, Region),
 		Endpoint:  m.Endpoint,
 		Region:    Region,
 		Policy:    bucket + "-write",
 		MinIO:     m,
+	}
+	if m.CA == nil {
+		c.S3URL += "&scheme=http"
 	}
 	policy, err := json.MarshalIndent(map[string]any{
 		"Id":      "AuthenticatedWrite",
@@ -607,10 +677,11 @@ func (m *MinIO) client(accessKey, secretKey string) (*s3Client, error) {
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     30 * time.Second,
+		TLSClientConfig:     m.tlsConfig(),
 	}
 	c, err := minio.New(m.Endpoint, &minio.Options{
 		Creds:     credentials.NewStaticV4(accessKey, secretKey, ""),
-		Secure:    false,
+		Secure:    m.CA != nil,
 		Region:    Region, // skips the GetBucketLocation round trip
 		Transport: tr,
 		// A local server either answers or is down on purpose; retrying

@@ -18,6 +18,9 @@
 // Environment and rules (this file):
 //   - CI reports whether CI=true is set; ErrNotInstalled (IsNotInstalled)
 //     marks a tool that is absent rather than broken.
+//   - Unavailable / Require / LookPath: the one rule for anything a test
+//     needs from the machine (tools, libraries, prepared roots): skip, or
+//     fail under CI. Tests outside testenv use these rather than t.Skip.
 //
 // Nix (nix.go):
 //   - HaveNix / RequireNix: are the Nix binaries and /nix/store usable?
@@ -61,6 +64,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,25 +82,63 @@ var ErrNotInstalled = errors.New("not installed")
 // CI) rather than broken or misconfigured (always a failure).
 func IsNotInstalled(err error) bool { return errors.Is(err, ErrNotInstalled) }
 
-// CI reports whether the CI environment variable is set to a true value.
-// Under CI a missing tool is a failure, never a skip.
+// CI reports whether the CI environment variable is set to a true value
+// (any strconv.ParseBool true value: "true", "1", "TRUE", "t", …). Under CI
+// a missing tool is a failure, never a skip. Every package's tests decide
+// this here, so that CI=1 means the same thing everywhere.
 func CI() bool {
 	v, _ := strconv.ParseBool(os.Getenv("CI"))
 	return v
+}
+
+// Unavailable skips the test because something it needs (a tool, a
+// library, a prepared root) is not there, or fails it under CI, so that CI
+// can never go green by skipping. The message should say how to get it.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if CI() {
+		t.Fatalf("%s (CI=true: a missing tool is a failure, not a skip)", msg)
+		return
+	}
+	t.Skipf("%s", msg)
+}
+
+// Require returns if err is nil; otherwise it calls Unavailable about what
+// when err says it is absent (ErrNotInstalled, exec.ErrNotFound,
+// fs.ErrNotExist), and fails the test for any other error, since a broken
+// install must be seen even outside CI.
+func Require(t testing.TB, what string, err error) {
+	t.Helper()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotInstalled), errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		Unavailable(t, "%s: %v", what, err)
+	default:
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// LookPath finds name on PATH, or calls Unavailable with hint (how to
+// install it).
+func LookPath(t testing.TB, name, hint string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, "%s not found on PATH: %s", name, hint)
+	}
+	return p
 }
 
 // missing skips the test, or fails it under CI or when the problem is not
 // just an absent tool (a broken install or a wrong override must be seen).
 func missing(t testing.TB, err error) {
 	t.Helper()
-	switch {
-	case CI():
-		t.Fatalf("testenv: %v (CI=true: a missing tool is a failure, not a skip)", err)
-	case errors.Is(err, ErrNotInstalled):
-		t.Skipf("testenv: %v", err)
-	default:
+	if !errors.Is(err, ErrNotInstalled) {
 		t.Fatalf("testenv: %v", err)
+		return
 	}
+	Unavailable(t, "testenv: %v", err)
 }
 
 // findTool locates a Go-installed tool: $envVar, then PATH, then

@@ -1,0 +1,130 @@
+package upload
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+func TestPresenceStatsCountsChecksAndHits(t *testing.T) {
+	ctx := context.Background()
+	m := newMem()
+	m.objects["a.narinfo"] = []byte("x")
+	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+
+	steps := []struct {
+		name string
+		do   func() error
+		want PresenceStats
+	}{
+		{"first check asks the cache", func() error {
+			_, err := p.Recent(ctx, "a.narinfo")
+			return err
+		}, PresenceStats{Checks: 1, Requests: 1}},
+		{"second check is remembered", func() error {
+			_, err := p.Recent(ctx, "a.narinfo")
+			return err
+		}, PresenceStats{Checks: 2, Hits: 1, Requests: 1}},
+		{"a stricter bound asks again", func() error {
+			_, err := p.Check(ctx, "a.narinfo", time.Now())
+			return err
+		}, PresenceStats{Checks: 3, Hits: 1, Requests: 2}},
+		{"a mark answers without a request", func() error {
+			p.Mark("b.narinfo", true)
+			_, err := p.Recent(ctx, "b.narinfo")
+			return err
+		}, PresenceStats{Checks: 4, Hits: 2, Requests: 2}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := p.Stats(); got != s.want {
+			t.Fatalf("%s: stats %+v, want %+v", s.name, got, s.want)
+		}
+	}
+}
+
+func TestPresenceStatsCountsListings(t *testing.T) {
+	ctx := context.Background()
+	m := newMem()
+	var keys []string
+	for i := range 32 {
+		k := fmt.Sprintf("%02d.narinfo", i)
+		keys = append(keys, k)
+		if i%2 == 0 {
+			m.objects[k] = []byte("x")
+		}
+	}
+	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+	if ok, err := p.Prime(ctx, m, keys); err != nil || !ok {
+		t.Fatalf("Prime: %v %v", ok, err)
+	}
+	if got, want := p.Stats(), (PresenceStats{Requests: 1, Listings: 1}); got != want {
+		t.Fatalf("after Prime: %+v, want %+v", got, want)
+	}
+	// A bound after the prime: CheckMany lists again rather than checking
+	// 32 keys one by one.
+	got, err := p.CheckMany(ctx, keys, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ok := range got {
+		if ok != (i%2 == 0) {
+			t.Fatalf("key %s: present %v", keys[i], ok)
+		}
+	}
+	if got, want := p.Stats(), (PresenceStats{Checks: 32, Requests: 2, Listings: 2}); got != want {
+		t.Fatalf("after CheckMany: %+v, want %+v", got, want)
+	}
+}
+
+// A second asker joining a request in flight shares its answer: one
+// request, two checks, one shared.
+func TestPresenceStatsCountsSharedRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		m := newMem()
+		release := make(chan struct{})
+		m.existsHook = func(string) { <-release }
+		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		done := make(chan error, 2)
+		ask := func() {
+			_, err := p.Check(ctx, "a.narinfo", time.Time{})
+			done <- err
+		}
+		go ask()
+		synctest.Wait() // the first request is in flight
+		go ask()
+		synctest.Wait() // the second asker waits for it
+		if s := p.Stats(); s.Shared != 0 || s.Checks != 2 {
+			t.Fatalf("before the answer: %+v", s)
+		}
+		close(release)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := p.Stats(), (PresenceStats{Checks: 2, Shared: 1, Requests: 1}); got != want {
+			t.Fatalf("stats %+v, want %+v", got, want)
+		}
+	})
+}
+
+func TestPusherPresenceStats(t *testing.T) {
+	p := &Pusher{Target: newMem()}
+	if got := p.PresenceStats(); got != (PresenceStats{}) {
+		t.Fatalf("fresh pusher: %+v", got)
+	}
+	if _, err := p.presence.Recent(context.Background(), "x.narinfo"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.PresenceStats(); got.Checks != 1 || got.Requests != 1 {
+		t.Fatalf("after one check: %+v", got)
+	}
+}
