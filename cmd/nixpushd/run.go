@@ -169,7 +169,7 @@ var flagArgNames = map[string]string{
 	"socket": "PATH", "log-level": "LEVEL", "compression": "METHOD", "max-temp-size": "SIZE",
 	"include": "REGEXP", "exclude": "REGEXP", "skip-signed-by": "KEYNAMES", "pin": "NAME=PATH",
 	"status-group": "GROUP", "trusted-public-keys": "KEYS", "keep": "AGE", "grace": "AGE",
-	"metrics-listen": "HOST:PORT", "admin-profile": "PROFILE", "admin-credentials-file": "FILE",
+	"metrics-listen": "ADDR", "admin-profile": "PROFILE", "admin-credentials-file": "FILE",
 	"key-name": "NAME", "writer-user": "USER", "policy-name": "NAME",
 }
 
