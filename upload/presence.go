@@ -90,8 +90,9 @@ func NewPresence(t Target, ttl time.Duration, io *semaphore.Weighted, retry Retr
 func (p *Presence) CheckMany(ctx context.Context, keys []string, notBefore time.Time) ([]bool, error) {
 	out := make([]bool, len(keys))
 	p.mu.Lock()
-	pages := p.rootCount/1000 + 1
-	useList := p.rl != nil && p.rootCount > 0 && len(keys) >= 16 && len(keys) >= 4*pages
+	// A listing must save requests and CPU: decoding a listed object
+	// costs about 1/listPerCheck of a check's request.
+	useList := p.rl != nil && p.rootCount > 0 && len(keys) >= 16 && len(keys)*listPerCheck >= p.rootCount
 	p.mu.Unlock()
 	if useList {
 		lp, err := p.listing(ctx, notBefore)
@@ -272,20 +273,32 @@ func (pr *probe) wait(ctx context.Context) (bool, error) {
 	}
 }
 
+// listPerCheck is how many listed objects cost the client's CPU what
+// one existence request does (signing, HTTP, parsing): a listing answers
+// keys at most this many times more numerous than itself.
+const listPerCheck = 20
+
 // errEnough stops a listing that costs more than the checks it replaces.
 var errEnough = errors.New("listing longer than the checks it would save")
 
 // Prime answers, with one listing, which of keys (top-level objects such
 // as narinfos) the cache has, as of the listing's start: one request per
 // thousand objects instead of one per key. It gives up, having answered
-// nothing, once the listing would cost more than a tenth of the requests
-// it saves; it reports whether it answered.
+// nothing, once the listing would cost more client CPU than the checks
+// it saves (listPerCheck listed objects per key); it reports whether it
+// answered.
 func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool, error) {
 	want := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		want[k] = false
 	}
-	budget := len(keys) * 100 // objects listed, at 1,000 a request
+	budget := len(keys) * listPerCheck // objects listed, at 1,000 a request
+	p.mu.Lock()
+	known := p.rootCount
+	p.mu.Unlock()
+	if known > budget {
+		return false, nil // the last listing says this one would not pay
+	}
 	start := time.Now()
 	seen := 0
 	err := l.ListRoot(ctx, func(o ObjectInfo) error {

@@ -489,6 +489,10 @@ type run struct {
 	pending    int // nodes not finished
 	reuploaded map[string]bool
 	force      map[string]bool // upload the NAR even if present
+	publishing int             // workers publishing now
+	// groupCommit: the target syncs before each publication (a file://
+	// cache), so publishers wait on the disk and share its syncs.
+	groupCommit bool
 }
 
 type node struct {
@@ -509,6 +513,7 @@ type node struct {
 func newRun(ctx context.Context, p *Pusher, closure []*store.PathInfo, res *Result) *run {
 	r := &run{ctx: ctx, p: p, res: res, nodes: map[string]*node{}, byPath: make(map[string]*store.PathInfo, len(closure)), reuploaded: map[string]bool{}, force: map[string]bool{}}
 	r.cond = sync.NewCond(&r.mu)
+	_, r.groupCommit = p.Target.(Barrierer)
 	for _, pi := range closure {
 		r.byPath[pi.Path] = pi
 	}
@@ -600,6 +605,10 @@ func (r *run) work() {
 				}
 				if publish {
 					r.publish(batch)
+					r.mu.Lock()
+					r.publishing--
+					r.cond.Broadcast()
+					r.mu.Unlock()
 				} else {
 					r.uploadNAR(batch[0])
 				}
@@ -631,12 +640,17 @@ func (r *run) next() ([]*node, bool) {
 		if r.pending == 0 || r.ctx.Err() != nil {
 			return nil, false
 		}
-		if len(r.publishQ) > 0 {
-			// Everything ready is published together: one set of checks,
-			// one sync to disk for a file:// cache.
+		// Everything ready is published together: one set of checks,
+		// one sync to disk for a file:// cache. With syncs, a second
+		// publisher starts only for a full batch: the others keep
+		// serialising NARs while one waits on the disk, and the ready
+		// paths gather into the next batch instead of each worker
+		// waiting on a sync with a handful.
+		if len(r.publishQ) > 0 && (!r.groupCommit || r.publishing == 0 || len(r.publishQ) >= publishBatch) {
 			k := min(len(r.publishQ), publishBatch)
 			batch := slices.Clone(r.publishQ[:k])
 			r.publishQ = r.publishQ[k:]
+			r.publishing++
 			return batch, true
 		}
 		if r.narNext < len(r.narQ) {

@@ -365,3 +365,76 @@ func TestConcurrentPushesShare(t *testing.T) {
 		}
 	}
 }
+
+// barrierTarget is a memTarget with a group-commit Barrier (as a file://
+// cache has) that blocks until released.
+type barrierTarget struct {
+	*memTarget
+	release  chan struct{}
+	calls    int
+	inflight int
+	most     int
+}
+
+func (b *barrierTarget) Barrier(ctx context.Context) error {
+	b.mu.Lock()
+	b.calls++
+	b.inflight++
+	b.most = max(b.most, b.inflight)
+	b.mu.Unlock()
+	defer func() { b.mu.Lock(); b.inflight--; b.mu.Unlock() }()
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// While one publisher waits on the disk's sync, the other workers keep
+// uploading NARs, and the paths that become ready wait for the next batch
+// instead of each starting a publisher (and a sync) of its own.
+func TestPushOnePublisherWaitsOnSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &barrierTarget{memTarget: newMem(), release: make(chan struct{})}
+		p := newTestPusher(t, b.memTarget, nil)
+		p.Target, p.Jobs = b, 2
+		var closure []*store.PathInfo
+		for i := range 50 {
+			closure = append(closure, info(fmt.Sprintf("leaf-%d", i)))
+		}
+		done := make(chan error, 1)
+		var res *Result
+		go func() {
+			var err error
+			res, err = p.Push(context.Background(), closure)
+			done <- err
+		}()
+		synctest.Wait() // everything not waiting on the sync is idle
+		b.mu.Lock()
+		var nars, narinfos int
+		for k := range b.objects {
+			switch {
+			case strings.HasPrefix(k, "nar/"):
+				nars++
+			case strings.HasSuffix(k, ".narinfo"):
+				narinfos++
+			}
+		}
+		calls, most := b.calls, b.most
+		b.mu.Unlock()
+		if calls != 1 || most != 1 {
+			t.Errorf("while one publisher waits on the sync: %d Barrier calls (%d at once), want 1", calls, most)
+		}
+		if nars != 50 || narinfos != 0 {
+			t.Errorf("while the first sync waits: %d NARs and %d narinfos uploaded, want all 50 NARs and no narinfo", nars, narinfos)
+		}
+		close(b.release)
+		if err := <-done; err != nil || res.Uploaded != 50 {
+			t.Fatalf("push: %v, %+v", err, res)
+		}
+		if b.calls != 2 || b.most != 1 {
+			t.Errorf("%d Barrier calls (%d at once), want 2: the first path, then the 49 that gathered", b.calls, b.most)
+		}
+	})
+}
