@@ -1,13 +1,13 @@
 package nar
 
 import (
-	"github.com/nixpushd/nixpushd/internal/testenv"
-
 	"bytes"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
 // requireNix skips the test when the Nix tools are missing, unless CI=true,

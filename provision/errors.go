@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/nixpushd/nixpushd/upload"
 )
 
 // Problem is a failure the operator must fix: one line naming the problem
@@ -25,29 +26,21 @@ func problemf(format string, args ...any) error {
 // connectProblem explains an error from the first request to the server:
 // the endpoint cannot be reached or spoken to, or the admin credentials are
 // wrong. It returns nil for an error it does not recognise.
-func connectProblem(err error, host, adminKey, adminSource string) error {
+func connectProblem(err error, target upload.S3Config, caFile, host, adminKey, adminSource string) error {
 	if err == nil {
 		return nil
 	}
+	// Certificates and http/https mix-ups: the same words as push and the daemon.
+	if hint, ok := upload.ConnectionHint(err, target, caFile); ok {
+		return problemf("%s", hint)
+	}
 	var dns *net.DNSError
-	var unknownCA x509.UnknownAuthorityError
-	var hostname x509.HostnameError
 	var netErr net.Error
-	msg := err.Error()
 	switch {
 	case errors.As(err, &dns):
 		return problemf("cannot find the S3 server %s (DNS: %s): check endpoint= in --to", host, dns.Err)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return problemf("cannot connect to the S3 server %s (connection refused): check endpoint= in --to and that the server is running", host)
-	case errors.As(err, &unknownCA), strings.Contains(msg, "certificate signed by unknown authority"):
-		return problemf("the S3 server %s has a TLS certificate signed by an unknown authority: pass its CA with --ca-file (PEM)", host)
-	case errors.As(err, &hostname):
-		return problemf("the S3 server's TLS certificate is not valid for %s: use the name it was issued for in endpoint=", host)
-	case strings.Contains(msg, "server gave HTTP response to HTTPS client"),
-		strings.Contains(msg, "first record does not look like a TLS handshake"):
-		return problemf("the S3 server %s speaks plain HTTP: add scheme=http to --to", host)
-	case strings.Contains(msg, "HTTP request to an HTTPS server"):
-		return problemf("the S3 server %s speaks HTTPS: remove scheme=http from --to", host)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return problemf("no answer from the S3 server %s: check endpoint= in --to and the firewall", host)
 	}

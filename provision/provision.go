@@ -257,7 +257,7 @@ func (r *runner) connect(ctx context.Context) error {
 	octx, cancel := opContext(ctx)
 	defer cancel()
 	_, err = r.s3.ListBuckets(octx)
-	if p := connectProblem(err, r.host, r.cfg.Admin.AccessKey, r.cfg.AdminSource); p != nil {
+	if p := connectProblem(err, r.cfg.Target, r.cfg.CAFile, r.host, r.cfg.Admin.AccessKey, r.cfg.AdminSource); p != nil {
 		return p
 	}
 	// AccessDenied here is an account that may not list every bucket;

@@ -189,7 +189,7 @@ func TestConnectProblem(t *testing.T) {
 	}{
 		{"refused", urlErr(&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}), "connection refused): check endpoint="},
 		{"dns", urlErr(&net.DNSError{Err: "no such host", Name: "h"}), "cannot find the S3 server h:9 (DNS: no such host)"},
-		{"http server", urlErr(errors.New("http: server gave HTTP response to HTTPS client")), "speaks plain HTTP: add scheme=http"},
+		{"http server", urlErr(errors.New("http: server gave HTTP response to HTTPS client")), "h:9 speaks plain http, not https: add &scheme=http to the --to URL"},
 		{"unknown key", minio.ErrorResponse{Code: "InvalidAccessKeyId"}, `does not know the admin access key "admin" (from AWS_ACCESS_KEY_ID)`},
 		{"bad secret", minio.ErrorResponse{Code: "SignatureDoesNotMatch"}, `wrong secret for the admin access key "admin"`},
 		{"other S3 error", minio.ErrorResponse{Code: "SlowDown"}, ""},
@@ -197,7 +197,7 @@ func TestConnectProblem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := connectProblem(tt.err, "h:9", "admin", "AWS_ACCESS_KEY_ID")
+			p := connectProblem(tt.err, upload.S3Config{Bucket: "b", Endpoint: "h:9", Scheme: "https"}, "", "h:9", "admin", "AWS_ACCESS_KEY_ID")
 			if tt.want == "" {
 				if p != nil {
 					t.Errorf("connectProblem = %v, want nil", p)

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/nixpushd/nixpushd/internal/testenv"
-
 	"context"
 	"errors"
 	"os"
@@ -13,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixpushd/nixpushd/internal/testenv"
 	"github.com/nixpushd/nixpushd/nar"
 )
 

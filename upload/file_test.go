@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,4 +56,69 @@ func TestFileTarget(t *testing.T) {
 	if _, err := NewFile(filepath.Join(dir, "c") + "?compression=xz"); err == nil {
 		t.Error("query parameters: want error")
 	}
+}
+
+// TestFilePutObjects checks what Put leaves behind: the latest body under
+// the key (a Put over an object replaces it, as verify --repair needs),
+// readable by other users as Nix clients are (0644 less the umask), and
+// no temporary files; two Files on one directory never share a
+// temporary name.
+func TestFilePutObjects(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f, err := NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ key, body string }{
+		{"nar/x.nar.zst", "first"},
+		{"nar/x.nar.zst", "second, longer"},
+		{"abc.narinfo", "StorePath: x\n"},
+		{"deep/er/key", ""},
+	} {
+		if err := f.Put(ctx, tc.key, strings.NewReader(tc.body), int64(len(tc.body)), ""); err != nil {
+			t.Fatalf("Put(%s): %v", tc.key, err)
+		}
+		got, err := f.Get(ctx, tc.key)
+		if err != nil || string(got) != tc.body {
+			t.Fatalf("Get(%s) = %q, %v; want %q", tc.key, got, err, tc.body)
+		}
+		fi, err := os.Stat(filepath.Join(dir, tc.key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 0o644 &^ umask(); fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", tc.key, fi.Mode().Perm(), want)
+		}
+	}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".tmp") {
+			t.Errorf("temporary file left: %s", p)
+		}
+		return nil
+	})
+	g, err := NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.tmpPrefix() == g.tmpPrefix() {
+		t.Errorf("two Files share the temporary prefix %q", f.tmpPrefix())
+	}
+}
+
+// umask reads the process's umask without changing it (Linux 4.7+);
+// elsewhere it assumes the usual 022.
+func umask() os.FileMode {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				var m os.FileMode
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%o", &m); err == nil {
+					return m
+				}
+			}
+		}
+	}
+	return 0o022
 }

@@ -415,7 +415,7 @@ func (s *S3) wrap(op, key string, err error) error {
 	if s.cfg.Endpoint != "" {
 		where += " at " + s.cfg.Scheme + "://" + s.cfg.Endpoint
 	}
-	if hint, ok := connectionHint(err, s.cfg, s.caFile); ok {
+	if hint, ok := ConnectionHint(err, s.cfg, s.caFile); ok {
 		// The hint says it all; the request URL in err would only repeat
 		// where, so keep the innermost cause.
 		return &PermanentError{Err: fmt.Errorf("%s: %s", where, hint), Config: true}

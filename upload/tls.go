@@ -50,10 +50,10 @@ const errHTTPServer = "server gave HTTP response to HTTPS client"
 // errHTTPSServer is what a Go TLS server (MinIO) answers to plain http.
 const errHTTPSServer = "Client sent an HTTP request to an HTTPS server"
 
-// connectionHint explains the failures that make every request to the
+// ConnectionHint explains the failures that make every request to the
 // endpoint fail the same way: an untrusted, expired or misnamed server
 // certificate, or http and https mixed up. ok is false for anything else.
-func connectionHint(err error, cfg S3Config, caFile string) (hint string, ok bool) {
+func ConnectionHint(err error, cfg S3Config, caFile string) (hint string, ok bool) {
 	var (
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError

@@ -318,7 +318,7 @@ func TestInitErrors(t *testing.T) {
 		{"wrong endpoint", initRootEnv(m), s3url(fresh, closed),
 			"nixpushd: init: cannot connect to the S3 server " + closed + " (connection refused): check endpoint= in --to"},
 		{"https to an http server", initRootEnv(m), strings.TrimSuffix(s3url(fresh, m.Endpoint), "&scheme=http"),
-			"nixpushd: init: the S3 server " + m.Endpoint + " speaks plain HTTP: add scheme=http to --to"},
+			"nixpushd: init: " + m.Endpoint + " speaks plain http, not https: add &scheme=http to the --to URL"},
 		{"a bucket of someone else", []string{"AWS_ACCESS_KEY_ID=" + stranger, "AWS_SECRET_ACCESS_KEY=" + strangerSecret}, s3url(taken, m.Endpoint),
 			"nixpushd: init: the admin credentials (" + stranger + ", from AWS_ACCESS_KEY_ID) may not use bucket " + taken + " (another account's bucket"},
 		{"not a MinIO admin", []string{"AWS_ACCESS_KEY_ID=" + user, "AWS_SECRET_ACCESS_KEY=" + userSecret}, s3url(fresh, m.Endpoint),

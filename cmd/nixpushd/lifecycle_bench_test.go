@@ -58,11 +58,18 @@ in [ top ] ++ mid ++ leaf
 // yields; builtins.toFile adds them to the store as it goes.
 func lbEval(b testing.TB, expr string, extra ...string) []string {
 	b.Helper()
+	return lbEvalSeed(b, fmt.Sprintf("lb-%d", time.Now().UnixNano()), expr, extra...)
+}
+
+// lbEvalSeed is lbEval with a fixed seed: the paths made by an earlier
+// run are still in the store (until a Nix gc), and evaluating again only
+// lists them, in seconds rather than minutes for 100,000 paths.
+func lbEvalSeed(b testing.TB, seed, expr string, extra ...string) []string {
+	b.Helper()
 	file := filepath.Join(b.TempDir(), "default.nix")
 	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	seed := fmt.Sprintf("lb-%d", time.Now().UnixNano())
 	args := append([]string{"--read-write-mode", "--eval", "--strict", "--json", file, "--argstr", "seed", seed}, extra...)
 	var paths []string
 	if err := json.Unmarshal(testenv.Nix(b, "nix-instantiate", args...), &paths); err != nil {
