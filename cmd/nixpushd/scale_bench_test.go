@@ -50,7 +50,7 @@ func BenchmarkSmallPaths5000(b *testing.B) {
 
 		// The daemon, watching while a fresh DAG is registered.
 		dc := m.NewCache(b, "")
-		d := startDaemonProc(b, writerEnv(dc), "", append(s3Args(dc, secret), "--watch-store", "--reconcile-interval", "1h")...)
+		d := startDaemonProc(b, writerEnv(dc), "", append(s3Args(dc, secret), "--watch-store", "--reconcile-interval", "1h", "--log-level", "info")...) // info: what a user runs
 		time.Sleep(time.Second)
 		cpu0 := procCPU(b, d.cmd.Process.Pid)
 		start := time.Now()
