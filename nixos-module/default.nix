@@ -760,6 +760,12 @@ in
         ];
         # `nix path-info`, the fallback when the Nix database cannot be read.
         path = [ config.nix.package ];
+        # A daemon that keeps failing at start (a bad key file, a typo in
+        # extraArgs) ends up "failed" instead of restarting forever.
+        unitConfig = {
+          StartLimitIntervalSec = "5min";
+          StartLimitBurst = 10;
+        };
 
         serviceConfig = {
           Type = "notify";

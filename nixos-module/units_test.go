@@ -171,6 +171,11 @@ func TestExampleUnitsMatchModule(t *testing.T) {
 	}
 
 	unit := svc["Unit"]
+	for _, key := range []string{"StartLimitIntervalSec", "StartLimitBurst"} {
+		if f, m := strings.Join(unit[key], ""), unitValue(s.UnitConfig, key); f == "" || f != m {
+			t.Errorf("nixpushd.service %s = %q, module %q (both must set it)", key, f, m)
+		}
+	}
 	if d := strings.Join(unit["Description"], ""); d != s.Description {
 		t.Errorf("Description %q, module %q", d, s.Description)
 	}
