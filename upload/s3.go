@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -446,6 +447,15 @@ func (s *S3) wrap(op, key string, err error) error {
 	}
 	if hint != "" {
 		return &PermanentError{Err: fmt.Errorf("%s: %w (%s)", where, err, hint), Config: true}
+	}
+	// A server that is down or restarting may come back: retried, but
+	// the message says where to look if it does not.
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%s: %w (nothing listens there: check endpoint= in the URL and that the S3 server is running)", where, err)
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return fmt.Errorf("%s: %w (unknown host: check endpoint= in the URL)", where, err)
 	}
 	return fmt.Errorf("%s: %w", where, err)
 }

@@ -3,6 +3,7 @@ package upload
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -101,5 +102,33 @@ func TestRoleSessionRenewed(t *testing.T) {
 	defer mu.Unlock()
 	if len(tokens) < 2 || tokens[len(tokens)-1] != "session-2" {
 		t.Errorf("session tokens sent: %q, want session-1 then session-2", tokens)
+	}
+}
+
+// A server that is not there may be restarting: retried, not a
+// configuration error, but the message says where to look.
+func TestS3UnreachableHints(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	for _, tc := range []struct{ endpoint, want string }{
+		{closed, "nothing listens there: check endpoint= in the URL and that the S3 server is running"},
+		{"no-such-host.invalid", "unknown host: check endpoint= in the URL"},
+	} {
+		s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: tc.endpoint, Scheme: "http"},
+			Options{Env: map[string]string{"AWS_ACCESS_KEY_ID": "w", "AWS_SECRET_ACCESS_KEY": "s"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Exists(t.Context(), "nix-cache-info")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to say %q", tc.endpoint, err, tc.want)
+		}
+		if IsPermanent(err) {
+			t.Errorf("%s: an unreachable server must be retried: %v", tc.endpoint, err)
+		}
 	}
 }
