@@ -1,4 +1,6 @@
-GO ?= go
+# `sudo make run` runs with sudo's secure_path, which lacks Go's usual
+# /usr/local/go/bin: look there too.
+GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: all build run test deps bench fuzz
