@@ -395,11 +395,13 @@ func boot(t *testing.T, lower, upper, work string) *machine {
 		}
 	}
 	// systemctl needs PID 1's private socket, which comes a moment after
-	// the process.
+	// the process: until then it says "offline" (or fails to connect),
+	// sooner on a loaded machine than systemd is up.
 	var out string
-	waitFor(t, 30*time.Second, "systemd's private socket", func() (bool, string) {
+	waitFor(t, 60*time.Second, "systemd's private socket", func() (bool, string) {
 		out, err = m.run(90*time.Second, "systemctl", "is-system-running", "--wait")
-		return err == nil || !strings.Contains(err.Error(), "Failed to connect"), fmt.Sprint(err)
+		up := strings.TrimSpace(out) != "offline" && (err == nil || !strings.Contains(err.Error(), "Failed to connect"))
+		return up, fmt.Sprint(strings.TrimSpace(out), " ", err)
 	})
 	if state := strings.TrimSpace(out); state != "running" {
 		failed, _ := m.run(30*time.Second, "systemctl", "--failed", "--no-pager")
