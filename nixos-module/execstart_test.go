@@ -371,7 +371,7 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"status-group", "adm"},
 			{"metrics-listen", "127.0.0.1:9101"},
 		},
-		"pins":   {{"pin", "a.b_c-1=" + pinTricky + ",system=/run/current-system"}},
+		"pins": {{"pin", "a.b_c-1=" + pinTricky + ",system=/run/current-system"}},
 		"gc": {
 			{"to", fullURL + "&region=" + fullRegion},
 			{"pin", "system=/run/current-system"},
