@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/internal/testenv"
+	"github.com/nixpushd/nixpushd/provision"
 )
 
 // ---------------------------------------------------------------- parsing
@@ -471,29 +472,10 @@ func (e *readmeEnv) runShell(t *testing.T, text string, extraEnv ...string) (std
 
 // --------------------------------------------------------------- the seeds
 
-// seedPolicy is nix-cache-write.json as the seed guides write it
-// (../shared/seeds/*.txt), checked against them when they are there.
-const seedPolicy = `{
-  "Id": "AuthenticatedWrite",
-  "Version": "2012-10-17",
-  "Statement": [
-    {
-      "Sid": "AuthenticatedWrite",
-      "Action": [
-        "s3:AbortMultipartUpload",
-        "s3:GetBucketLocation",
-        "s3:GetObject",
-        "s3:ListBucket",
-        "s3:ListBucketMultipartUploads",
-        "s3:ListMultipartUploadParts",
-        "s3:PutObject"
-      ],
-      "Effect": "Allow",
-      "Resource": ["arn:aws:s3:::nix-cache", "arn:aws:s3:::nix-cache/*"],
-      "Principal": "nixbuilder"
-    }
-  ]
-}`
+// seedPolicy is nix-cache-write.json as the seed guides write it:
+// provision.WriterPolicy, which provision's tests hold to the seeds' text,
+// and which is checked here against the guides when they are there.
+var seedPolicy = string(provision.WriterPolicy("nix-cache", "nixbuilder"))
 
 func jsonValue(t *testing.T, what, s string) any {
 	t.Helper()
