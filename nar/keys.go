@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -56,21 +55,30 @@ func ParseSecretKey(s string) (*SecretKey, error) {
 	return &SecretKey{Name: name, Key: key}, nil
 }
 
-// LoadSecretKeyFile reads and parses a secret key file.
+// LoadSecretKeyFile reads and parses a secret key file. Its errors name
+// the file and what is wrong with it; how to fix it is the caller's to
+// say (a command that writes the file would overwrite a public key given
+// by mistake).
 func LoadSecretKeyFile(path string) (*SecretKey, error) {
-	howto := fmt.Sprintf("create one with `nix key generate-secret --key-name NAME > %s`", path)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("nar: secret key file %s does not exist; %s", path, howto)
-		}
-		return nil, fmt.Errorf("nar: reading secret key file: %w; %s", err, howto)
+		return nil, fmt.Errorf("nar: secret key file: %w", err)
 	}
 	k, err := ParseSecretKey(string(b))
 	if err != nil {
-		return nil, fmt.Errorf("nar: secret key file %s: %s; %s", path, strings.TrimPrefix(err.Error(), "nar: "), howto)
+		if pk, perr := ParsePublicKey(string(b)); perr == nil {
+			return nil, &PublicKeyError{Path: path, Name: pk.Name}
+		}
+		return nil, fmt.Errorf("nar: secret key file %s: %s", path, strings.TrimPrefix(err.Error(), "nar: "))
 	}
 	return k, nil
+}
+
+// PublicKeyError is a public key found where a secret key was expected.
+type PublicKeyError struct{ Path, Name string }
+
+func (e *PublicKeyError) Error() string {
+	return fmt.Sprintf("nar: secret key file %s holds the public key %s, not a secret key", e.Path, e.Name)
 }
 
 // ParsePublicKey parses "name:base64(32 bytes)".

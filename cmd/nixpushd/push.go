@@ -392,16 +392,7 @@ func (o *targetOptions) signingKey(log *slog.Logger) (*nar.SecretKey, error) {
 // loadSecretKey reads a secret key, with a hint that never suggests
 // writing over the file given (it may be the public key).
 func loadSecretKey(file string) (*nar.SecretKey, error) {
-	b, err := os.ReadFile(file)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("--secret-key-file %s does not exist; create it with %s", file, keyHowto(file))
-	case errors.Is(err, os.ErrPermission):
-		return nil, fmt.Errorf("--secret-key-file %s: permission denied (it should be readable by the user running nixpushd only)", file)
-	case err != nil:
-		return nil, fmt.Errorf("--secret-key-file %s: %w", file, err)
-	}
-	k, err := nar.ParseSecretKey(string(b))
+	k, err := nar.LoadSecretKeyFile(file)
 	if err == nil {
 		return k, nil
 	}
@@ -409,10 +400,17 @@ func loadSecretKey(file string) (*nar.SecretKey, error) {
 	if other == filepath.Clean(file) {
 		other += ".new"
 	}
-	if pk, perr := nar.ParsePublicKey(string(b)); perr == nil {
-		return nil, fmt.Errorf("--secret-key-file %s holds the public key %s, not a secret key: give the file that 'nix key generate-secret' wrote, or make a new key pair with %s", file, pk.Name, keyHowto(other))
+	var pke *nar.PublicKeyError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("--secret-key-file %s does not exist; create it with %s", file, keyHowto(file))
+	case errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("--secret-key-file %s: permission denied (it should be readable by the user running nixpushd only)", file)
+	case errors.As(err, &pke):
+		return nil, fmt.Errorf("--secret-key-file %s holds the public key %s, not a secret key: give the file that 'nix key generate-secret' wrote, or make a new key pair with %s", file, pke.Name, keyHowto(other))
 	}
-	return nil, fmt.Errorf("--secret-key-file %s: %s; give the file that 'nix key generate-secret' wrote, or make a new one with %s", file, strings.TrimPrefix(err.Error(), "nar: "), keyHowto(other))
+	msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "nar: "), "secret key file ")
+	return nil, fmt.Errorf("--secret-key-file %s; give the file that 'nix key generate-secret' wrote, or make a new one with %s", msg, keyHowto(other))
 }
 
 // ensureDefaultKey creates the state directory's signing key (and its
