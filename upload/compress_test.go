@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -254,4 +255,55 @@ func BenchmarkXZSettings(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(data))/float64(n), "ratio")
 	})
+}
+
+// A small NAR is encoded with a dictionary sized to it: the stream is as
+// small as the preset's own (only the header's dictionary size differs),
+// xz decodes it, and says the dictionary is the input's size, not the
+// preset's megabytes that liblzma would allocate and clear for it.
+func TestXZDictionarySizedToInput(t *testing.T) {
+	xzBin := testenv.LookPath(t, "xz", "install xz-utils (.ci/install-deps does)")
+	if !loadLiblzma() {
+		testenv.Unavailable(t, "liblzma.so.5 not loaded: install liblzma5 and a C compiler (.ci/install-deps does)")
+	}
+	for _, tc := range []struct {
+		size, preset int
+		dict         string
+	}{
+		{600, 0, "4 KiB"},
+		{5000, 6, "8 KiB"},
+		{70000, 2, "128 KiB"},
+		{1<<20 + 1, 6, "2 MiB"},
+		{3 << 20, 1, "1 MiB"}, // the preset's own: never larger
+	} {
+		data := corpus(tc.size, uint64(tc.size))
+		ours, err := lzmaEncode(tc.preset, data, make([]byte, lzmaBound(len(data))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		easy, err := lzmaEncodePreset(tc.preset, data, make([]byte, lzmaBound(len(data))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ours) != len(easy) {
+			t.Errorf("%d bytes at preset %d: %d compressed bytes, the preset's own dictionary gives %d", tc.size, tc.preset, len(ours), len(easy))
+		}
+		cmd := exec.Command(xzBin, "-d", "-c")
+		cmd.Stdin = bytes.NewReader(ours)
+		if got, err := cmd.Output(); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("xz -d of %d bytes: %v (%d bytes back)", tc.size, err, len(got))
+		}
+		f := filepath.Join(t.TempDir(), "x.xz")
+		os.WriteFile(f, ours, 0o644)
+		out, err := exec.Command(xzBin, "-lvv", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("xz -lvv: %v\n%s", err, out)
+		}
+		if want := "Memory needed:"; !strings.Contains(string(out), want) {
+			t.Fatalf("xz -lvv says no %q:\n%s", want, out)
+		}
+		if want := "dict=" + strings.ReplaceAll(tc.dict, " ", ""); !strings.Contains(string(out), want) {
+			t.Errorf("%d bytes: xz -lvv does not show %s:\n%s", tc.size, want, out)
+		}
+	}
 }
