@@ -1,12 +1,17 @@
 package upload
 
 import (
+	"bytes"
+	"crypto/md5"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -297,4 +302,47 @@ func FuzzParseS3URL(f *testing.F) {
 			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, cfg, cfg.String(), again, err)
 		}
 	})
+}
+
+// A small object over plain http goes as one unsigned body with a
+// Content-MD5, not minio-go's chunk-signed stream: that framing cost
+// more CPU than the rest of a tiny NAR's request.
+func TestSmallPutUnsignedWithMD5(t *testing.T) {
+	clearAWSEnv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "writer")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "writer-secret")
+	type seen struct {
+		sha, md5, enc string
+		body          []byte
+	}
+	var mu sync.Mutex
+	var puts []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			puts = append(puts, seen{r.Header.Get("X-Amz-Content-Sha256"), r.Header.Get("Content-Md5"), r.Header.Get("Content-Encoding"), b})
+			mu.Unlock()
+			w.Header().Set("ETag", `"e"`)
+		}
+	}))
+	defer srv.Close()
+	s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: "http", Region: "us-east-1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("StorePath: /nix/store/x\n")
+	if err := s.Put(t.Context(), "x.narinfo", bytes.NewReader(body), int64(len(body)), TypeNarInfo); err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum(body)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(puts) != 1 {
+		t.Fatalf("%d PUTs, want 1", len(puts))
+	}
+	p := puts[0]
+	if p.sha != "UNSIGNED-PAYLOAD" || p.md5 != base64.StdEncoding.EncodeToString(sum[:]) || !bytes.Equal(p.body, body) || strings.Contains(p.enc, "aws-chunked") {
+		t.Errorf("PUT sent X-Amz-Content-Sha256 %q, Content-MD5 %q, Content-Encoding %q, body %q; want UNSIGNED-PAYLOAD, the body's MD5, the plain body", p.sha, p.md5, p.enc, p.body)
+	}
 }
