@@ -111,9 +111,9 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 // would skip anyway: derivations, include/exclude, paths signed by an
 // upstream key, and (from the watcher and reconcile) signed paths Nix did
 // not build here — substituted or copied in. What cannot be looked up now
-// is kept: processBatch decides later.
+// is kept, for processBatch to decide, except the watcher's candidates,
+// which are only kept once the database says they are valid.
 func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) []string {
-	keep := paths[:0:0]
 	var named []string
 	for _, p := range paths {
 		if reason := d.cfg.Filter(p, nil); reason != "" {
@@ -126,13 +126,26 @@ func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) [
 		return nil
 	}
 	valid, err := d.st.ValidPaths(ctx, named)
-	if err != nil {
-		return named
+	if err == nil {
+		var infos []*store.PathInfo
+		if infos, err = d.st.PathInfos(ctx, valid); err == nil {
+			return d.keepBuiltHere(named, infos, source)
+		}
 	}
-	infos, err := d.st.PathInfos(ctx, valid)
-	if err != nil {
-		return named
+	if source == "watch" {
+		// The watcher's paths are only candidates (a failed build
+		// removes its lock too): without the database's word, none is
+		// recorded, and reconcile finds the valid ones later.
+		d.log.Warn("checking new store paths; reconcile will catch them", "err", err)
+		return nil
 	}
+	return named
+}
+
+// keepBuiltHere is prefilter's second half: infos are the valid paths
+// among named.
+func (d *Daemon) keepBuiltHere(named []string, infos []*store.PathInfo, source string) []string {
+	keep := named[:0:0]
 	known := make(map[string]bool, len(infos))
 	for _, pi := range infos {
 		known[pi.Path] = true
@@ -148,6 +161,9 @@ func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) [
 			continue
 		}
 		keep = append(keep, pi.Path)
+	}
+	if source == "watch" {
+		return keep // a lock removed without a registration: a failed build
 	}
 	for _, p := range named {
 		if !known[p] {
@@ -347,6 +363,12 @@ func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 	for i, it := range items {
 		paths[i] = it.Path
 	}
+	// The common case first: every root is valid and still wanted, and
+	// the closure's query reads the roots' infos too.
+	if closure, err := d.st.Closure(ctx, paths); err == nil && d.allWanted(items, closure) {
+		d.pushClosure(ctx, start, items, closure)
+		return
+	}
 	valid, err := d.st.ValidPaths(ctx, paths)
 	if err != nil {
 		d.retryAll(ctx, items, err)
@@ -406,6 +428,32 @@ func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 		d.retryAll(ctx, roots, err)
 		return
 	}
+	d.pushClosure(ctx, start, roots, closure)
+}
+
+// allWanted reports whether no root of items is filtered out now (the
+// configuration or a path's signatures may have changed since enqueue).
+func (d *Daemon) allWanted(items []queue.Item, closure []*store.PathInfo) bool {
+	sigs := make(map[string][]string, len(items))
+	for _, it := range items {
+		sigs[it.Path] = nil
+	}
+	for _, pi := range closure {
+		if _, ok := sigs[pi.Path]; ok {
+			sigs[pi.Path] = pi.Sigs
+		}
+	}
+	for _, it := range items {
+		if d.cfg.Filter(it.Path, sigs[it.Path]) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// pushClosure uploads closure, the closure of roots, and records each
+// root's outcome.
+func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue.Item, closure []*store.PathInfo) {
 	res, err := d.p.Push(ctx, closure)
 	d.mu.Lock()
 	d.uploaded += res.Uploaded

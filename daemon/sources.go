@@ -92,12 +92,9 @@ func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow ch
 				paths = append(paths, p)
 			}
 			clear(pending)
-			valid, err := d.st.ValidPaths(ctx, paths)
-			if err != nil {
-				d.log.Warn("checking new store paths; reconcile will catch them", "err", err)
-				continue
-			}
-			if _, err := d.Enqueue(ctx, valid, "watch"); err != nil {
+			// Enqueue's prefilter drops the paths that are not valid: a
+			// failed build removes its lock too.
+			if _, err := d.Enqueue(ctx, paths, "watch"); err != nil {
 				d.log.Error("enqueue from store watcher; reconcile will catch them", "err", err)
 			}
 		}
