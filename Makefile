@@ -37,3 +37,12 @@ test: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./cmd/nixpushd/
 	$(GO) test -run '^$$' -bench . ./nar/ ./upload/ ./store/
+
+# Every fuzz target for FUZZTIME each (the seed corpora also run in `test`).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "$$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,21 +62,23 @@ type Deleter interface {
 var ErrNotFound = errors.New("object not found")
 
 func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if obj.Err != nil {
-			return s.wrap("list", prefix+"*", obj.Err)
-		}
-		if err := fn(ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+	return s.list(ctx, prefix, true, fn)
 }
 
 func (s *S3) ListRoot(ctx context.Context, fn func(ObjectInfo) error) error {
-	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Recursive: false}) {
+	return s.list(ctx, "", false, fn)
+}
+
+// list lists through listFast when the server allows it, else through
+// minio-go. Objects whose key ends in "/" (directory markers) are left out.
+func (s *S3) list(ctx context.Context, prefix string, recursive bool, fn func(ObjectInfo) error) error {
+	fast := !s.slowList.Load()
+	if ran, err := s.listFast(ctx, prefix, recursive, fn); ran {
+		return err
+	}
+	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: recursive}) {
 		if obj.Err != nil {
-			return s.wrap("list", "*", obj.Err)
+			return s.wrap("list", prefix+"*", obj.Err)
 		}
 		if strings.HasSuffix(obj.Key, "/") {
 			continue // a "directory": nar/, locks/, pins/
@@ -83,6 +86,11 @@ func (s *S3) ListRoot(ctx context.Context, fn func(ObjectInfo) error) error {
 		if err := fn(ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}); err != nil {
 			return err
 		}
+	}
+	if fast && ctx.Err() == nil {
+		// Only the presigned way was refused: keep to this one.
+		s.slowList.Store(true)
+		slog.Debug("the S3 server refuses presigned listings; listing through minio-go", "target", s.cfg.String())
 	}
 	return ctx.Err()
 }

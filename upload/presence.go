@@ -275,8 +275,9 @@ func (pr *probe) wait(ctx context.Context) (bool, error) {
 
 // listPerCheck is how many listed objects cost the client's CPU what
 // one existence request does (signing, HTTP, parsing): a listing answers
-// keys at most this many times more numerous than itself.
-const listPerCheck = 20
+// keys at most this many times more numerous than itself. Measured
+// against MinIO: a HEAD costs ~175 µs, a listed object ~4 µs (listv2.go).
+const listPerCheck = 40
 
 // errEnough stops a listing that costs more than the checks it replaces.
 var errEnough = errors.New("listing longer than the checks it would save")

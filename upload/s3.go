@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -107,6 +108,10 @@ type S3 struct {
 	creds      *credentials.Credentials
 	refreshes  bool // creds are role sessions that renew themselves
 	caFile     string
+
+	httpc    *http.Client // listings through presigned URLs (listv2.go)
+	slowList atomic.Bool  // the server refused them: use minio-go's
+	pageSize int          // keys per listing page; 1000, less in tests
 }
 
 // Instance-metadata lookups are variables for tests. The probe is
@@ -312,7 +317,8 @@ func NewS3(ctx context.Context, cfg S3Config, o Options) (*S3, error) {
 	}
 	slog.Debug("S3 credentials", "target", cfg.String(), "from", source)
 	return &S3{cfg: cfg, client: client, big: big, credSource: source, creds: creds,
-		refreshes: source == srcIMDS || source == srcECS || source == srcWebIdentity, caFile: o.CAFile}, nil
+		refreshes: source == srcIMDS || source == srcECS || source == srcWebIdentity, caFile: o.CAFile,
+		httpc: &http.Client{Transport: transport}, pageSize: 1000}, nil
 }
 
 // CredentialSource says where the credentials came from, e.g.
