@@ -31,6 +31,10 @@ func OpenDB(path string) (*DB, error) {
 		return nil, fmt.Errorf("open Nix database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(maxConns)
+	// Keep them all: a new connection reads the schema again and starts
+	// with an empty page cache. Idle ones hold no read snapshot.
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	var n int
 	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'ValidPaths'`).Scan(&n); err != nil || n != 1 {
 		db.Close()
