@@ -346,3 +346,57 @@ func TestSmallPutUnsignedWithMD5(t *testing.T) {
 		t.Errorf("PUT sent X-Amz-Content-Sha256 %q, Content-MD5 %q, Content-Encoding %q, body %q; want UNSIGNED-PAYLOAD, the body's MD5, the plain body", p.sha, p.md5, p.enc, p.body)
 	}
 }
+
+// Bursts of --io-jobs requests reuse the connections of the last burst
+// instead of dialling again (minio-go's transport kept only 16 idle).
+func TestBurstsReuseConnections(t *testing.T) {
+	clearAWSEnv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "writer")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "writer-secret")
+	var conns atomic.Int64
+	var mu sync.Mutex
+	release := make(chan struct{})
+	inFlight := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hold each burst until all of it has arrived, so that it
+		// really needs DefaultIOJobs connections at once.
+		mu.Lock()
+		ch := release
+		if inFlight++; inFlight == DefaultIOJobs {
+			close(ch)
+		}
+		mu.Unlock()
+		<-ch
+		w.WriteHeader(http.StatusNotFound) // a HEAD's "no such key"
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: "http", Region: "us-east-1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for burst := range 3 {
+		mu.Lock()
+		release, inFlight = make(chan struct{}), 0
+		mu.Unlock()
+		var wg sync.WaitGroup
+		for i := range DefaultIOJobs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Exists(t.Context(), fmt.Sprintf("%d-%d.narinfo", burst, i)); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if n := conns.Load(); n > DefaultIOJobs+2 {
+		t.Errorf("3 bursts of %d requests opened %d connections, want about %d (reused)", DefaultIOJobs, n, DefaultIOJobs)
+	}
+}

@@ -23,6 +23,11 @@ func HTTPTransport(caFile string) (*http.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	// minio-go keeps 16 idle connections per host, fewer than the
+	// requests nixpushd has in flight (--io-jobs, 32): each lull closed
+	// the rest, and the next burst dialled (and over https, shook hands)
+	// again, on both sides.
+	t.MaxIdleConnsPerHost = t.MaxIdleConns
 	if caFile == "" {
 		return t, nil
 	}
