@@ -208,7 +208,9 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, x *dae
 	if ln != nil {
 		defer ln.Close()
 	}
-	d := daemon.New(c, q, st, p, log)
+	// Each build's closure repeats most of the last one's: read it from
+	// the database once per pusher TTL, not once per batch.
+	d := daemon.New(c, q, store.NewCached(st, upload.DefaultPresenceTTL, 50_000), p, log)
 	if c.MetricsListen != "" {
 		// Listen first: a taken port fails the start with one clear line.
 		mln, err := metrics.Listen(c.MetricsListen)
