@@ -401,7 +401,14 @@ func (s *S3) Put(ctx context.Context, key string, body io.Reader, size int64, co
 		// Content-MD5 the server checks. Nix checks the NAR against the
 		// signed narinfo anyway.
 		opts.DisableContentSha256 = true
-		opts.SendContentMd5 = s.cfg.Scheme == "http"
+		opts.SendContentMd5 = true
+		if size <= smallNAR {
+			// Seen as a plain reader, a small body is read into one
+			// buffer of its size, hashed and sent from it; as a ReaderAt
+			// it would go through 32 KiB copy buffers, zeroed for every
+			// request.
+			body = struct{ io.Reader }{body}
+		}
 	}
 	_, err := client.PutObject(ctx, s.cfg.Bucket, key, body, size, opts)
 	if err != nil {
