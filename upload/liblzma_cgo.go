@@ -40,12 +40,13 @@ static int nixpushd_lzma_open(const char *path) {
 }
 
 // nixpushd_lzma_encode_dict is preset's LZMA2 with the dictionary cut to
-// dict bytes: for an input no larger than dict the stream decodes the
-// same and compresses as well, but the encoder's tables, which liblzma
-// allocates and clears for every stream, are sized to the input.
+// dict bytes (0: the preset's own): for an input no larger than dict the
+// stream decodes the same and compresses as well, but the encoder's
+// tables, which liblzma allocates and clears for every stream, are sized
+// to the input.
 static int nixpushd_lzma_encode_dict(uint32_t preset, uint32_t dict, const uint8_t *in, size_t in_size,
 		uint8_t *out, size_t *out_pos, size_t out_size) {
-	if (!nixpushd_preset || !nixpushd_filters)
+	if (dict == 0 || !nixpushd_preset || !nixpushd_filters)
 		return nixpushd_encode(preset, 4, NULL, in, in_size, out, out_pos, out_size);
 	uint64_t opts[32] = {0}; // room for lzma_options_lzma (112 bytes in 5.x)
 	if (nixpushd_preset(opts, preset)) return -3;
@@ -53,11 +54,6 @@ static int nixpushd_lzma_encode_dict(uint32_t preset, uint32_t dict, const uint8
 	if (dict < *dict_size) *dict_size = dict;
 	nixpushd_filter f[2] = {{0x21, opts}, {UINT64_MAX, NULL}}; // LZMA_FILTER_LZMA2, LZMA_VLI_UNKNOWN
 	return nixpushd_filters(f, 4, NULL, in, in_size, out, out_pos, out_size); // 4: LZMA_CHECK_CRC64
-}
-
-static int nixpushd_lzma_encode_easy(uint32_t preset, const uint8_t *in, size_t in_size,
-		uint8_t *out, size_t *out_pos, size_t out_size) {
-	return nixpushd_encode(preset, 4, NULL, in, in_size, out, out_pos, out_size);
 }
 
 static size_t nixpushd_lzma_bound(size_t n) { return nixpushd_bound(n); }
@@ -111,32 +107,26 @@ func dictFor(n int) int {
 // lzmaEncode compresses in as one complete .xz stream into out, which must
 // have capacity lzmaBound(len(in)), and returns the used part of out.
 func lzmaEncode(preset int, in, out []byte) ([]byte, error) {
-	out = out[:cap(out)]
-	var inPtr *C.uint8_t
-	if len(in) > 0 {
-		inPtr = (*C.uint8_t)(unsafe.Pointer(&in[0]))
-	}
-	var pos C.size_t
-	ret := C.nixpushd_lzma_encode_dict(C.uint32_t(preset), C.uint32_t(dictFor(len(in))), inPtr, C.size_t(len(in)),
-		(*C.uint8_t)(unsafe.Pointer(&out[0])), &pos, C.size_t(len(out)))
-	if ret != 0 {
-		return nil, fmt.Errorf("liblzma: encoding returned %d", int(ret))
-	}
-	return out[:pos], nil
+	return lzmaEncodeDict(preset, dictFor(len(in)), in, out)
 }
 
 // lzmaEncodePreset is lzmaEncode with the preset's own dictionary
 // (lzma_easy_buffer_encode), for comparison in tests.
 func lzmaEncodePreset(preset int, in, out []byte) ([]byte, error) {
+	return lzmaEncodeDict(preset, 0, in, out)
+}
+
+func lzmaEncodeDict(preset, dict int, in, out []byte) ([]byte, error) {
 	out = out[:cap(out)]
 	var inPtr *C.uint8_t
 	if len(in) > 0 {
 		inPtr = (*C.uint8_t)(unsafe.Pointer(&in[0]))
 	}
 	var pos C.size_t
-	if ret := C.nixpushd_lzma_encode_easy(C.uint32_t(preset), inPtr, C.size_t(len(in)),
-		(*C.uint8_t)(unsafe.Pointer(&out[0])), &pos, C.size_t(len(out))); ret != 0 {
-		return nil, fmt.Errorf("liblzma: lzma_easy_buffer_encode returned %d", int(ret))
+	ret := C.nixpushd_lzma_encode_dict(C.uint32_t(preset), C.uint32_t(dict), inPtr, C.size_t(len(in)),
+		(*C.uint8_t)(unsafe.Pointer(&out[0])), &pos, C.size_t(len(out)))
+	if ret != 0 {
+		return nil, fmt.Errorf("liblzma: encoding returned %d", int(ret))
 	}
 	return out[:pos], nil
 }
