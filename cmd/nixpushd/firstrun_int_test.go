@@ -314,24 +314,7 @@ func TestFirstRunDegraded(t *testing.T) {
 	cache := m.NewCache(t, "degraded")
 	cl := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1, ExtraLeaves: 2})
 
-	dir := t.TempDir()
-	notifyPath := filepath.Join(dir, "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	statuses := &syncBuffer{}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			statuses.Write(append(buf[:n:n], '\n'))
-		}
-	}()
+	notifyPath, statuses := listenNotify(t, t.TempDir())
 	d := startDaemonProc(t, []string{"NOTIFY_SOCKET=" + notifyPath, "AWS_ACCESS_KEY_ID=" + cache.AccessKey, "AWS_SECRET_ACCESS_KEY=wrong-secret"},
 		"", "--to", cache.S3URL, "--watch-store=false", "--max-retry-delay", "1s", "--log-level", "info")
 	for _, p := range append([]string{cl.Top, cl.Mid}, cl.Extra...) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,23 +18,7 @@ import (
 // WATCHDOG=1 when WATCHDOG_USEC is set, STOPPING=1 and exit 0 on SIGTERM.
 func TestDaemonSdNotify(t *testing.T) {
 	dir := t.TempDir()
-	notifyPath := filepath.Join(dir, "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msgs := make(chan string, 1000)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
+	notifyPath, msgs := listenNotify(t, dir)
 	cmd := exec.Command(bin, "daemon", "--state-dir", dir, "--socket", filepath.Join(dir, "s.sock"),
 		"--to", "file://"+filepath.Join(dir, "cache"), "--watch-store=false")
 	cmd.Env = append(cleanEnv(), "NOTIFY_SOCKET="+notifyPath, "WATCHDOG_USEC=600000")
@@ -42,23 +27,15 @@ func TestDaemonSdNotify(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
 	wait := func(prefix string) {
 		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for {
-			for k := range seen {
-				if strings.HasPrefix(k, prefix) {
-					return
-				}
-			}
-			select {
-			case m := <-msgs:
-				seen[m] = true
-			case <-deadline:
+		deadline := time.Now().Add(20 * time.Second)
+		for !slices.ContainsFunc(strings.Split(msgs.String(), "\n"), func(m string) bool { return strings.HasPrefix(m, prefix) }) {
+			if time.Now().After(deadline) {
 				cmd.Process.Kill()
-				t.Fatalf("no %s message; got %v\n%s", prefix, seen, out.String())
+				t.Fatalf("no %s message; got %q\n%s", prefix, msgs.String(), out.String())
 			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	wait("READY=1")
@@ -69,6 +46,30 @@ func TestDaemonSdNotify(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
 	}
+}
+
+// listenNotify is a fake systemd notify socket in dir: it returns the path
+// for NOTIFY_SOCKET and the datagrams received, one per line.
+func listenNotify(t *testing.T, dir string) (string, *syncBuffer) {
+	t.Helper()
+	path := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	msgs := &syncBuffer{}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs.Write(append(buf[:n:n], '\n'))
+		}
+	}()
+	return path, msgs
 }
 
 // Socket activation: the daemon serves on the listener systemd passes as
