@@ -27,9 +27,9 @@ func WriterPolicy(bucket, user string) []byte {
 		Action    []string
 		Effect    string
 		Resource  []string
-		Principal string
+		Principal string `json:",omitempty"`
 	}
-	doc := struct {
+	return mustJSON(struct {
 		Id        string
 		Version   string
 		Statement []statement
@@ -43,32 +43,13 @@ func WriterPolicy(bucket, user string) []byte {
 			Resource:  bucketResources(bucket),
 			Principal: user,
 		}},
-	}
-	return mustJSON(doc)
+	})
 }
 
 // IdentityPolicy is WriterPolicy without the Principal, for servers whose
 // IAM rejects a Principal in a user policy (AWS: "Policy document should
 // not specify a principal").
-func IdentityPolicy(bucket string) []byte {
-	type statement struct {
-		Sid      string
-		Action   []string
-		Effect   string
-		Resource []string
-	}
-	return mustJSON(struct {
-		Id        string
-		Version   string
-		Statement []statement
-	}{
-		Id:      "AuthenticatedWrite",
-		Version: "2012-10-17",
-		Statement: []statement{{
-			Sid: "AuthenticatedWrite", Action: writerActions, Effect: "Allow", Resource: bucketResources(bucket),
-		}},
-	})
-}
+func IdentityPolicy(bucket string) []byte { return WriterPolicy(bucket, "") }
 
 // DownloadPolicy is the bucket policy `mc anonymous set download` sets:
 // anyone may locate and list the bucket and read its objects, nothing
