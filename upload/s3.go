@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -111,7 +112,11 @@ type S3 struct {
 
 	httpc    *http.Client // listings through presigned URLs (listv2.go)
 	slowList atomic.Bool  // the server refused them: use minio-go's
-	pageSize int          // keys per listing page; 1000, less in tests
+	// Object requests of our own (objects.go), and whether the server
+	// refused them.
+	objBase     atomic.Pointer[objBase]
+	slowObjects atomic.Bool
+	pageSize    int // keys per listing page; 1000, less in tests
 }
 
 // Instance-metadata lookups are variables for tests. The probe is
@@ -330,7 +335,17 @@ func (s *S3) CredentialSource() string { return s.credSource }
 func (s *S3) String() string { return s.cfg.String() }
 
 func (s *S3) Exists(ctx context.Context, key string) (bool, error) {
+	r, asked := s.object(ctx, http.MethodHead, key, nil, "")
+	if asked {
+		switch {
+		case r.status == http.StatusOK:
+			return true, nil
+		case r.status == http.StatusNotFound && r.errorCode() != "NoSuchBucket":
+			return false, nil
+		}
+	}
 	_, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
+	s.settle(r, asked, err)
 	if err == nil {
 		return true, nil
 	}
@@ -344,12 +359,22 @@ func (s *S3) Exists(ctx context.Context, key string) (bool, error) {
 }
 
 func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
+	r, asked := s.object(ctx, http.MethodGet, key, nil, "")
+	if asked {
+		switch {
+		case r.status == http.StatusOK:
+			return r.body, nil
+		case r.status == http.StatusNotFound && r.errorCode() == "NoSuchKey":
+			return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
+		}
+	}
 	obj, err := s.client.GetObject(ctx, s.cfg.Bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, s.wrap("get", key, err)
 	}
 	defer obj.Close()
-	b, err := io.ReadAll(io.LimitReader(obj, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(obj, maxObjBody))
+	s.settle(r, asked, err)
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
 			return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
@@ -403,11 +428,7 @@ func (s *S3) Put(ctx context.Context, key string, body io.Reader, size int64, co
 		opts.DisableContentSha256 = true
 		opts.SendContentMd5 = true
 		if size <= smallNAR {
-			// Seen as a plain reader, a small body is read into one
-			// buffer of its size, hashed and sent from it; as a ReaderAt
-			// it would go through 32 KiB copy buffers, zeroed for every
-			// request.
-			body = struct{ io.Reader }{body}
+			return s.putSmall(ctx, key, body, size, opts)
 		}
 	}
 	_, err := client.PutObject(ctx, s.cfg.Bucket, key, body, size, opts)
@@ -422,6 +443,29 @@ func (s *S3) Put(ctx context.Context, key string, body io.Reader, size int64, co
 			}
 			cancel()
 		}
+		return s.wrap("put", key, err)
+	}
+	return nil
+}
+
+// putSmall puts a body of at most smallNAR bytes, read into memory once:
+// through our own request, or minio-go's when that is not answered with
+// success.
+func (s *S3) putSmall(ctx context.Context, key string, body io.Reader, size int64, opts minio.PutObjectOptions) error {
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return fmt.Errorf("put %s: read the body: %w", key, err)
+	}
+	r, asked := s.object(ctx, http.MethodPut, key, buf, opts.ContentType)
+	if asked && r.status == http.StatusOK {
+		return nil
+	}
+	// Seen as a plain reader, the body is hashed and sent from one
+	// buffer; as a ReaderAt it would go through 32 KiB copy buffers,
+	// zeroed for every request.
+	_, err := s.client.PutObject(ctx, s.cfg.Bucket, key, struct{ io.Reader }{bytes.NewReader(buf)}, size, opts)
+	s.settle(r, asked, err)
+	if err != nil {
 		return s.wrap("put", key, err)
 	}
 	return nil
