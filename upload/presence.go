@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,14 @@ type Presence struct {
 	rootCount int // objects at the top of the cache, as last listed (0: unknown)
 	listCur   *listProbe
 	listNext  *listProbe
+	// snap is the last whole listing: a top-level key it lacks was
+	// absent when it was sent, so it answers, present or absent, every
+	// question whose bound it meets. heads counts the existence requests
+	// for top-level keys sent since; once they cost what a listing does,
+	// the next question lists instead (rent or buy), and the askers that
+	// follow share that listing.
+	snap  *listProbe
+	heads int
 }
 
 type listProbe struct {
@@ -151,6 +160,7 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 	lp.at = time.Now()
 	p.listCur = lp
 	sizeHint := p.rootCount + 64
+	p.heads = 0
 	p.mu.Unlock()
 
 	p.listings.Add(1)
@@ -168,11 +178,76 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 	if err == nil {
 		p.rootCount = len(keys)
 		lp.keys = keys
+		p.keepSnap(lp)
 	}
 	p.mu.Unlock()
 	lp.err = err
 	close(lp.done)
 	return lp, err
+}
+
+// keepSnap makes lp the snapshot if it is newer and was sent after the
+// last Reset. p.mu is held.
+func (p *Presence) keepSnap(lp *listProbe) {
+	if lp.at.Before(p.resetAt) || (p.snap != nil && p.snap.at.After(lp.at)) {
+		return
+	}
+	p.snap = lp
+}
+
+// fromListings answers a question about a top-level key from the
+// snapshot, or from a listing in flight or queued, when one meets the
+// bound; or, when the existence requests sent since the last listing
+// cost what a listing does, from a new one. It reports whether it
+// answered. p.mu is held on entry and released when it answers.
+func (p *Presence) fromListings(ctx context.Context, key string, notBefore time.Time) (bool, bool, error) {
+	if p.rl == nil || strings.IndexByte(key, '/') >= 0 {
+		return false, false, nil
+	}
+	if s := p.snap; s != nil {
+		if s.at.After(notBefore) {
+			_, ok := s.keys[key]
+			p.mu.Unlock()
+			p.hits.Add(1)
+			return ok, true, nil
+		}
+		if time.Since(s.at) > p.ttl {
+			p.snap = nil // it answers nothing any more: free it
+		}
+	}
+	join := p.listNext
+	if lp := p.listCur; lp != nil && lp.at.After(notBefore) {
+		join = lp
+	}
+	buy := join == nil && p.rootCount > 0 && (p.heads+1)*listPerCheck >= p.rootCount
+	if join == nil && !buy {
+		p.heads++
+		return false, false, nil
+	}
+	p.mu.Unlock()
+	var lp *listProbe
+	var err error
+	if join != nil {
+		lp, err = join.wait(ctx)
+		if err == nil {
+			p.shared.Add(1)
+		}
+	} else {
+		lp, err = p.listing(ctx, notBefore)
+	}
+	p.mu.Lock()
+	if err != nil {
+		if ctx.Err() != nil {
+			p.mu.Unlock()
+			return false, true, ctx.Err()
+		}
+		p.heads++ // the listing failed: ask the key itself
+		return false, false, nil
+	}
+	_, ok := lp.keys[key]
+	p.remember(key, answer{at: lp.at, ok: ok})
+	p.mu.Unlock()
+	return ok, true, nil
 }
 
 func (lp *listProbe) wait(ctx context.Context) (*listProbe, error) {
@@ -217,6 +292,9 @@ func (p *Presence) check(ctx context.Context, key string, notBefore time.Time) (
 	if pr := p.next[key]; pr != nil {
 		p.mu.Unlock()
 		return p.join(ctx, pr)
+	}
+	if ok, answered, err := p.fromListings(ctx, key, notBefore); answered {
+		return ok, err
 	}
 	pr := &probe{done: make(chan struct{})}
 	p.next[key] = pr
@@ -304,6 +382,7 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 	}
 	start := time.Now()
 	seen := 0
+	all := make(map[string]struct{}, min(known, budget)+64)
 	err := l.ListRoot(ctx, func(o ObjectInfo) error {
 		if seen++; seen > budget {
 			return errEnough
@@ -311,6 +390,7 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 		if _, ok := want[o.Key]; ok {
 			want[o.Key] = true
 		}
+		all[o.Key] = struct{}{}
 		return nil
 	})
 	p.Requests.Add(int64(seen/1000 + 1))
@@ -323,8 +403,12 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 	}
 	p.mu.Lock()
 	p.rootCount = max(seen, 1)
+	p.heads = 0
 	for k, ok := range want {
 		p.remember(k, answer{at: start, ok: ok})
+	}
+	if l == p.rl {
+		p.keepSnap(&listProbe{at: start, keys: all})
 	}
 	p.mu.Unlock()
 	return true, nil
@@ -380,6 +464,7 @@ func (p *Presence) remember(key string, a answer) {
 func (p *Presence) Reset() {
 	p.mu.Lock()
 	clear(p.known)
+	p.snap = nil
 	p.resetAt = time.Now()
 	p.mu.Unlock()
 }

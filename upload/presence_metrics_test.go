@@ -128,3 +128,81 @@ func TestPusherPresenceStats(t *testing.T) {
 		t.Fatalf("after one check: %+v", got)
 	}
 }
+
+// The last listing answers for the keys it lacks as well as those it
+// has, while it meets a question's bound. Once the existence requests
+// sent since cost what a listing does, the next question lists instead
+// (rent or buy). A Reset forgets the listing; so does its age.
+func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		m := newMem()
+		var keys []string
+		for i := range 100 {
+			k := fmt.Sprintf("p%03d.narinfo", i)
+			keys = append(keys, k)
+			m.objects[k] = []byte("x")
+		}
+		heads := func() (n int) {
+			for _, c := range m.exists {
+				n += c
+			}
+			return n
+		}
+		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		if ok, err := p.Prime(ctx, m, keys[:20]); err != nil || !ok {
+			t.Fatalf("Prime: %v %v", ok, err)
+		}
+		for i := range 50 {
+			if ok, err := p.Recent(ctx, fmt.Sprintf("n%03d.narinfo", i)); ok || err != nil {
+				t.Fatalf("absent key: %v %v", ok, err)
+			}
+		}
+		if ok, err := p.Recent(ctx, keys[70]); !ok || err != nil {
+			t.Fatalf("a present key the prime did not ask about: %v %v", ok, err)
+		}
+		if heads() != 0 || m.lists != 1 {
+			t.Fatalf("%d requests and %d listings for keys the listing answers, want 0 and 1", heads(), m.lists)
+		}
+		if _, err := p.Recent(ctx, "nar/x.nar.xz"); err != nil || heads() != 1 {
+			t.Fatalf("a NAR key, which a top-level listing does not hold, must be asked: %d requests, %v", heads(), err)
+		}
+
+		// Questions bound after the listing: 9 are asked one by one, the
+		// 10th lists (10 requests = 100 listed objects), and the listing
+		// answers the next ones.
+		time.Sleep(time.Second)
+		now := time.Now()
+		for i := range 9 {
+			if ok, err := p.Check(ctx, keys[i], now); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+		}
+		if heads() != 10 || m.lists != 1 {
+			t.Fatalf("%d requests, %d listings before the threshold, want 10 and 1", heads(), m.lists)
+		}
+		time.Sleep(time.Millisecond)
+		delete(m.objects, keys[50]) // as another machine's gc would
+		for i := 50; i < 60; i++ {
+			ok, err := p.Check(ctx, keys[i], now)
+			if err != nil || ok != (i != 50) {
+				t.Fatalf("%s: %v %v", keys[i], ok, err)
+			}
+		}
+		if heads() != 10 || m.lists != 2 {
+			t.Fatalf("%d requests, %d listings after the threshold, want 10 and 2", heads(), m.lists)
+		}
+
+		p.Reset()
+		if ok, err := p.Recent(ctx, "n000.narinfo"); ok || err != nil || heads() != 11 {
+			t.Fatalf("after Reset: %v %v, %d requests, want the key asked again", ok, err, heads())
+		}
+		// An hour on, the listing is older than any question accepts.
+		p2 := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		p2.Prime(ctx, m, keys[:20])
+		time.Sleep(time.Hour)
+		if _, err := p2.Recent(ctx, "n001.narinfo"); err != nil || heads() != 12 {
+			t.Fatalf("an expired listing answered: %d requests, %v", heads(), err)
+		}
+	})
+}
