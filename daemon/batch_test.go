@@ -65,6 +65,10 @@ func (s *countingStore) DerivationOutputs(context.Context, string) ([]string, er
 func (s *countingStore) RegisteredSince(context.Context, int64) ([]store.Registered, error) {
 	return nil, nil
 }
+func (s *countingStore) RegisteredAfter(context.Context, int64) ([]store.Registered, error) {
+	return nil, nil
+}
+func (s *countingStore) LastSeq(context.Context) (int64, error) { return 0, nil }
 
 // A batch of valid, wanted roots costs one closure query and no other
 // database read; a batch with a root gone falls back to sorting them out.
@@ -132,4 +136,104 @@ func sameCounts(got, want map[string]int) bool {
 		return k
 	}
 	return slices.Equal(keys(got), keys(want))
+}
+
+// regStore adds registrations to countingStore.
+type regStore struct {
+	*countingStore
+	regs []store.Registered
+}
+
+func (s *regStore) RegisteredSince(_ context.Context, t int64) ([]store.Registered, error) {
+	s.count("RegisteredSince")
+	var out []store.Registered
+	for _, r := range s.regs {
+		if r.Time >= t {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *regStore) RegisteredAfter(_ context.Context, seq int64) ([]store.Registered, error) {
+	s.count("RegisteredAfter")
+	var out []store.Registered
+	for _, r := range s.regs {
+		if r.Seq > seq {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *regStore) LastSeq(context.Context) (int64, error) {
+	if len(s.regs) == 0 {
+		return 0, nil
+	}
+	return s.regs[len(s.regs)-1].Seq, nil
+}
+
+// Reconcile reads only the registrations after the last one it saw,
+// whatever registration time Nix recorded. A state from an older
+// nixpushd, with only a time checkpoint, is reconciled from that time
+// once, with the whole scan.
+func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
+	path := func(i int) string { return fmt.Sprintf("/nix/store/%032d-reg-%d", i, i) }
+	st := &regStore{countingStore: &countingStore{valid: map[string]*store.PathInfo{}, calls: map[string]int{}}}
+	register := func(seq, time int64) {
+		p := path(int(seq))
+		st.valid[p] = &store.PathInfo{Path: p, NarSize: 1, Ultimate: true}
+		st.regs = append(st.regs, store.Registered{Path: p, Time: time, Seq: seq})
+	}
+	for seq, tm := range []int64{990, 995, 1000, 1001, 999} { // 5: registered with an older time
+		register(int64(seq+1), tm)
+	}
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q, st, &upload.Pusher{Log: log}, log)
+	queued := func() (out []int) {
+		for i := 1; i <= 10; i++ {
+			if _, ok, _ := q.Get(path(i)); ok {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	seqMeta := func() string { v, _, _ := q.Meta(metaSeq); return v }
+
+	q.SetMeta(metaCheckpoint, "1000") // what an older nixpushd left
+	if err := d.reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := queued(); !slices.Equal(got, []int{3, 4}) || seqMeta() != "5" || st.calls["RegisteredSince"] != 1 {
+		t.Fatalf("from a time checkpoint: queued %v, seq %q, reads %v; want [3 4], 5, one scan", got, seqMeta(), st.calls)
+	}
+	register(6, 500) // e.g. nix-store --register-validity with an old time
+	register(7, 1010)
+	for range 2 {
+		if err := d.reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := queued(); !slices.Equal(got, []int{3, 4, 6, 7}) || seqMeta() != "7" || st.calls["RegisteredSince"] != 1 || st.calls["RegisteredAfter"] != 2 {
+		t.Fatalf("by seq: queued %v, seq %q, reads %v; want [3 4 6 7], 7, no more scans", got, seqMeta(), st.calls)
+	}
+
+	// A first start begins after the newest registration.
+	q2, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	d2 := New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q2, st, &upload.Pusher{Log: log}, log)
+	if err := d2.initCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := q2.Meta(metaSeq); v != "7" {
+		t.Errorf("first start: seq checkpoint %q, want 7", v)
+	}
 }

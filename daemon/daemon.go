@@ -20,9 +20,14 @@ import (
 	"github.com/nixpushd/nixpushd/upload"
 )
 
-// metaCheckpoint holds the registration time (unix seconds) up to which
-// reconcile has looked.
-const metaCheckpoint = "reconcile-checkpoint"
+// Where reconcile has looked up to: metaSeq holds the Seq of the last
+// registration seen (store.Registered), metaCheckpoint the registration
+// time (unix seconds) that older versions used, and that a state without
+// metaSeq is reconciled from once, with a scan of the whole database.
+const (
+	metaSeq        = "reconcile-seq"
+	metaCheckpoint = "reconcile-checkpoint"
+)
 
 // Daemon ties the sources, the queue and the pusher together.
 type Daemon struct {
@@ -681,5 +686,10 @@ func (d *Daemon) initCheckpoint() error {
 	}
 	now := time.Now().Unix()
 	d.log.Info("first start: pushing paths registered from now on (use `nixpushd push` for older ones)")
+	if seq, err := d.st.LastSeq(context.Background()); err == nil {
+		if err := d.q.SetMeta(metaSeq, strconv.FormatInt(seq, 10)); err != nil {
+			return err
+		}
+	}
 	return d.q.SetMeta(metaCheckpoint, strconv.FormatInt(now, 10))
 }

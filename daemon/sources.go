@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/store"
 )
 
 func newStoreWatcher(dir string) (*fsnotify.Watcher, error) {
@@ -144,15 +145,32 @@ func (d *Daemon) drainSpool(ctx context.Context) {
 
 // reconcile enqueues paths registered since the checkpoint that the queue
 // has never seen: those whose watcher event was missed, or that were built
-// while the daemon was down.
+// while the daemon was down. It reads only the registrations after the
+// last one it saw; a state from before such checkpoints is reconciled from
+// its registration time once.
 func (d *Daemon) reconcile(ctx context.Context) error {
-	v, _, err := d.q.Meta(metaCheckpoint)
+	start := time.Now()
+	v, bySeq, err := d.q.Meta(metaSeq)
 	if err != nil {
 		return err
 	}
-	cp, _ := strconv.ParseInt(v, 10, 64)
-	start := time.Now()
-	regs, err := d.st.RegisteredSince(ctx, cp)
+	seq, _ := strconv.ParseInt(v, 10, 64)
+	var regs []store.Registered
+	if bySeq {
+		regs, err = d.st.RegisteredAfter(ctx, seq)
+	} else {
+		// Read the newest Seq first: whatever is registered during the
+		// scan has a larger one, and is found next time if the scan
+		// missed it.
+		if seq, err = d.st.LastSeq(ctx); err == nil {
+			v, _, err = d.q.Meta(metaCheckpoint)
+			if err != nil {
+				return err
+			}
+			cp, _ := strconv.ParseInt(v, 10, 64)
+			regs, err = d.st.RegisteredSince(ctx, cp)
+		}
+	}
 	if errors.Is(err, errors.ErrUnsupported) {
 		return nil // CLI backend: the watcher and the hook must do
 	}
@@ -160,9 +178,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		return err
 	}
 	var fresh []string
-	newCP := cp
+	newSeq := seq
 	for _, r := range regs {
-		newCP = max(newCP, r.Time)
+		newSeq = max(newSeq, r.Seq)
 		if _, ok, err := d.q.Get(r.Path); err != nil {
 			return err
 		} else if !ok {
@@ -176,10 +194,8 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		d.log.Info("reconcile found paths without a watcher event", "count", len(fresh))
 	}
 	d.log.Debug("reconciled", "registered_since_checkpoint", len(regs), "new", len(fresh), "took", time.Since(start))
-	// The checkpoint stays on the newest second seen: more paths may still
-	// be registered within it.
-	if newCP != cp {
-		return d.q.SetMeta(metaCheckpoint, strconv.FormatInt(newCP, 10))
+	if newSeq != seq || !bySeq {
+		return d.q.SetMeta(metaSeq, strconv.FormatInt(newSeq, 10))
 	}
 	return nil
 }

@@ -78,6 +78,42 @@ func TestRegisteredSinceSynthetic(t *testing.T) {
 	}
 }
 
+// RegisteredAfter reads the rows after a Seq, in order, including one
+// registered with an older time (nix-store --register-validity), which
+// a scan by time misses.
+func TestRegisteredAfterSynthetic(t *testing.T) {
+	path, cp := syntheticDB(t, 1000)
+	w, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	db, err := OpenDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	last, err := db.LastSeq(ctx)
+	if err != nil || last != 1000 {
+		t.Fatalf("LastSeq %d %v, want 1000", last, err)
+	}
+	regs, err := db.RegisteredAfter(ctx, last-10)
+	if err != nil || len(regs) != 10 || regs[0].Seq != 991 || regs[9].Seq != 1000 || regs[9].Time != cp+9 {
+		t.Fatalf("after %d: %v %v", last-10, regs, err)
+	}
+	if _, err := w.Exec(`INSERT INTO ValidPaths (path, hash, registrationTime) VALUES ('/nix/store/00000000000000000000000000000000-old', 'sha256:0', 5)`); err != nil {
+		t.Fatal(err)
+	}
+	regs, err = db.RegisteredAfter(ctx, last)
+	if err != nil || len(regs) != 1 || regs[0].Seq != 1001 || regs[0].Time != 5 {
+		t.Errorf("a row registered with an old time: %v %v", regs, err)
+	}
+	if since, _ := db.RegisteredSince(ctx, cp); len(since) != 10 {
+		t.Errorf("RegisteredSince %d rows, want the 10 after the time checkpoint", len(since))
+	}
+}
+
 // TestPathInfosChunks asks for more paths than one query takes: the
 // chunks run concurrently, the answer keeps the order asked, and a path
 // missing from a late chunk is named.
@@ -125,6 +161,24 @@ func BenchmarkRegisteredSince100k(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		regs, err := db.RegisteredSince(ctx, cp)
+		if err != nil || len(regs) != 10 {
+			b.Fatalf("%d %v", len(regs), err)
+		}
+	}
+}
+
+// BenchmarkRegisteredAfter100k is the same reconcile since the last row
+// seen: the primary key instead of a scan.
+func BenchmarkRegisteredAfter100k(b *testing.B) {
+	path, _ := syntheticDB(b, 100_000)
+	db, err := OpenDB(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	for b.Loop() {
+		regs, err := db.RegisteredAfter(ctx, 100_000-10)
 		if err != nil || len(regs) != 10 {
 			b.Fatalf("%d %v", len(regs), err)
 		}

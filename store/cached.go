@@ -11,7 +11,7 @@ import (
 // change (only signatures may be added), and the closure of each build a
 // daemon pushes repeats most of the last one's: without it, every batch
 // reads its whole closure from the database again. Validity is not
-// cached: ValidPaths and RegisteredSince always ask. A path deleted
+// cached: ValidPaths and the Registered* methods always ask. A path deleted
 // since it was read may still be returned for up to TTL; uploading it
 // then fails as a path that vanished.
 type Cached struct {

@@ -119,8 +119,16 @@ func (c *CLI) ValidPaths(ctx context.Context, paths []string) ([]string, error) 
 }
 
 func (c *CLI) RegisteredSince(context.Context, int64) ([]Registered, error) {
-	return nil, fmt.Errorf("registration times need read access to %s: %w", DefaultDB, errors.ErrUnsupported)
+	return nil, errNoRegistrations
 }
+
+func (c *CLI) RegisteredAfter(context.Context, int64) ([]Registered, error) {
+	return nil, errNoRegistrations
+}
+
+func (c *CLI) LastSeq(context.Context) (int64, error) { return 0, errNoRegistrations }
+
+var errNoRegistrations = fmt.Errorf("registrations need read access to %s: %w", DefaultDB, errors.ErrUnsupported)
 
 // jsonInfo is the union of the fields of every known format.
 type jsonInfo struct {

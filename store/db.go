@@ -168,11 +168,31 @@ func (s *DB) Closure(ctx context.Context, paths []string) ([]*PathInfo, error) {
 	return closureBFS(ctx, paths, s.PathInfos)
 }
 
-// RegisteredSince scans ValidPaths. There is no index on registrationTime,
-// but a full scan of 100,000 rows reads only two columns and takes tens of
-// milliseconds.
+// RegisteredSince scans the whole of ValidPaths: there is no index on
+// registrationTime. The daemon uses it once, to move a checkpoint of an
+// older nixpushd onto RegisteredAfter.
 func (s *DB) RegisteredSince(ctx context.Context, t int64) ([]Registered, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT path, registrationTime FROM ValidPaths WHERE registrationTime >= ? ORDER BY registrationTime, id`, t)
+	return s.registered(ctx, `SELECT id, path, registrationTime FROM ValidPaths WHERE registrationTime >= ? ORDER BY registrationTime, id`, t)
+}
+
+// RegisteredAfter reads only the rows after seq, through the primary key:
+// a registration is a new row, and ValidPaths' ids are AUTOINCREMENT, so
+// they only grow, whatever the clock or the registrationTime Nix was
+// given (nix-store --register-validity, --load-db).
+func (s *DB) RegisteredAfter(ctx context.Context, seq int64) ([]Registered, error) {
+	return s.registered(ctx, `SELECT id, path, registrationTime FROM ValidPaths WHERE id > ? ORDER BY id`, seq)
+}
+
+func (s *DB) LastSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM ValidPaths`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("query Nix database %s: %w", s.path, err)
+	}
+	return seq, nil
+}
+
+func (s *DB) registered(ctx context.Context, query string, arg int64) ([]Registered, error) {
+	rows, err := s.db.QueryContext(ctx, query, arg)
 	if err != nil {
 		return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
 	}
@@ -180,7 +200,7 @@ func (s *DB) RegisteredSince(ctx context.Context, t int64) ([]Registered, error)
 	var out []Registered
 	for rows.Next() {
 		var r Registered
-		if err := rows.Scan(&r.Path, &r.Time); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Path, &r.Time); err != nil {
 			return nil, fmt.Errorf("query Nix database %s: %w", s.path, err)
 		}
 		out = append(out, r)

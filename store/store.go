@@ -37,6 +37,9 @@ type PathInfo struct {
 type Registered struct {
 	Path string
 	Time int64 // unix seconds, as Nix records it
+	// Seq orders registrations: a later one always has a larger Seq (Nix's
+	// ValidPaths row id, which is AUTOINCREMENT and never reused).
+	Seq int64
 }
 
 // ErrNotValid is returned (wrapped) for a path the store does not have.
@@ -58,6 +61,13 @@ type Store interface {
 	// RegisteredSince lists paths registered at or after unix time t, oldest
 	// first. Backends that cannot answer return errors.ErrUnsupported.
 	RegisteredSince(ctx context.Context, t int64) ([]Registered, error)
+	// RegisteredAfter lists the paths registered after the one whose Seq
+	// is seq, oldest first; LastSeq is the Seq of the newest registration
+	// (0 for an empty store). Unlike RegisteredSince, neither reads more
+	// than what is new. Backends that cannot answer return
+	// errors.ErrUnsupported.
+	RegisteredAfter(ctx context.Context, seq int64) ([]Registered, error)
+	LastSeq(ctx context.Context) (int64, error)
 	Close() error
 }
 
@@ -151,6 +161,20 @@ func (a *Auto) RegisteredSince(ctx context.Context, t int64) ([]Registered, erro
 		return db.RegisteredSince(ctx, t)
 	}
 	return a.cli.RegisteredSince(ctx, t)
+}
+
+func (a *Auto) RegisteredAfter(ctx context.Context, seq int64) ([]Registered, error) {
+	if db := a.tryDB(); db != nil {
+		return db.RegisteredAfter(ctx, seq)
+	}
+	return a.cli.RegisteredAfter(ctx, seq)
+}
+
+func (a *Auto) LastSeq(ctx context.Context) (int64, error) {
+	if db := a.tryDB(); db != nil {
+		return db.LastSeq(ctx)
+	}
+	return a.cli.LastSeq(ctx)
 }
 
 func (a *Auto) Close() error {

@@ -156,8 +156,16 @@ in b`), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(regs, func(r Registered) bool { return r.Path == top }) {
-		t.Errorf("RegisteredSince misses %s", top)
+	i := slices.IndexFunc(regs, func(r Registered) bool { return r.Path == top })
+	if i < 0 {
+		t.Fatalf("RegisteredSince misses %s", top)
+	}
+	after, err := db.RegisteredAfter(ctx, regs[i].Seq-1)
+	if err != nil || len(after) == 0 || after[0] != regs[i] {
+		t.Errorf("RegisteredAfter(%d): %v %v, want %s first", regs[i].Seq-1, after, err, top)
+	}
+	if last, err := db.LastSeq(ctx); err != nil || last < regs[i].Seq {
+		t.Errorf("LastSeq %d %v, want at least %d", last, err, regs[i].Seq)
 	}
 	// The .drv knows its output, in both backends.
 	drv := fromDB[1].Deriver
