@@ -70,20 +70,22 @@ type objResp struct {
 const maxObjBody = 1 << 20
 
 // object sends method for key with body (nil: none) and reads the answer.
-// ok is false when it did not get one (the server refuses these
-// requests, the credentials are not for Signature V4, or the request
-// failed): the caller then asks minio-go.
-func (s *S3) object(ctx context.Context, method, key string, body []byte, contentType string) (r objResp, ok bool) {
+// ok is false when it did not send the request (the server refuses these
+// requests, the credentials are not for Signature V4 or cannot be had):
+// the caller then asks minio-go. An error is the request's own, from the
+// network (an endpoint that does not answer, a certificate): asking again
+// through minio-go would only wait for it twice.
+func (s *S3) object(ctx context.Context, method, key string, body []byte, contentType string) (r objResp, ok bool, err error) {
 	if s.slowObjects.Load() || s.httpc == nil {
-		return r, false
+		return r, false, nil
 	}
 	b, err := s.objects(ctx)
 	if err != nil {
-		return r, false
+		return r, false, nil
 	}
 	v, err := s.creds.GetWithContext(s.client.CredContext())
 	if err != nil || v.SignerType != credentials.SignatureV4 && v.SignerType != credentials.SignatureDefault || v.AccessKeyID == "" {
-		return r, false
+		return r, false, nil
 	}
 	u := &url.URL{Scheme: b.scheme, Host: b.host, Path: b.path + key, RawPath: b.raw + s3Escape(key)}
 	req := (&http.Request{Method: method, URL: u, Host: b.host, Header: make(http.Header, 8),
@@ -103,17 +105,17 @@ func (s *S3) object(ctx context.Context, method, key string, body []byte, conten
 	b.sig.sign(req, v.AccessKeyID, v.SecretAccessKey, v.SessionToken, payload, time.Now())
 	resp, err := s.httpc.Do(req)
 	if err != nil {
-		return r, false
+		return r, true, err
 	}
 	defer resp.Body.Close()
 	r.status, r.header = resp.StatusCode, resp.Header
 	if method != http.MethodHead {
 		r.body, err = io.ReadAll(io.LimitReader(resp.Body, maxObjBody))
 		if err != nil {
-			return r, false
+			return r, true, err
 		}
 	}
-	return r, true
+	return r, true, nil
 }
 
 // refused says whether an answer may mean the server will not take our

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -216,4 +217,49 @@ func FuzzS3Escape(f *testing.F) {
 			t.Errorf("%q: escaped %q unescapes to %q, %v", key, got, back, err)
 		}
 	})
+}
+
+// A request that gets no answer (the server hangs up) is reported at
+// once, with its hint: minio-go is not asked to wait for the same again.
+func TestObjectsNetworkErrorAskedOnce(t *testing.T) {
+	clearAWSEnv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "writer")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "writer-secret")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepts atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close()
+		}
+	}()
+	s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: ln.Addr().String(), Scheme: "http", Region: "us-east-1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []func() error{
+		func() error { _, err := s.Exists(t.Context(), "a.narinfo"); return err },
+		func() error { _, err := s.Get(t.Context(), "a.narinfo"); return err },
+		func() error { return s.Put(t.Context(), "a.narinfo", strings.NewReader("x"), 1, TypeNarInfo) },
+	} {
+		accepts.Store(0)
+		err := op()
+		if err == nil || !strings.Contains(err.Error(), "s3://nix-cache/a.narinfo") {
+			t.Errorf("%v, want an error naming the object", err)
+		}
+		if n := accepts.Load(); n != 1 {
+			t.Errorf("%d connections for one request that got no answer, want 1", n)
+		}
+	}
+	if s.slowObjects.Load() {
+		t.Error("a network failure made our requests step aside")
+	}
 }

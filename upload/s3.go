@@ -335,7 +335,10 @@ func (s *S3) CredentialSource() string { return s.credSource }
 func (s *S3) String() string { return s.cfg.String() }
 
 func (s *S3) Exists(ctx context.Context, key string) (bool, error) {
-	r, asked := s.object(ctx, http.MethodHead, key, nil, "")
+	r, asked, err := s.object(ctx, http.MethodHead, key, nil, "")
+	if err != nil {
+		return false, s.wrap("check", key, err)
+	}
 	if asked {
 		switch {
 		case r.status == http.StatusOK:
@@ -344,7 +347,7 @@ func (s *S3) Exists(ctx context.Context, key string) (bool, error) {
 			return false, nil
 		}
 	}
-	_, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
+	_, err = s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
 	s.settle(r, asked, err)
 	if err == nil {
 		return true, nil
@@ -359,7 +362,10 @@ func (s *S3) Exists(ctx context.Context, key string) (bool, error) {
 }
 
 func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
-	r, asked := s.object(ctx, http.MethodGet, key, nil, "")
+	r, asked, err := s.object(ctx, http.MethodGet, key, nil, "")
+	if err != nil {
+		return nil, s.wrap("get", key, err)
+	}
 	if asked {
 		switch {
 		case r.status == http.StatusOK:
@@ -456,14 +462,17 @@ func (s *S3) putSmall(ctx context.Context, key string, body io.Reader, size int6
 	if _, err := io.ReadFull(body, buf); err != nil {
 		return fmt.Errorf("put %s: read the body: %w", key, err)
 	}
-	r, asked := s.object(ctx, http.MethodPut, key, buf, opts.ContentType)
+	r, asked, err := s.object(ctx, http.MethodPut, key, buf, opts.ContentType)
+	if err != nil {
+		return s.wrap("put", key, err)
+	}
 	if asked && r.status == http.StatusOK {
 		return nil
 	}
 	// Seen as a plain reader, the body is hashed and sent from one
 	// buffer; as a ReaderAt it would go through 32 KiB copy buffers,
 	// zeroed for every request.
-	_, err := s.client.PutObject(ctx, s.cfg.Bucket, key, struct{ io.Reader }{bytes.NewReader(buf)}, size, opts)
+	_, err = s.client.PutObject(ctx, s.cfg.Bucket, key, struct{ io.Reader }{bytes.NewReader(buf)}, size, opts)
 	s.settle(r, asked, err)
 	if err != nil {
 		return s.wrap("put", key, err)
