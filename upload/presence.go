@@ -424,12 +424,15 @@ func (p *Presence) Known(key string) bool {
 }
 
 // Answered reports whether a remembered answer younger than the TTL
-// exists for key, present or not.
+// exists for key, present or not; a listing younger than the TTL
+// answers for every top-level key.
 func (p *Presence) Answered(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	a, ok := p.known[key]
-	return ok && time.Since(a.at) < p.ttl
+	if a, ok := p.known[key]; ok && time.Since(a.at) < p.ttl {
+		return true
+	}
+	return p.snap != nil && p.rl != nil && time.Since(p.snap.at) < p.ttl && strings.IndexByte(key, '/') < 0
 }
 
 // Mark records what this process just did: ok after writing key. It

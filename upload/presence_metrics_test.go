@@ -164,6 +164,9 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 		if heads() != 0 || m.lists != 1 {
 			t.Fatalf("%d requests and %d listings for keys the listing answers, want 0 and 1", heads(), m.lists)
 		}
+		if !p.Answered("n999.narinfo") || p.Answered("nar/x.nar.xz") {
+			t.Error("Answered: want the listing to answer for every top-level key, and for no NAR key")
+		}
 		if _, err := p.Recent(ctx, "nar/x.nar.xz"); err != nil || heads() != 1 {
 			t.Fatalf("a NAR key, which a top-level listing does not hold, must be asked: %d requests, %v", heads(), err)
 		}
