@@ -237,3 +237,39 @@ func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
 		t.Errorf("first start: seq checkpoint %q, want 7", v)
 	}
 }
+
+// The watcher's candidates cost one database read when all are valid;
+// one that is not (a failed build removes its lock too) costs a validity
+// query, and is not queued.
+func TestPrefilterReadsOnce(t *testing.T) {
+	path := func(i int) string { return fmt.Sprintf("/nix/store/%032d-watch-%d", i, i) }
+	st := &countingStore{valid: map[string]*store.PathInfo{}, calls: map[string]int{}}
+	for i := range 3 {
+		st.valid[path(i)] = &store.PathInfo{Path: path(i), NarSize: 1, Ultimate: true}
+	}
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q, st, &upload.Pusher{Log: log}, log)
+
+	if n, err := d.Enqueue(t.Context(), []string{path(0), path(1)}, "watch"); err != nil || n != 2 {
+		t.Fatalf("enqueued %d, %v", n, err)
+	}
+	if want := map[string]int{"PathInfos": 1}; !sameCounts(st.calls, want) {
+		t.Errorf("all valid: database reads %v, want %v", st.calls, want)
+	}
+	clear(st.calls)
+	failed := path(7)
+	if n, err := d.Enqueue(t.Context(), []string{path(2), failed}, "watch"); err != nil || n != 1 {
+		t.Fatalf("enqueued %d, %v; want 1", n, err)
+	}
+	if st.calls["ValidPaths"] != 1 {
+		t.Errorf("with a path not valid: database reads %v, want a ValidPaths", st.calls)
+	}
+	if _, ok, _ := q.Get(failed); ok {
+		t.Error("a watcher candidate that is not valid was queued")
+	}
+}

@@ -130,11 +130,17 @@ func (d *Daemon) prefilter(ctx context.Context, paths []string, source string) [
 	if len(named) == 0 {
 		return nil
 	}
-	valid, err := d.st.ValidPaths(ctx, named)
+	// Usually every path is valid, and one read answers both questions.
+	infos, err := d.st.PathInfos(ctx, named)
 	if err == nil {
-		var infos []*store.PathInfo
-		if infos, err = d.st.PathInfos(ctx, valid); err == nil {
-			return d.keepBuiltHere(named, infos, source)
+		return d.keepBuiltHere(named, infos, source)
+	}
+	if errors.Is(err, store.ErrNotValid) && ctx.Err() == nil {
+		var valid []string
+		if valid, err = d.st.ValidPaths(ctx, named); err == nil {
+			if infos, err = d.st.PathInfos(ctx, valid); err == nil {
+				return d.keepBuiltHere(named, infos, source)
+			}
 		}
 	}
 	if source == "watch" {

@@ -37,18 +37,24 @@ func NewCached(s Store, ttl time.Duration, max int) *Cached {
 // the store for the rest, in one call. The infos are shared: callers
 // must not change them.
 func (c *Cached) PathInfos(ctx context.Context, paths []string) ([]*PathInfo, error) {
-	return c.read(ctx, paths, false)
+	return c.read(ctx, paths, c.TTL)
 }
 
-// read is PathInfos; fresh skips the remembered infos.
-func (c *Cached) read(ctx context.Context, paths []string, fresh bool) ([]*PathInfo, error) {
+// RootFresh is how recently a root must have been read for Closure to
+// take it from memory: the daemon reads each new path once to sort it
+// out, moments before it computes the closure. A root deleted in between
+// fails its upload as a path that vanished.
+const RootFresh = 2 * time.Second
+
+// read is PathInfos, accepting infos read less than maxAge ago.
+func (c *Cached) read(ctx context.Context, paths []string, maxAge time.Duration) ([]*PathInfo, error) {
 	out := make([]*PathInfo, len(paths))
 	var miss []string
 	var missAt []int
 	now := time.Now()
 	c.mu.Lock()
 	for i, p := range paths {
-		if e, ok := c.m[p]; ok && !fresh && now.Sub(e.at) < c.TTL {
+		if e, ok := c.m[p]; ok && now.Sub(e.at) < min(maxAge, c.TTL) {
 			out[i] = e.pi
 			continue
 		}
@@ -90,16 +96,17 @@ func (c *Cached) read(ctx context.Context, paths []string, fresh bool) ([]*PathI
 	return out, nil
 }
 
-// Closure reads paths themselves from the store, so that a root deleted
-// since is reported as not valid, and their references from memory where
-// it can: while a root is valid, so is its closure.
+// Closure reads paths themselves from the store unless they were read
+// within RootFresh, so that a root deleted since is reported as not
+// valid, and their references from memory where it can: while a root is
+// valid, so is its closure.
 func (c *Cached) Closure(ctx context.Context, paths []string) ([]*PathInfo, error) {
 	first := true
 	return closureBFS(ctx, paths, func(ctx context.Context, ps []string) ([]*PathInfo, error) {
 		if first {
 			first = false
-			return c.read(ctx, ps, true)
+			return c.read(ctx, ps, RootFresh)
 		}
-		return c.read(ctx, ps, false)
+		return c.read(ctx, ps, c.TTL)
 	})
 }
