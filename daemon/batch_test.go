@@ -70,6 +70,22 @@ func (s *countingStore) RegisteredAfter(context.Context, int64) ([]store.Registe
 }
 func (s *countingStore) LastSeq(context.Context) (int64, error) { return 0, nil }
 
+// newTestDaemon is a daemon over st with a fresh queue; p nil means a
+// Pusher that pushes nothing.
+func newTestDaemon(t *testing.T, st store.Store, p *upload.Pusher) (*Daemon, *queue.Queue) {
+	t.Helper()
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if p == nil {
+		p = &upload.Pusher{Log: log}
+	}
+	return New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q, st, p, log), q
+}
+
 // A batch of valid, wanted roots costs one closure query and no other
 // database read; a batch with a root gone falls back to sorting them out.
 func TestBatchReadsTheDatabaseOnce(t *testing.T) {
@@ -78,11 +94,6 @@ func TestBatchReadsTheDatabaseOnce(t *testing.T) {
 	for i := range 3 {
 		st.valid[path(i)] = &store.PathInfo{Path: path(i), NarSize: 1, Ultimate: true}
 	}
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
 	target, err := upload.NewFile(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -92,9 +103,7 @@ func TestBatchReadsTheDatabaseOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &upload.Pusher{Target: target, Compressor: comp, Retry: upload.RetryPolicy{Attempts: 1}, Log: log}
-	cfg := &Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}
-	d := New(cfg, q, st, p, log)
+	d, q := newTestDaemon(t, st, &upload.Pusher{Target: target, Compressor: comp, Retry: upload.RetryPolicy{Attempts: 1}, Log: log})
 
 	claim := func(paths ...string) []queue.Item {
 		t.Helper()
@@ -188,13 +197,7 @@ func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
 	for seq, tm := range []int64{990, 995, 1000, 1001, 999} { // 5: registered with an older time
 		register(int64(seq+1), tm)
 	}
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q, st, &upload.Pusher{Log: log}, log)
+	d, q := newTestDaemon(t, st, nil)
 	queued := func() (out []int) {
 		for i := 1; i <= 10; i++ {
 			if _, ok, _ := q.Get(path(i)); ok {
@@ -224,12 +227,7 @@ func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
 	}
 
 	// A first start begins after the newest registration.
-	q2, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q2.Close()
-	d2 := New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q2, st, &upload.Pusher{Log: log}, log)
+	d2, q2 := newTestDaemon(t, st, nil)
 	if err := d2.initCheckpoint(); err != nil {
 		t.Fatal(err)
 	}
@@ -247,13 +245,7 @@ func TestPrefilterReadsOnce(t *testing.T) {
 	for i := range 3 {
 		st.valid[path(i)] = &store.PathInfo{Path: path(i), NarSize: 1, Ultimate: true}
 	}
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := New(&Config{StoreDir: "/nix/store", MaxActive: 8, MaxRetryDelay: time.Minute}, q, st, &upload.Pusher{Log: log}, log)
+	d, q := newTestDaemon(t, st, nil)
 
 	if n, err := d.Enqueue(t.Context(), []string{path(0), path(1)}, "watch"); err != nil || n != 2 {
 		t.Fatalf("enqueued %d, %v", n, err)

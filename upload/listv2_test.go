@@ -16,6 +16,41 @@ import (
 	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
+// minioS3 is a bucket on a real MinIO with writer credentials.
+type minioS3 struct{ *testenv.Cache }
+
+func minioCache(t *testing.T) (*testenv.MinIO, minioS3) {
+	m := testenv.StartMinIO(t)
+	return m, minioS3{m.NewCache(t, "")}
+}
+
+// open returns a new S3 target for the bucket.
+func (c minioS3) open(t *testing.T) *S3 {
+	t.Helper()
+	env := map[string]string{"AWS_ACCESS_KEY_ID": c.AccessKey, "AWS_SECRET_ACCESS_KEY": c.SecretKey}
+	tgt, err := OpenWith(t.Context(), c.S3URL, Options{Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tgt.(*S3)
+}
+
+// s3Answering is an S3 target, with writer credentials from the environment,
+// for a server that answers with h.
+func s3Answering(t *testing.T, h http.HandlerFunc) *S3 {
+	t.Helper()
+	clearAWSEnv(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "writer")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "writer-secret")
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: "http", Region: "us-east-1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func collect(t *testing.T, list func(func(ObjectInfo) error) error) []ObjectInfo {
 	t.Helper()
 	var out []ObjectInfo
@@ -28,16 +63,9 @@ func collect(t *testing.T, list func(func(ObjectInfo) error) error) []ObjectInfo
 // The presigned, scanned listing gives exactly what minio-go's does, on
 // real MinIO: keys that need escaping, directory markers, pages.
 func TestListFastMatchesMinio(t *testing.T) {
-	m := testenv.StartMinIO(t)
-	c := m.NewCache(t, "")
+	_, c := minioCache(t)
 	ctx := t.Context()
-	env := map[string]string{"AWS_ACCESS_KEY_ID": c.AccessKey, "AWS_SECRET_ACCESS_KEY": c.SecretKey}
-	fast, err := OpenWith(ctx, c.S3URL, Options{Env: env})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow, _ := OpenWith(ctx, c.S3URL, Options{Env: env})
-	fs, ss := fast.(*S3), slow.(*S3)
+	fs, ss := c.open(t), c.open(t)
 	ss.slowList.Store(true)
 	fs.pageSize = 7 // many pages from few objects
 
@@ -51,7 +79,7 @@ func TestListFastMatchesMinio(t *testing.T) {
 	for i, k := range keys {
 		g.Go(func() error {
 			body := bytes.Repeat([]byte("x"), i)
-			return fast.Put(gctx, k, bytes.NewReader(body), int64(len(body)), TypeNAR)
+			return fs.Put(gctx, k, bytes.NewReader(body), int64(len(body)), TypeNAR)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -94,12 +122,9 @@ func TestListFastMatchesMinio(t *testing.T) {
 // listed through minio-go from then on; one that refuses both ways
 // reports minio-go's error, hint included, and is tried again next time.
 func TestListFastFallback(t *testing.T) {
-	clearAWSEnv(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "writer")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "writer-secret")
 	var presigned, headerAuth atomic.Int64
 	var allow atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := s3Answering(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/xml")
 		if r.URL.Query().Get("X-Amz-Signature") != "" {
 			presigned.Add(1)
@@ -115,13 +140,8 @@ func TestListFastFallback(t *testing.T) {
 		}
 		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>nix-cache</Name><IsTruncated>false</IsTruncated>`+
 			`<Contents><Key>a.narinfo</Key><Size>3</Size><LastModified>2026-11-30T10:00:00.000Z</LastModified></Contents></ListBucketResult>`)
-	}))
-	defer srv.Close()
-	s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: "http", Region: "us-east-1"}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.ListRoot(t.Context(), func(ObjectInfo) error { return nil })
+	})
+	err := s.ListRoot(t.Context(), func(ObjectInfo) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "lack permission") || s.slowList.Load() {
 		t.Fatalf("both refused: %v (slow %v), want minio-go's AccessDenied with its hint, and the fast way kept", err, s.slowList.Load())
 	}

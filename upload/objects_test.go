@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -17,8 +16,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/minio/minio-go/v7/pkg/signer"
-
-	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
 // The examples of AWS's Signature V4 documentation for S3 (header form).
@@ -102,15 +99,9 @@ func TestSigV4MatchesMinio(t *testing.T) {
 // through our own requests alone: minio-go, pointed at nothing, is never
 // needed. What was stored is what minio-go reads back.
 func TestObjectsOnMinIO(t *testing.T) {
-	m := testenv.StartMinIO(t)
-	c := m.NewCache(t, "")
+	m, c := minioCache(t)
 	ctx := t.Context()
-	env := map[string]string{"AWS_ACCESS_KEY_ID": c.AccessKey, "AWS_SECRET_ACCESS_KEY": c.SecretKey}
-	tgt, err := OpenWith(ctx, c.S3URL, Options{Env: env})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := tgt.(*S3)
+	s := c.open(t)
 	if _, err := s.objects(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -153,12 +144,9 @@ func TestObjectsOnMinIO(t *testing.T) {
 // from then on; one that refuses both reports minio-go's error with its
 // hint, and our requests are tried again next time.
 func TestObjectsFallback(t *testing.T) {
-	clearAWSEnv(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "writer")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "writer-secret")
 	var ours, theirs atomic.Int64
 	var allowMinio atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := s3Answering(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/xml")
 		if strings.Contains(r.UserAgent(), "minio-go") {
 			theirs.Add(1)
@@ -174,13 +162,8 @@ func TestObjectsFallback(t *testing.T) {
 		if r.Method != http.MethodHead {
 			fmt.Fprint(w, `<Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`)
 		}
-	}))
-	defer srv.Close()
-	s, err := NewS3(t.Context(), S3Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: "http", Region: "us-east-1"}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Put(t.Context(), "a.narinfo", strings.NewReader("x"), 1, TypeNarInfo)
+	})
+	err := s.Put(t.Context(), "a.narinfo", strings.NewReader("x"), 1, TypeNarInfo)
 	if err == nil || !strings.Contains(err.Error(), "lack permission") || s.slowObjects.Load() {
 		t.Fatalf("both refused: %v (slow %v), want minio-go's AccessDenied with its hint, and our requests kept", err, s.slowObjects.Load())
 	}
