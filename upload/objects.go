@@ -12,6 +12,7 @@ package upload
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -24,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
@@ -115,7 +117,26 @@ func (s *S3) object(ctx context.Context, method, key string, body []byte, conten
 			return r, true, err
 		}
 	}
+	if r.status >= 500 {
+		// A server that is overloaded or failing: retried after a
+		// backoff, not asked again at once through minio-go.
+		return r, true, r.asError(s.cfg.Bucket, key)
+	}
 	return r, true, nil
+}
+
+// asError is the answer as minio-go would report it.
+func (r objResp) asError(bucket, key string) error {
+	e := minio.ErrorResponse{StatusCode: r.status, BucketName: bucket, Key: key,
+		Server: r.header.Get("Server"), RequestID: r.header.Get("X-Amz-Request-Id")}
+	if xml.Unmarshal(r.body, &e) != nil || e.Code == "" {
+		e.Code = cmp.Or(r.header.Get("X-Minio-Error-Code"), http.StatusText(r.status))
+	}
+	e.StatusCode = r.status
+	if e.Message == "" {
+		e.Message = fmt.Sprintf("%d %s", r.status, http.StatusText(r.status))
+	}
+	return e
 }
 
 // refused says whether an answer may mean the server will not take our

@@ -246,3 +246,42 @@ func TestObjectsNetworkErrorAskedOnce(t *testing.T) {
 		t.Error("a network failure made our requests step aside")
 	}
 }
+
+// A server failing with 5xx (SlowDown, InternalError) gets its error back
+// for the retry policy's backoff: a transient error naming the object
+// and the code, and no second request at once through minio-go.
+func TestObjectsServerErrorIsTransient(t *testing.T) {
+	var ours, theirs atomic.Int64
+	s := s3Answering(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.UserAgent(), "minio-go") {
+			theirs.Add(1)
+		} else {
+			ours.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		if r.Method != http.MethodHead {
+			fmt.Fprint(w, `<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+		}
+	})
+	for name, op := range map[string]func() error{
+		"put":  func() error { return s.Put(t.Context(), "a.narinfo", strings.NewReader("x"), 1, TypeNarInfo) },
+		"get":  func() error { _, err := s.Get(t.Context(), "a.narinfo"); return err },
+		"head": func() error { _, err := s.Exists(t.Context(), "a.narinfo"); return err },
+	} {
+		ours.Store(0)
+		err := op()
+		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "s3://nix-cache/a.narinfo") {
+			t.Errorf("%s: %v, want a transient error naming the object", name, err)
+		}
+		if name != "head" && !strings.Contains(err.Error(), "reduce your request rate") {
+			t.Errorf("%s: %v, want the server's message", name, err)
+		}
+		if ours.Load() != 1 {
+			t.Errorf("%s: %d requests of ours, want 1", name, ours.Load())
+		}
+	}
+	if theirs.Load() != 0 || s.slowObjects.Load() {
+		t.Errorf("%d requests through minio-go (slow %v), want none", theirs.Load(), s.slowObjects.Load())
+	}
+}
