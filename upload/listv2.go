@@ -10,7 +10,6 @@ package upload
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"html"
@@ -96,12 +95,7 @@ func (s *S3) listPage(ctx context.Context, q url.Values) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		er := minio.ErrorResponse{}
-		if xml.Unmarshal(body, &er) != nil || er.Code == "" {
-			er.Code, er.Message = resp.Status, strings.TrimSpace(string(body[:min(len(body), 200)]))
-		}
-		er.StatusCode = resp.StatusCode
-		return nil, er
+		return nil, responseError(resp.StatusCode, resp.Header, body, s.cfg.Bucket, "")
 	}
 	return body, nil
 }

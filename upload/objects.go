@@ -127,15 +127,24 @@ func (s *S3) object(ctx context.Context, method, key string, body []byte, conten
 
 // asError is the answer as minio-go would report it.
 func (r objResp) asError(bucket, key string) error {
-	e := minio.ErrorResponse{StatusCode: r.status, BucketName: bucket, Key: key,
-		Server: r.header.Get("Server"), RequestID: r.header.Get("X-Amz-Request-Id")}
-	if xml.Unmarshal(r.body, &e) != nil || e.Code == "" {
-		e.Code = cmp.Or(r.header.Get("X-Minio-Error-Code"), http.StatusText(r.status))
+	return responseError(r.status, r.header, r.body, bucket, key)
+}
+
+// responseError is an S3 error answer as minio-go would report it: the
+// code and message of its XML body, or, without one, MinIO's error-code
+// header or the status, and the start of the body.
+func responseError(status int, header http.Header, body []byte, bucket, key string) minio.ErrorResponse {
+	e := minio.ErrorResponse{}
+	if xml.Unmarshal(body, &e) != nil || e.Code == "" {
+		statusLine := fmt.Sprintf("%d %s", status, http.StatusText(status))
+		e.Code = cmp.Or(header.Get("X-Minio-Error-Code"), statusLine)
+		e.Message = strings.TrimSpace(string(body[:min(len(body), 200)]))
 	}
-	e.StatusCode = r.status
 	if e.Message == "" {
-		e.Message = fmt.Sprintf("%d %s", r.status, http.StatusText(r.status))
+		e.Message = fmt.Sprintf("%d %s", status, http.StatusText(status))
 	}
+	e.StatusCode, e.BucketName, e.Key = status, bucket, key
+	e.Server, e.RequestID = header.Get("Server"), header.Get("X-Amz-Request-Id")
 	return e
 }
 
@@ -150,17 +159,9 @@ func (r objResp) refused() bool {
 	return false
 }
 
-// errorCode is the S3 error code of an answer: from its XML body, or from
-// MinIO's header on bodiless (HEAD) answers.
+// errorCode is the S3 error code of an answer.
 func (r objResp) errorCode() string {
-	if c := r.header.Get("X-Minio-Error-Code"); c != "" {
-		return c
-	}
-	var e struct{ Code string }
-	if xml.Unmarshal(r.body, &e) == nil {
-		return e.Code
-	}
-	return ""
+	return responseError(r.status, r.header, r.body, "", "").Code
 }
 
 // settle records how minio-go fared with a request ours got r for: if it
