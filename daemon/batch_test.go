@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache/file"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -94,16 +97,16 @@ func TestBatchReadsTheDatabaseOnce(t *testing.T) {
 	for i := range 3 {
 		st.valid[path(i)] = &store.PathInfo{Path: path(i), NarSize: 1, Ultimate: true}
 	}
-	target, err := upload.NewFile(t.TempDir())
+	target, err := file.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	comp, err := upload.NewCompressor("none", 0, 1)
+	comp, err := compression.New(compression.Options{Method: "none", Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, q := newTestDaemon(t, st, &upload.Pusher{Target: target, Compressor: comp, Retry: upload.RetryPolicy{Attempts: 1}, Log: log})
+	d, q := newTestDaemon(t, st, &upload.Pusher{Target: target, Compressor: comp, Retry: retry.Policy{Attempts: 1}, Log: log})
 
 	claim := func(paths ...string) []queue.Item {
 		t.Helper()

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
 	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/metrics"
 	"github.com/nixpushd/nixpushd/queue"
@@ -50,7 +52,7 @@ type Daemon struct {
 	errSince  time.Time      // when uploads began failing (zero: they work)
 	uploaded  int            // store paths uploaded since start (closures included)
 	// degraded: the last failure was the target's configuration
-	// (upload.IsConfig: credentials, bucket, TLS…): nothing can upload
+	// (cache.IsConfig: credentials, bucket, TLS…): nothing can upload
 	// until a human acts. Reported in STATUS=, status and the journal.
 	degraded  bool
 	loggedBad time.Time // last journal line about the degraded state
@@ -209,7 +211,7 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 		// Not fatal: the cache may be down now and up later, or its
 		// configuration fixed; uploads retry.
 		d.noteFailure(err)
-		if !upload.IsConfig(err) {
+		if !cache.IsConfig(err) {
 			d.log.Error("cannot reach the cache yet; uploads will be retried", "target", d.p.Target.String(), "err", err)
 		}
 	}
@@ -472,7 +474,7 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	if err != nil {
 		for _, it := range roots {
 			log := d.log.With("STORE_PATH", it.Path)
-			if upload.IsPathPermanent(err) {
+			if cache.IsPathPermanent(err) {
 				d.fail(it, log, err.Error())
 			} else {
 				d.retry(ctx, it, log, err)
@@ -494,7 +496,7 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		case ferr == nil:
 			done = append(done, it)
 			sizes = append(sizes, size)
-		case upload.IsPathPermanent(ferr):
+		case cache.IsPathPermanent(ferr):
 			// A corrupt or vanished path in the closure will never
 			// upload: the root cannot either.
 			reason := ferr.Error()
@@ -535,7 +537,7 @@ func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[s
 	for len(stack) > 0 {
 		p := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if err := failed[p]; err != nil && (ferr == nil || (upload.IsPathPermanent(err) && !upload.IsPathPermanent(ferr))) {
+		if err := failed[p]; err != nil && (ferr == nil || (cache.IsPathPermanent(err) && !cache.IsPathPermanent(ferr))) {
 			failedPath, ferr = p, err
 		}
 		if pi := byPath[p]; pi != nil {
@@ -592,12 +594,12 @@ func (d *Daemon) retry(ctx context.Context, it queue.Item, log *slog.Logger, cau
 	if ctx.Err() != nil {
 		return
 	}
-	delay := queue.Backoff(it.Attempts+1, time.Second, d.cfg.MaxRetryDelay, rand.Float64)
+	delay := retry.Backoff(it.Attempts+1, time.Second, d.cfg.MaxRetryDelay, rand.Float64)
 	d.m.QueueRetry()
 	msg := cause.Error()
 	d.noteFailure(cause)
 	lvl := slog.LevelWarn
-	if upload.IsConfig(cause) {
+	if cache.IsConfig(cause) {
 		// Every path fails alike: noteFailure says so once a minute.
 		lvl = slog.LevelDebug
 	}
@@ -617,7 +619,7 @@ func (d *Daemon) noteFailure(err error) {
 		d.errSince = now
 	}
 	wasDegraded := d.degraded
-	d.degraded = upload.IsConfig(err)
+	d.degraded = cache.IsConfig(err)
 	logIt := d.degraded && now.Sub(d.loggedBad) >= degradedLogEvery
 	if logIt {
 		d.loggedBad = now

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/upload"
 )
@@ -39,7 +42,7 @@ type GCOptions struct {
 	Grace  time.Duration // NARs younger than Grace are never deleted
 	DryRun bool          // report, delete nothing, take no lock
 	Jobs   int           // narinfo reads in flight
-	Locker *upload.Locker
+	Locker *cachelock.Locker
 	Log    *slog.Logger
 	// Report, if set, is told each object that goes (or would go).
 	Report func(key string, size int64)
@@ -82,7 +85,7 @@ func HumanBytes(n int64) string {
 const deleteBatch = 1000
 
 // GC deletes what no root needs. See the argument above.
-func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error) {
+func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) {
 	start := time.Now()
 	res := &GCResult{}
 	log := opts.Log
@@ -92,23 +95,23 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 	if opts.Jobs <= 0 {
 		opts.Jobs = upload.DefaultIOJobs
 	}
-	var del upload.Deleter
-	var lk *upload.Lock
+	var del cache.Deleter
+	var lk *cachelock.Lock
 	if !opts.DryRun {
 		var ok bool
-		if del, ok = t.(upload.Deleter); !ok {
+		if del, ok = t.(cache.Deleter); !ok {
 			return nil, fmt.Errorf("%s does not support deleting", t)
 		}
 		// Fail before anything else if the credentials cannot delete: a
 		// missing key deletes fine with permission, and is refused without.
-		if err := del.Delete(ctx, []string{upload.LockPrefix + "permission-probe"}); err != nil {
+		if err := del.Delete(ctx, []string{cachelock.Prefix + "permission-probe"}); err != nil {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 		if opts.Locker == nil {
 			return nil, errors.New("gc: no lock: refusing to delete without excluding pushers")
 		}
 		var err error
-		if lk, err = opts.Locker.Acquire(ctx, upload.Exclusive); err != nil {
+		if lk, err = opts.Locker.Acquire(ctx, cachelock.Exclusive); err != nil {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 		defer func() {
@@ -136,7 +139,7 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 			roots[h] = true
 		}
 	}
-	var pinObjs []upload.ObjectInfo
+	var pinObjs []cache.ObjectInfo
 	for _, o := range inv.Pins {
 		pinObjs = append(pinObjs, o)
 	}
@@ -160,7 +163,7 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 
 	// Read every narinfo: the kept ones say which NARs stay, the doomed
 	// ones say in which order they may go.
-	f := &fetcher{t: t, jobs: opts.Jobs, retry: defaultRetry}
+	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
 	entries := make(map[string]*entry, len(inv.NarInfos))
 	hashes := make([]string, 0, len(inv.NarInfos))
 	for h := range inv.NarInfos {
@@ -172,7 +175,7 @@ func GC(ctx context.Context, t upload.Target, opts GCOptions) (*GCResult, error)
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
 		var pe *ParseError
 		switch {
-		case errors.Is(err, upload.ErrNotFound):
+		case errors.Is(err, cache.ErrNotFound):
 			return // deleted since the listing (by hand, or an expiry rule)
 		case errors.As(err, &pe):
 			// What it references and points at is unknown: keep it
@@ -368,8 +371,8 @@ func countObjects(inv *Inventory) int {
 	return len(inv.NarInfos) + len(inv.NARs) + len(inv.Listings) + len(inv.Pins) + len(inv.Locks) + inv.Other
 }
 
-func sortedByKey(objs []upload.ObjectInfo) []upload.ObjectInfo {
-	slices.SortFunc(objs, func(a, b upload.ObjectInfo) int {
+func sortedByKey(objs []cache.ObjectInfo) []cache.ObjectInfo {
+	slices.SortFunc(objs, func(a, b cache.ObjectInfo) int {
 		if a.Key < b.Key {
 			return -1
 		}

@@ -14,19 +14,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/file"
+	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/nar"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 // recorder is a file:// cache that records delete batches.
 type recorder struct {
-	*upload.File
+	*file.Dir
 	batches [][]string
 }
 
 func (r *recorder) Delete(ctx context.Context, keys []string) error {
 	r.batches = append(r.batches, slices.Clone(keys))
-	return r.File.Delete(ctx, keys)
+	return r.Dir.Delete(ctx, keys)
 }
 
 type fakePath struct {
@@ -48,12 +50,12 @@ func hashOf(name string) string {
 // fill writes a narinfo and a NAR per path, aged as asked.
 func fill(t *testing.T, dir string, paths []fakePath) {
 	t.Helper()
-	f, err := upload.NewFile(dir)
+	f, err := file.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	f.Put(ctx, "nix-cache-info", strings.NewReader(upload.CacheInfo), int64(len(upload.CacheInfo)), "")
+	f.Put(ctx, "nix-cache-info", strings.NewReader(cache.CacheInfo), int64(len(cache.CacheInfo)), "")
 	for _, p := range paths {
 		body := []byte("nar of " + p.name)
 		sum := sha256.Sum256(body)
@@ -96,15 +98,15 @@ func TestGCKeepsClosuresAndOrdersDeletes(t *testing.T) {
 		{name: "chain2", refs: []string{"chain1"}, age: old},
 		{name: "chain1", age: old},
 	})
-	f, _ := upload.NewFile(dir)
+	f, _ := file.New(dir)
 	ctx := context.Background()
 	pin := FormatPin([]string{storePath("tool")})
 	f.Put(ctx, PinPrefix+"tools", bytes.NewReader(pin), int64(len(pin)), "")
 	// An orphan NAR just uploaded (its narinfo not written yet).
 	f.Put(ctx, "nar/fresh.nar", strings.NewReader("x"), 1, "")
 
-	r := &recorder{File: f}
-	locker := upload.NewLocker(r, quietLog())
+	r := &recorder{Dir: f}
+	locker := mustLocker(t, r)
 	res, err := GC(ctx, r, GCOptions{Keep: 24 * time.Hour, Grace: time.Hour, Locker: locker, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func TestGCKeepsClosuresAndOrdersDeletes(t *testing.T) {
 func TestGCDryRun(t *testing.T) {
 	dir := t.TempDir()
 	fill(t, dir, []fakePath{{name: "a", age: 48 * time.Hour}, {name: "b", refs: []string{"a"}, age: 48 * time.Hour}})
-	f, _ := upload.NewFile(dir)
+	f, _ := file.New(dir)
 	var reported []string
 	res, err := GC(context.Background(), f, GCOptions{Keep: time.Hour, DryRun: true, Log: quietLog(),
 		Report: func(k string, _ int64) { reported = append(reported, k) }})
@@ -192,7 +194,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 		{name: "dep"}, {name: "app", refs: []string{"dep"}},
 		{name: "nonar"}, {name: "short"},
 	})
-	f, _ := upload.NewFile(dir)
+	f, _ := file.New(dir)
 	ctx := context.Background()
 	os.Remove(filepath.Join(dir, hashOf("dep")+".narinfo"))
 	read := func(name string) *nar.NarInfo {
@@ -237,7 +239,7 @@ type failingGet struct {
 
 func (f *failingGet) Get(ctx context.Context, key string) ([]byte, error) {
 	if key == f.key {
-		return nil, &upload.PermanentError{Err: errors.New("Access Denied"), Config: true}
+		return nil, &cache.PermanentError{Err: errors.New("Access Denied"), Config: true}
 	}
 	return f.recorder.Get(ctx, key)
 }
@@ -251,15 +253,15 @@ func TestGCStopsOnUnreadableNarInfo(t *testing.T) {
 		{name: "app", refs: []string{"dep"}, age: time.Minute},
 		{name: "old", age: 48 * time.Hour},
 	})
-	f, _ := upload.NewFile(dir)
-	r := &failingGet{recorder: &recorder{File: f}, key: hashOf("app") + ".narinfo"}
-	_, err := GC(context.Background(), r, GCOptions{Keep: time.Hour, Locker: upload.NewLocker(r, quietLog()), Log: quietLog()})
+	f, _ := file.New(dir)
+	r := &failingGet{recorder: &recorder{Dir: f}, key: hashOf("app") + ".narinfo"}
+	_, err := GC(context.Background(), r, GCOptions{Keep: time.Hour, Locker: mustLocker(t, r), Log: quietLog()})
 	if err == nil || !strings.Contains(err.Error(), "nothing was deleted") {
 		t.Fatalf("gc: %v, want it to stop", err)
 	}
 	for _, b := range r.batches {
 		for _, k := range b {
-			if !strings.HasPrefix(k, upload.LockPrefix) {
+			if !strings.HasPrefix(k, cachelock.Prefix) {
 				t.Errorf("deleted %s although a narinfo could not be read", k)
 			}
 		}
@@ -272,8 +274,8 @@ func TestGCKeepsUnparsable(t *testing.T) {
 	fill(t, dir, []fakePath{{name: "old", age: 48 * time.Hour}})
 	bad := hashOf("broken") + ".narinfo"
 	os.WriteFile(filepath.Join(dir, bad), []byte("StorePath: nonsense\n"), 0o644)
-	f, _ := upload.NewFile(dir)
-	res, err := GC(context.Background(), f, GCOptions{Keep: time.Hour, Locker: upload.NewLocker(f, quietLog()), Log: quietLog()})
+	f, _ := file.New(dir)
+	res, err := GC(context.Background(), f, GCOptions{Keep: time.Hour, Locker: mustLocker(t, f), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,4 +285,13 @@ func TestGCKeepsUnparsable(t *testing.T) {
 	if res.DeletedNARs != 0 || res.DeletedNarInfos != 1 {
 		t.Errorf("%+v: want old's narinfo deleted and no NAR", res)
 	}
+}
+
+func mustLocker(t *testing.T, c cache.Target) *cachelock.Locker {
+	t.Helper()
+	l, err := cachelock.New(c, 0, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -15,19 +15,21 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/nar"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 // Inventory is what one listing of the cache shows. Memory is a few
 // hundred bytes per object: a 100,000-path cache lists in tens of MiB.
 type Inventory struct {
-	NarInfos  map[string]upload.ObjectInfo // hash part → <hash>.narinfo
-	NARs      map[string]upload.ObjectInfo // key (nar/…) → object
-	Listings  map[string]upload.ObjectInfo // hash part → <hash>.ls
-	Pins      map[string]upload.ObjectInfo // pin name → pins/<name>
-	Locks     []upload.ObjectInfo
-	CacheInfo *upload.ObjectInfo
+	NarInfos  map[string]cache.ObjectInfo // hash part → <hash>.narinfo
+	NARs      map[string]cache.ObjectInfo // key (nar/…) → object
+	Listings  map[string]cache.ObjectInfo // hash part → <hash>.ls
+	Pins      map[string]cache.ObjectInfo // pin name → pins/<name>
+	Locks     []cache.ObjectInfo
+	CacheInfo *cache.ObjectInfo
 	Other     int // objects nixpushd does not know; left alone
 	// Newest is the newest Last-Modified seen: the server's "now", as near
 	// as a listing tells it.
@@ -35,16 +37,16 @@ type Inventory struct {
 }
 
 // Scan lists the whole cache once.
-func Scan(ctx context.Context, t upload.Target) (*Inventory, error) {
-	l, ok := t.(upload.Lister)
+func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
+	l, ok := t.(cache.Lister)
 	if !ok {
 		return nil, fmt.Errorf("%s cannot be listed", t)
 	}
 	inv := &Inventory{
-		NarInfos: map[string]upload.ObjectInfo{}, NARs: map[string]upload.ObjectInfo{},
-		Listings: map[string]upload.ObjectInfo{}, Pins: map[string]upload.ObjectInfo{},
+		NarInfos: map[string]cache.ObjectInfo{}, NARs: map[string]cache.ObjectInfo{},
+		Listings: map[string]cache.ObjectInfo{}, Pins: map[string]cache.ObjectInfo{},
 	}
-	err := l.List(ctx, "", func(o upload.ObjectInfo) error {
+	err := l.List(ctx, "", func(o cache.ObjectInfo) error {
 		if o.LastModified.After(inv.Newest) {
 			inv.Newest = o.LastModified
 		}
@@ -54,7 +56,7 @@ func Scan(ctx context.Context, t upload.Target) (*Inventory, error) {
 			inv.CacheInfo = &o
 		case strings.HasPrefix(k, "nar/"):
 			inv.NARs[k] = o
-		case strings.HasPrefix(k, upload.LockPrefix):
+		case strings.HasPrefix(k, cachelock.Prefix):
 			inv.Locks = append(inv.Locks, o)
 		case strings.HasPrefix(k, PinPrefix):
 			inv.Pins[strings.TrimPrefix(k, PinPrefix)] = o
@@ -92,9 +94,9 @@ type entry struct {
 
 // fetcher reads narinfos in parallel and counts requests.
 type fetcher struct {
-	t        upload.Target
+	t        cache.Target
 	jobs     int
-	retry    upload.RetryPolicy
+	retry    retry.Policy
 	requests atomic.Int64
 }
 
@@ -109,8 +111,8 @@ func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash strin
 			err := f.retry.Do(gctx, func() (err error) {
 				f.requests.Add(1)
 				b, err = f.t.Get(gctx, h+".narinfo")
-				if errors.Is(err, upload.ErrNotFound) {
-					return &upload.PermanentError{Err: err}
+				if errors.Is(err, cache.ErrNotFound) {
+					return &cache.PermanentError{Err: err}
 				}
 				return err
 			})
@@ -143,9 +145,6 @@ type ParseError struct{ Err error }
 
 func (e *ParseError) Error() string { return "unparsable: " + e.Err.Error() }
 func (e *ParseError) Unwrap() error { return e.Err }
-
-// defaultRetry retries reads the way the pusher retries its requests.
-var defaultRetry = upload.RetryPolicy{Attempts: 5, Delay: func(n int) time.Duration { return time.Duration(n) * 500 * time.Millisecond }}
 
 func toEntry(ni *nar.NarInfo, err error) *entry {
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/upload"
 )
@@ -67,19 +68,19 @@ func ParsePin(b []byte) ([]string, error) {
 }
 
 // ListPins reads every pin; removed (empty) pins are left out.
-func ListPins(ctx context.Context, t upload.Target) ([]Pin, error) {
-	l, ok := t.(upload.Lister)
+func ListPins(ctx context.Context, t cache.Target) ([]Pin, error) {
+	l, ok := t.(cache.Lister)
 	if !ok {
 		return nil, fmt.Errorf("%s cannot be listed", t)
 	}
-	var objs []upload.ObjectInfo
-	if err := l.List(ctx, PinPrefix, func(o upload.ObjectInfo) error { objs = append(objs, o); return nil }); err != nil {
+	var objs []cache.ObjectInfo
+	if err := l.List(ctx, PinPrefix, func(o cache.ObjectInfo) error { objs = append(objs, o); return nil }); err != nil {
 		return nil, err
 	}
 	return readPins(ctx, t, objs)
 }
 
-func readPins(ctx context.Context, t upload.Target, objs []upload.ObjectInfo) ([]Pin, error) {
+func readPins(ctx context.Context, t cache.Target, objs []cache.ObjectInfo) ([]Pin, error) {
 	var pins []Pin
 	for _, o := range objs {
 		if o.Size == 0 {
@@ -87,7 +88,7 @@ func readPins(ctx context.Context, t upload.Target, objs []upload.ObjectInfo) ([
 		}
 		name := strings.TrimPrefix(o.Key, PinPrefix)
 		b, err := t.Get(ctx, o.Key)
-		if errors.Is(err, upload.ErrNotFound) {
+		if errors.Is(err, cache.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -117,7 +118,7 @@ func SetPin(ctx context.Context, p *upload.Pusher, name string, paths []string) 
 
 // RemovePin deletes pins/name when the credentials allow it, else empties
 // it (which gc and ListPins read as removed).
-func RemovePin(ctx context.Context, t upload.Target, name string) error {
+func RemovePin(ctx context.Context, t cache.Target, name string) error {
 	if err := CheckPinName(name); err != nil {
 		return err
 	}
@@ -127,7 +128,7 @@ func RemovePin(ctx context.Context, t upload.Target, name string) error {
 	} else if !ok {
 		return fmt.Errorf("pin %q does not exist (see `nixpushd pin list`)", name)
 	}
-	if d, ok := t.(upload.Deleter); ok {
+	if d, ok := t.(cache.Deleter); ok {
 		if err := d.Delete(ctx, []string{key}); err == nil {
 			return nil
 		}

@@ -16,6 +16,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/upload"
 )
@@ -102,7 +105,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 // Verify checks the cache the way a client relies on it and calls report
 // (serialised) for each problem. The error is for a cache that could not
 // be read at all.
-func Verify(ctx context.Context, t upload.Target, opts VerifyOptions, report func(Problem)) (*VerifyResult, error) {
+func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func(Problem)) (*VerifyResult, error) {
 	start := time.Now()
 	if opts.Jobs <= 0 {
 		opts.Jobs = upload.DefaultIOJobs
@@ -143,11 +146,11 @@ func Verify(ctx context.Context, t upload.Target, opts VerifyOptions, report fun
 		hashes = append(hashes, h)
 	}
 	slices.Sort(hashes)
-	f := &fetcher{t: t, jobs: opts.Jobs, retry: defaultRetry}
+	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
 	var full []*nar.NarInfo // --full: NARs to download, deduplicated
 	seenNAR := map[string]bool{}
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
-		if errors.Is(err, upload.ErrNotFound) {
+		if errors.Is(err, cache.ErrNotFound) {
 			return // deleted since the listing
 		}
 		var pe *ParseError
@@ -245,17 +248,17 @@ func checkCacheInfo(b []byte) string {
 // checkNAR downloads ni's NAR and checks FileHash, NarHash and NarSize.
 // It returns the bytes read and a problem, or an error when the cache
 // itself failed.
-func checkNAR(ctx context.Context, t upload.Target, ni *nar.NarInfo) (int64, *Problem, error) {
+func checkNAR(ctx context.Context, t cache.Target, ni *nar.NarInfo) (int64, *Problem, error) {
 	sp, _ := nar.ParseStorePath(ni.StorePath)
 	prob := func(kind, detail string) *Problem {
 		return &Problem{Kind: kind, Hash: sp.Hash, StorePath: ni.StorePath, Detail: detail}
 	}
-	o, ok := t.(upload.Opener)
+	o, ok := t.(cache.Opener)
 	if !ok {
 		return 0, nil, fmt.Errorf("%s cannot stream objects", t)
 	}
 	rc, err := o.Open(ctx, ni.URL)
-	if errors.Is(err, upload.ErrNotFound) {
+	if errors.Is(err, cache.ErrNotFound) {
 		return 0, prob(ProblemNARGone, fmt.Sprintf("its NAR file %s is missing", ni.URL)), nil
 	}
 	if err != nil {
@@ -264,7 +267,7 @@ func checkNAR(ctx context.Context, t upload.Target, ni *nar.NarInfo) (int64, *Pr
 	defer rc.Close()
 	fileHash := sha256.New()
 	counted := &countReader{r: io.TeeReader(rc, fileHash)}
-	zr, err := upload.NewReader(ni.Compression, counted)
+	zr, err := compression.NewReader(ni.Compression, counted)
 	if err != nil {
 		return counted.n, prob(ProblemNarHash, fmt.Sprintf("%s: %v", ni.URL, err)), nil
 	}

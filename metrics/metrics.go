@@ -210,7 +210,7 @@ func (m *Metrics) Retry() {
 	m.requestRetries.Inc()
 }
 
-// CountRetries wraps an upload.RetryPolicy's Delay (called once per
+// CountRetries wraps an retry.Policy's Delay (called once per
 // retry) so that each retry is counted. A nil delay means no wait. On a
 // nil *Metrics it returns delay unchanged.
 func (m *Metrics) CountRetries(delay func(attempt int) time.Duration) func(attempt int) time.Duration {

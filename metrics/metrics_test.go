@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache/retry"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/upload"
 )
@@ -106,7 +107,7 @@ func TestSkipReasons(t *testing.T) {
 func TestRetriesCounted(t *testing.T) {
 	m := New(Options{})
 	var asked []int
-	policy := upload.RetryPolicy{Attempts: 4, Delay: m.CountRetries(func(n int) time.Duration {
+	policy := retry.Policy{Attempts: 4, Delay: m.CountRetries(func(n int) time.Duration {
 		asked = append(asked, n)
 		return 0
 	})}

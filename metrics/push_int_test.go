@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/nixpushd/nixpushd/cache/cacheurl"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/internal/testenv"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -24,15 +27,15 @@ func TestMetricsAgreeWithRealPushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	target, err := upload.Open(ctx, "file://"+t.TempDir())
+	target, err := cacheurl.Open(ctx, "file://"+t.TempDir(), cacheurl.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := upload.NewCompressor("zstd", 0, 0)
+	comp, err := compression.New(compression.Options{Method: "zstd"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &upload.Pusher{Target: target, Compressor: comp, TempDir: t.TempDir(), Retry: upload.RetryPolicy{Attempts: 2}}
+	p := &upload.Pusher{Target: target, Compressor: comp, TempDir: t.TempDir(), Retry: retry.Policy{Attempts: 2}}
 	m := New(Options{Presence: p.PresenceStats})
 	p.OnEvent = m.Observe
 	p.Retry.Delay = m.CountRetries(p.Retry.Delay)

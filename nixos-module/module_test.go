@@ -389,7 +389,7 @@ func TestPackageExpression(t *testing.T) {
 	}
 	// The variable the ldflag sets must exist under that name.
 	if !slices.ContainsFunc(p.Ldflags, func(f string) bool {
-		return strings.HasPrefix(f, "-X github.com/nixpushd/nixpushd/upload.liblzmaPath=") && strings.HasSuffix(f, "/lib/liblzma.so.5")
+		return strings.HasPrefix(f, "-X github.com/nixpushd/nixpushd/compression.liblzmaPath=") && strings.HasSuffix(f, "/lib/liblzma.so.5")
 	}) {
 		t.Errorf("ldflags %q do not point the xz encoder at nixpkgs' liblzma", p.Ldflags)
 	}

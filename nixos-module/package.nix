@@ -59,7 +59,7 @@ builder {
     "-s"
     "-w"
     "-X main.version=${version}"
-    "-X github.com/nixpushd/nixpushd/upload.liblzmaPath=${lib.getLib xz}/lib/liblzma.so.5"
+    "-X github.com/nixpushd/nixpushd/compression.liblzmaPath=${lib.getLib xz}/lib/liblzma.so.5"
   ];
 
   # One binary, two names: invoked as `nixpushd-hook` it is the Nix

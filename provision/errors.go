@@ -9,8 +9,7 @@ import (
 	"syscall"
 
 	"github.com/minio/minio-go/v7"
-
-	"github.com/nixpushd/nixpushd/upload"
+	"github.com/nixpushd/nixpushd/cache/s3"
 )
 
 // Problem is a failure the operator must fix: one line naming the problem
@@ -26,12 +25,12 @@ func problemf(format string, args ...any) error {
 // connectProblem explains an error from the first request to the server:
 // the endpoint cannot be reached or spoken to, or the admin credentials are
 // wrong. It returns nil for an error it does not recognise.
-func connectProblem(err error, target upload.S3Config, caFile, host, adminKey, adminSource string) error {
+func connectProblem(err error, target s3.Config, caFile, host, adminKey, adminSource string) error {
 	if err == nil {
 		return nil
 	}
 	// Certificates and http/https mix-ups: the same words as push and the daemon.
-	if hint, ok := upload.ConnectionHint(err, target, caFile); ok {
+	if hint, ok := s3.ConnectionHint(err, target, caFile); ok {
 		return problemf("%s", hint)
 	}
 	var dns *net.DNSError

@@ -23,8 +23,9 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/nar"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 // Credentials are an S3 key pair. String never shows the secret.
@@ -41,8 +42,8 @@ func (c Credentials) GoString() string {
 
 // Config is what to set up.
 type Config struct {
-	Target upload.S3Config // the bucket and server; Profile is ignored
-	Admin  Credentials     // may create buckets, users and policies
+	Target s3.Config   // the bucket and server; Profile is ignored
+	Admin  Credentials // may create buckets, users and policies
 	// AdminSource says where Admin came from ("AWS_ACCESS_KEY_ID", "--admin-profile P", …),
 	// for error messages.
 	AdminSource string
@@ -233,7 +234,7 @@ func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // the endpoint answers and knows the admin credentials.
 func (r *runner) connect(ctx context.Context) error {
 	t := r.cfg.Target
-	tr, err := upload.HTTPTransport(r.cfg.CAFile)
+	tr, err := s3.HTTPTransport(r.cfg.CAFile)
 	if err != nil {
 		return problemf("%v", err)
 	}
@@ -336,7 +337,7 @@ func (r *runner) cacheInfo(ctx context.Context) error {
 	status := StatusCreated
 	switch {
 	case existing == nil:
-	case bytes.Equal(existing, []byte(upload.CacheInfo)):
+	case bytes.Equal(existing, []byte(cache.CacheInfo)):
 		r.step(Step{Name: key, Status: StatusExists})
 		return nil
 	case !r.cfg.Force:
@@ -345,8 +346,8 @@ func (r *runner) cacheInfo(ctx context.Context) error {
 	default:
 		status = StatusUpdated
 	}
-	_, err = r.s3.PutObject(octx, b, key, strings.NewReader(upload.CacheInfo), int64(len(upload.CacheInfo)),
-		minio.PutObjectOptions{ContentType: upload.TypeCacheInfo})
+	_, err = r.s3.PutObject(octx, b, key, strings.NewReader(cache.CacheInfo), int64(len(cache.CacheInfo)),
+		minio.PutObjectOptions{ContentType: cache.TypeCacheInfo})
 	if err != nil {
 		return s3Problem("writing "+key, r.host, err)
 	}

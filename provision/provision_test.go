@@ -16,8 +16,8 @@ import (
 	"github.com/minio/madmin-go/v3"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/nar"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 // The writer policy is the guides' nix-cache-write.json, byte for byte
@@ -110,7 +110,7 @@ func TestSubstituterAndKeyName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
-			cfg, err := upload.ParseS3URL(tt.url)
+			cfg, err := s3.ParseURL(tt.url)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +197,7 @@ func TestConnectProblem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := connectProblem(tt.err, upload.S3Config{Bucket: "b", Endpoint: "h:9", Scheme: "https"}, "", "h:9", "admin", "AWS_ACCESS_KEY_ID")
+			p := connectProblem(tt.err, s3.Config{Bucket: "b", Endpoint: "h:9", Scheme: "https"}, "", "h:9", "admin", "AWS_ACCESS_KEY_ID")
 			if tt.want == "" {
 				if p != nil {
 					t.Errorf("connectProblem = %v, want nil", p)
@@ -217,7 +217,7 @@ func TestConnectProblem(t *testing.T) {
 func TestValidate(t *testing.T) {
 	base := func() Config {
 		return Config{
-			Target:          upload.S3Config{Bucket: "nix-cache", Endpoint: "h", Scheme: "http"},
+			Target:          s3.Config{Bucket: "nix-cache", Endpoint: "h", Scheme: "http"},
 			Admin:           Credentials{AccessKey: "root", SecretKey: "s3cret-admin"},
 			WriterUser:      "nixbuilder",
 			SecretKeyFile:   "/k",

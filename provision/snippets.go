@@ -5,14 +5,14 @@ import (
 	"net"
 	"strings"
 
-	"github.com/nixpushd/nixpushd/upload"
+	"github.com/nixpushd/nixpushd/cache/s3"
 )
 
 // SubstituterURL is what clients put in their substituters. A public
 // bucket is read over plain HTTP(S), path-style for a custom endpoint
 // (what the guides use: https://s3.homelab.local/nix-cache). A private one
 // is read through Nix's S3 store, which needs credentials on the client.
-func SubstituterURL(t upload.S3Config, public bool) string {
+func SubstituterURL(t s3.Config, public bool) string {
 	if !public {
 		t.Profile = ""
 		return t.String()
@@ -38,7 +38,7 @@ func SubstituterURL(t upload.S3Config, public bool) string {
 
 // DefaultKeyName follows the guides' advice, the cache's host name and a
 // number: "s3.homelab.local-1".
-func DefaultKeyName(t upload.S3Config) string {
+func DefaultKeyName(t s3.Config) string {
 	host := t.Endpoint
 	if host == "" {
 		host = t.Bucket + ".s3.amazonaws.com"
@@ -79,7 +79,7 @@ func ServiceSnippet(cacheURL, credentialsFile, secretKeyFile, caFile string) str
 
 // CacheURL is the push URL for the daemon and push: the bucket's URL
 // without a profile.
-func CacheURL(t upload.S3Config) string {
+func CacheURL(t s3.Config) string {
 	t.Profile = ""
 	return t.String()
 }

@@ -15,17 +15,20 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cachelock"
+	"github.com/nixpushd/nixpushd/internal/cachetest"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/store"
 )
 
 // Concurrent questions about one key share one request.
 func TestPresenceSingleFlight(t *testing.T) {
-	m := newMem()
-	m.objects["k"] = []byte("x")
+	m := cachetest.NewMem()
+	m.Objects["k"] = []byte("x")
 	release := make(chan struct{})
-	m.existsHook = func(string) { <-release }
-	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+	m.ExistsHook = func(string) { <-release }
+	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	start := time.Now()
@@ -55,9 +58,9 @@ func TestPresenceSingleFlight(t *testing.T) {
 // publishing always reaches the cache; the TTL-bounded one does not.
 func TestPresenceFreshness(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newMem()
-		m.objects["k"] = []byte("x")
-		p := NewPresence(m, 10*time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		m := cachetest.NewMem()
+		m.Objects["k"] = []byte("x")
+		p := NewPresence(m, 10*time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 		ctx := context.Background()
 		if ok, _ := p.Recent(ctx, "k"); !ok {
 			t.Fatal("k not found")
@@ -67,7 +70,7 @@ func TestPresenceFreshness(t *testing.T) {
 		if n := p.Requests.Load(); n != 1 {
 			t.Errorf("Recent within the TTL sent %d requests, want 1", n)
 		}
-		m.remove("k")
+		m.Remove("k")
 		if ok, _ := p.Recent(ctx, "k"); !ok {
 			t.Error("Recent within the TTL should answer from memory")
 		}
@@ -78,7 +81,7 @@ func TestPresenceFreshness(t *testing.T) {
 			t.Errorf("%d requests, want 2", n)
 		}
 		// The TTL expires: Recent asks again.
-		m.objects["k"] = []byte("x")
+		m.Objects["k"] = []byte("x")
 		p.Mark("k", false)
 		time.Sleep(11 * time.Minute)
 		if ok, _ := p.Recent(ctx, "k"); !ok {
@@ -97,7 +100,7 @@ func TestPresenceFreshness(t *testing.T) {
 // Pusher's back (as an expiry rule would) is uploaded again before the
 // new dependent's narinfo, although the Pusher remembers it as present.
 func TestPushReuploadsDeletedReference(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
 	a := info("a")
 	b := info("b", a)
@@ -105,9 +108,9 @@ func TestPushReuploadsDeletedReference(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	aKey := narinfoKeyOf(t, a.Path)
-	ni, _ := nar.ParseNarInfo(m.objects[aKey])
-	m.remove(aKey, ni.URL)
-	m.order = nil
+	ni, _ := nar.ParseNarInfo(m.Objects[aKey])
+	m.Remove(aKey, ni.URL)
+	m.Order = nil
 
 	c := info("c", a, b)
 	res, err := p.Push(context.Background(), []*store.PathInfo{a, b, c})
@@ -117,15 +120,15 @@ func TestPushReuploadsDeletedReference(t *testing.T) {
 	if res.Uploaded != 2 || res.Present != 1 {
 		t.Errorf("uploaded %d present %d, want 2 (a again, c) and 1 (b)", res.Uploaded, res.Present)
 	}
-	if _, ok := m.objects[aKey]; !ok {
+	if _, ok := m.Objects[aKey]; !ok {
 		t.Fatal("a's narinfo was not uploaded again")
 	}
-	if _, ok := m.objects[ni.URL]; !ok {
+	if _, ok := m.Objects[ni.URL]; !ok {
 		t.Fatal("a's NAR was not uploaded again")
 	}
 	cKey := narinfoKeyOf(t, c.Path)
-	if !(m.index(ni.URL) < m.index(aKey) && m.index(aKey) < m.index(cKey)) {
-		t.Errorf("want a's NAR, then a's narinfo, then c's narinfo; got %v", m.order)
+	if !(m.Index(ni.URL) < m.Index(aKey) && m.Index(aKey) < m.Index(cKey)) {
+		t.Errorf("want a's NAR, then a's narinfo, then c's narinfo; got %v", m.Order)
 	}
 }
 
@@ -133,14 +136,14 @@ func TestPushReuploadsDeletedReference(t *testing.T) {
 // dependent with an error naming it, and the cache gets no narinfo that
 // points at nothing.
 func TestPushMissingReferenceNotLocal(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
 	a := info("a")
 	if _, err := p.Push(context.Background(), []*store.PathInfo{a}); err != nil {
 		t.Fatal(err)
 	}
 	aKey := narinfoKeyOf(t, a.Path)
-	m.remove(aKey)
+	m.Remove(aKey)
 	p.dump = func(w io.Writer, path string) error {
 		if path == a.Path {
 			return &fs.PathError{Op: "lstat", Path: path, Err: fs.ErrNotExist}
@@ -159,7 +162,7 @@ func TestPushMissingReferenceNotLocal(t *testing.T) {
 	if !errors.Is(res.Failed[a.Path], ErrGone) {
 		t.Errorf("a: %v, want ErrGone", res.Failed[a.Path])
 	}
-	if _, ok := m.objects[narinfoKeyOf(t, c.Path)]; ok {
+	if _, ok := m.Objects[narinfoKeyOf(t, c.Path)]; ok {
 		t.Error("c's narinfo was written although its reference is missing")
 	}
 }
@@ -167,7 +170,7 @@ func TestPushMissingReferenceNotLocal(t *testing.T) {
 // An all-present closure costs one existence request per path, as before
 // the fresh checks, and a second push within the TTL costs none.
 func TestPushAllPresentRequests(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	var closure []*store.PathInfo
 	leaves := []*store.PathInfo{}
 	for i := range 50 {
@@ -195,7 +198,7 @@ func TestPushAllPresentRequests(t *testing.T) {
 // The fresh checks before publishing are shared: 50 leaves and a top
 // referencing all of them cost one check per leaf, not one per edge.
 func TestPushFreshChecksPerReference(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
 	var leaves []*store.PathInfo
 	for i := range 50 {
@@ -218,116 +221,32 @@ func TestPushFreshChecksPerReference(t *testing.T) {
 	}
 }
 
-func testLocker(m *memTarget) *Locker {
-	return &Locker{Target: m, StaleAfter: 10 * time.Second, Poll: 500 * time.Millisecond,
-		Log: newTestLog()}
-}
-
-// A pusher waits while gc holds the cache, and gc waits for pushers.
-func TestLockExcludes(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		m := newMem()
-		l := testLocker(m)
-		ctx := context.Background()
-		shared, err := l.Acquire(ctx, Shared)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gotExcl := make(chan *Lock)
-		go func() {
-			lk, err := l.Acquire(ctx, Exclusive)
-			if err != nil {
-				t.Error(err)
-			}
-			gotExcl <- lk
-		}()
-		time.Sleep(5 * time.Second)
-		select {
-		case <-gotExcl:
-			t.Fatal("gc took the cache while a pusher held it")
-		default:
-		}
-		// gc's lock is visible now: the pusher is asked to yield.
-		time.Sleep(3 * time.Second)
-		if !shared.Yielding() {
-			t.Error("the shared lock was not asked to yield to gc")
-		}
-		shared.Release(ctx)
-		excl := <-gotExcl
-
-		gotShared := make(chan *Lock)
-		go func() {
-			lk, err := l.Acquire(ctx, Shared)
-			if err != nil {
-				t.Error(err)
-			}
-			gotShared <- lk
-		}()
-		time.Sleep(20 * time.Second) // longer than StaleAfter: refreshing keeps gc's lock live
-		select {
-		case <-gotShared:
-			t.Fatal("a pusher took the cache while gc held it")
-		default:
-		}
-		if !excl.Valid() {
-			t.Error("gc's lock is not valid although it refreshes")
-		}
-		excl.Release(ctx)
-		lk := <-gotShared
-		lk.Release(ctx)
-		synctest.Wait()
-	})
-}
-
-// A holder killed without releasing blocks the other side for StaleAfter
-// at most; a second gc is refused at once.
-func TestLockStaleAndSecondGC(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		m := newMem()
-		l := testLocker(m)
-		ctx := context.Background()
-		// A pusher "killed -9": its lock object stays, never refreshed.
-		key, body := newLockKey(Shared)
-		if err := l.write(ctx, key, body); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		excl, err := l.Acquire(ctx, Exclusive)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waited := time.Since(start); waited < l.StaleAfter || waited > l.StaleAfter+5*time.Second {
-			t.Errorf("gc waited %v for a dead pusher's lock, want about StaleAfter (%v)", waited, l.StaleAfter)
-		}
-		if _, err := l.Acquire(ctx, Exclusive); err == nil || !strings.Contains(err.Error(), "another gc") {
-			t.Errorf("second gc: %v, want a refusal naming the other gc", err)
-		}
-		excl.Release(ctx)
-		synctest.Wait()
-	})
-}
-
 // Publishing pauses while gc holds the cache, and what was seen present
 // before gc counts for nothing after it: a dependency gc deleted is
 // uploaded again.
 func TestPushAfterGCRechecks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newMem()
+		m := cachetest.NewMem()
 		p := newTestPusher(t, m, nil)
-		p.Locker = testLocker(m)
+		lk, err := cachelock.New(m, 10*time.Second, newTestLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk.Poll = 500 * time.Millisecond
+		p.Locker = lk
 		a := info("a")
 		ctx := context.Background()
 		if _, err := p.Push(ctx, []*store.PathInfo{a}); err != nil {
 			t.Fatal(err)
 		}
 		// gc takes the cache and deletes a.
-		excl, err := p.Locker.Acquire(ctx, Exclusive)
+		excl, err := p.Locker.Acquire(ctx, cachelock.Exclusive)
 		if err != nil {
 			t.Fatal(err)
 		}
 		aKey := narinfoKeyOf(t, a.Path)
-		ni, _ := nar.ParseNarInfo(m.objects[aKey])
-		m.remove(aKey, ni.URL)
+		ni, _ := nar.ParseNarInfo(m.Objects[aKey])
+		m.Remove(aKey, ni.URL)
 		done := make(chan *Result)
 		b := info("b", a)
 		go func() {
@@ -338,7 +257,7 @@ func TestPushAfterGCRechecks(t *testing.T) {
 			done <- res
 		}()
 		time.Sleep(30 * time.Second)
-		if m.has(narinfoKeyOf(t, b.Path)) {
+		if m.Has(narinfoKeyOf(t, b.Path)) {
 			t.Fatal("a narinfo was published while gc held the cache")
 		}
 		excl.Release(ctx)
@@ -346,7 +265,7 @@ func TestPushAfterGCRechecks(t *testing.T) {
 		if len(res.Failed) > 0 || res.Uploaded != 2 {
 			t.Errorf("%+v", res)
 		}
-		if _, ok := m.objects[aKey]; !ok {
+		if _, ok := m.Objects[aKey]; !ok {
 			t.Error("a was not uploaded again after gc deleted it")
 		}
 		synctest.Wait()
@@ -358,7 +277,7 @@ func newTestLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 // The temp budget: a NAR bigger than the whole budget goes through, and
 // alone.
 func TestPushTempBudget(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
 	p.MaxTempSize = 100 // smaller than any NAR's reservation
 	p.smallNAR = -1     // every NAR goes through a temp file
@@ -392,7 +311,7 @@ func TestPushTempBudget(t *testing.T) {
 // existence check per path: a no-op re-push of 500 paths costs one
 // request, and so does finding them all missing.
 func TestPushPrimesWithListing(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	var closure []*store.PathInfo
 	for i := range 500 {
 		closure = append(closure, info(fmt.Sprintf("p%d", i)))
@@ -403,35 +322,35 @@ func TestPushPrimesWithListing(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	narinfoHeads := 0
-	for k, n := range m.exists {
+	for k, n := range m.Checks {
 		if strings.HasSuffix(k, ".narinfo") {
 			narinfoHeads += n
 		}
 	}
-	if m.lists != 1 || narinfoHeads != 0 {
-		t.Errorf("fresh push: %d listings and %d narinfo checks, want 1 and 0", m.lists, narinfoHeads)
+	if m.Lists != 1 || narinfoHeads != 0 {
+		t.Errorf("fresh push: %d listings and %d narinfo checks, want 1 and 0", m.Lists, narinfoHeads)
 	}
-	m.exists = map[string]int{}
+	m.Checks = map[string]int{}
 	p2 := newTestPusher(t, m, nil)
 	res, err = p2.Push(context.Background(), closure)
 	if err != nil || res.Present != 500 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	delete(m.exists, "nix-cache-info") // each new Pusher looks once
-	if n := p2.Requests(); n != 1 || len(m.exists) != 0 {
-		t.Errorf("no-op re-push of 500 paths: %d requests (%d keys checked one by one), want 1 listing", n, len(m.exists))
+	delete(m.Checks, "nix-cache-info") // each new Pusher looks once
+	if n := p2.Requests(); n != 1 || len(m.Checks) != 0 {
+		t.Errorf("no-op re-push of 500 paths: %d requests (%d keys checked one by one), want 1 listing", n, len(m.Checks))
 	}
 	// A listing far longer than the checks it saves is abandoned.
 	for i := range 200_000 {
-		m.objects[fmt.Sprintf("junk%07d", i)] = nil
+		m.Objects[fmt.Sprintf("junk%07d", i)] = nil
 	}
 	p3 := newTestPusher(t, m, nil)
 	if _, err := p3.Push(context.Background(), closure[:100]); err != nil {
 		t.Fatal(err)
 	}
-	delete(m.exists, "nix-cache-info")
-	if len(m.exists) != 100 {
-		t.Errorf("with a huge bucket: %d keys checked one by one, want all 100", len(m.exists))
+	delete(m.Checks, "nix-cache-info")
+	if len(m.Checks) != 100 {
+		t.Errorf("with a huge bucket: %d keys checked one by one, want all 100", len(m.Checks))
 	}
 }
 
@@ -439,7 +358,7 @@ func TestPushPrimesWithListing(t *testing.T) {
 // listing of the cache (sent after the narinfo became ready), shared by
 // the dependents waiting at the same time, not a check per reference.
 func TestPushFreshChecksByListing(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
 	var leaves []*store.PathInfo
 	for i := range 200 {
@@ -454,23 +373,23 @@ func TestPushFreshChecksByListing(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	heads := 0
-	for k, n := range m.exists {
+	for k, n := range m.Checks {
 		if strings.HasSuffix(k, ".narinfo") {
 			heads += n
 		}
 	}
-	if heads != 0 || m.lists < 2 || m.lists > 6 {
-		t.Errorf("%d narinfo checks and %d listings; want 0 and 2-6 (one to find what is missing, one or more for the mids' references)", heads, m.lists)
+	if heads != 0 || m.Lists < 2 || m.Lists > 6 {
+		t.Errorf("%d narinfo checks and %d listings; want 0 and 2-6 (one to find what is missing, one or more for the mids' references)", heads, m.Lists)
 	}
 	// A reference deleted meanwhile is still caught by the listing.
-	m.remove(narinfoKeyOf(t, leaves[7].Path))
+	m.Remove(narinfoKeyOf(t, leaves[7].Path))
 	p2 := newTestPusher(t, m, nil)
 	top := info("top", append(leaves, closure[200:]...)...)
 	res, err = p2.Push(context.Background(), append(closure, top))
 	if err != nil || len(res.Failed) > 0 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if _, ok := m.objects[narinfoKeyOf(t, leaves[7].Path)]; !ok {
+	if _, ok := m.Objects[narinfoKeyOf(t, leaves[7].Path)]; !ok {
 		t.Error("a reference deleted before the push was not uploaded again")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 )
@@ -25,10 +27,10 @@ import (
 // network slot is what batches them: the longer the queue, the more
 // askers share each request.
 type Presence struct {
-	target Target
+	target cache.Target
 	ttl    time.Duration
 	io     *semaphore.Weighted
-	retry  RetryPolicy
+	retry  retry.Policy
 
 	// Requests counts existence requests sent to the target.
 	Requests atomic.Int64
@@ -44,7 +46,7 @@ type Presence struct {
 	resetAt time.Time
 
 	// Listings answer many keys with a request per thousand objects.
-	rl        RootLister
+	rl        cache.RootLister
 	rootCount int // objects at the top of the cache, as last listed (0: unknown)
 	listCur   *listProbe
 	listNext  *listProbe
@@ -79,13 +81,13 @@ type probe struct {
 
 // NewPresence returns a Presence for t that remembers answers for ttl and
 // sends requests under io (shared with the other network work).
-func NewPresence(t Target, ttl time.Duration, io *semaphore.Weighted, retry RetryPolicy) *Presence {
+func NewPresence(t cache.Target, ttl time.Duration, io *semaphore.Weighted, retry retry.Policy) *Presence {
 	p := &Presence{
 		target: t, ttl: ttl, io: io, retry: retry,
 		known: map[string]answer{}, cur: map[string]*probe{}, next: map[string]*probe{},
 	}
-	p.rl, _ = t.(RootLister)
-	if _, local := t.(*File); local {
+	p.rl, _ = t.(cache.RootLister)
+	if l, ok := t.(cache.Local); ok && l.IsLocal() {
 		// A stat is cheaper than reading a directory of every narinfo.
 		p.rl = nil
 	}
@@ -165,7 +167,7 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 
 	p.listings.Add(1)
 	keys := make(map[string]struct{}, sizeHint)
-	err = p.rl.ListRoot(ctx, func(o ObjectInfo) error {
+	err = p.rl.ListRoot(ctx, func(o cache.ObjectInfo) error {
 		keys[o.Key] = struct{}{}
 		return nil
 	})
@@ -368,7 +370,7 @@ var errEnough = errors.New("listing longer than the checks it would save")
 // nothing, once the listing would cost more client CPU than the checks
 // it saves (listPerCheck listed objects per key); it reports whether it
 // answered.
-func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool, error) {
+func (p *Presence) Prime(ctx context.Context, l cache.RootLister, keys []string) (bool, error) {
 	want := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		want[k] = false
@@ -383,7 +385,7 @@ func (p *Presence) Prime(ctx context.Context, l RootLister, keys []string) (bool
 	start := time.Now()
 	seen := 0
 	all := make(map[string]struct{}, min(known, budget)+64)
-	err := l.ListRoot(ctx, func(o ObjectInfo) error {
+	err := l.ListRoot(ctx, func(o cache.ObjectInfo) error {
 		if seen++; seen > budget {
 			return errEnough
 		}

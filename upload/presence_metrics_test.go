@@ -7,14 +7,16 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/internal/cachetest"
 	"golang.org/x/sync/semaphore"
 )
 
 func TestPresenceStatsCountsChecksAndHits(t *testing.T) {
 	ctx := context.Background()
-	m := newMem()
-	m.objects["a.narinfo"] = []byte("x")
-	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+	m := cachetest.NewMem()
+	m.Objects["a.narinfo"] = []byte("x")
+	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 
 	steps := []struct {
 		name string
@@ -51,16 +53,16 @@ func TestPresenceStatsCountsChecksAndHits(t *testing.T) {
 
 func TestPresenceStatsCountsListings(t *testing.T) {
 	ctx := context.Background()
-	m := newMem()
+	m := cachetest.NewMem()
 	var keys []string
 	for i := range 32 {
 		k := fmt.Sprintf("%02d.narinfo", i)
 		keys = append(keys, k)
 		if i%2 == 0 {
-			m.objects[k] = []byte("x")
+			m.Objects[k] = []byte("x")
 		}
 	}
-	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 	if ok, err := p.Prime(ctx, m, keys); err != nil || !ok {
 		t.Fatalf("Prime: %v %v", ok, err)
 	}
@@ -88,10 +90,10 @@ func TestPresenceStatsCountsListings(t *testing.T) {
 func TestPresenceStatsCountsSharedRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		m := newMem()
+		m := cachetest.NewMem()
 		release := make(chan struct{})
-		m.existsHook = func(string) { <-release }
-		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		m.ExistsHook = func(string) { <-release }
+		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 		done := make(chan error, 2)
 		ask := func() {
 			_, err := p.Check(ctx, "a.narinfo", time.Time{})
@@ -117,7 +119,7 @@ func TestPresenceStatsCountsSharedRequests(t *testing.T) {
 }
 
 func TestPusherPresenceStats(t *testing.T) {
-	p := &Pusher{Target: newMem()}
+	p := &Pusher{Target: cachetest.NewMem()}
 	if got := p.PresenceStats(); got != (PresenceStats{}) {
 		t.Fatalf("fresh pusher: %+v", got)
 	}
@@ -136,20 +138,20 @@ func TestPusherPresenceStats(t *testing.T) {
 func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		m := newMem()
+		m := cachetest.NewMem()
 		var keys []string
 		for i := range 100 {
 			k := fmt.Sprintf("p%03d.narinfo", i)
 			keys = append(keys, k)
-			m.objects[k] = []byte("x")
+			m.Objects[k] = []byte("x")
 		}
 		heads := func() (n int) {
-			for _, c := range m.exists {
+			for _, c := range m.Checks {
 				n += c
 			}
 			return n
 		}
-		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 		if ok, err := p.Prime(ctx, m, keys[:20]); err != nil || !ok {
 			t.Fatalf("Prime: %v %v", ok, err)
 		}
@@ -161,8 +163,8 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 		if ok, err := p.Recent(ctx, keys[70]); !ok || err != nil {
 			t.Fatalf("a present key the prime did not ask about: %v %v", ok, err)
 		}
-		if heads() != 0 || m.lists != 1 {
-			t.Fatalf("%d requests and %d listings for keys the listing answers, want 0 and 1", heads(), m.lists)
+		if heads() != 0 || m.Lists != 1 {
+			t.Fatalf("%d requests and %d listings for keys the listing answers, want 0 and 1", heads(), m.Lists)
 		}
 		if !p.Answered("n999.narinfo") || p.Answered("nar/x.nar.xz") {
 			t.Error("Answered: want the listing to answer for every top-level key, and for no NAR key")
@@ -181,19 +183,19 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 				t.Fatal(ok, err)
 			}
 		}
-		if heads() != 10 || m.lists != 1 {
-			t.Fatalf("%d requests, %d listings before the threshold, want 10 and 1", heads(), m.lists)
+		if heads() != 10 || m.Lists != 1 {
+			t.Fatalf("%d requests, %d listings before the threshold, want 10 and 1", heads(), m.Lists)
 		}
 		time.Sleep(time.Millisecond)
-		delete(m.objects, keys[50]) // as another machine's gc would
+		delete(m.Objects, keys[50]) // as another machine's gc would
 		for i := 50; i < 60; i++ {
 			ok, err := p.Check(ctx, keys[i], now)
 			if err != nil || ok != (i != 50) {
 				t.Fatalf("%s: %v %v", keys[i], ok, err)
 			}
 		}
-		if heads() != 10 || m.lists != 2 {
-			t.Fatalf("%d requests, %d listings after the threshold, want 10 and 2", heads(), m.lists)
+		if heads() != 10 || m.Lists != 2 {
+			t.Fatalf("%d requests, %d listings after the threshold, want 10 and 2", heads(), m.Lists)
 		}
 
 		p.Reset()
@@ -201,7 +203,7 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 			t.Fatalf("after Reset: %v %v, %d requests, want the key asked again", ok, err, heads())
 		}
 		// An hour on, the listing is older than any question accepts.
-		p2 := NewPresence(m, time.Minute, semaphore.NewWeighted(4), RetryPolicy{Attempts: 1})
+		p2 := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
 		p2.Prime(ctx, m, keys[:20])
 		time.Sleep(time.Hour)
 		if _, err := p2.Recent(ctx, "n001.narinfo"); err != nil || heads() != 12 {

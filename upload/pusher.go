@@ -21,6 +21,11 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cachelock"
+	"github.com/nixpushd/nixpushd/compression"
+	"github.com/nixpushd/nixpushd/internal/fsutil"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/store"
 )
@@ -37,8 +42,8 @@ import (
 // slot. Concurrent Push calls share paths in flight, existence answers and
 // the cache lock.
 type Pusher struct {
-	Target     Target
-	Compressor *Compressor
+	Target     cache.Target
+	Compressor *compression.Compressor
 	Key        *nar.SecretKey // nil: unsigned
 	Jobs       int            // NARs serialised and compressed at once; 0 = GOMAXPROCS
 	IOJobs     int            // requests to the cache in flight; 0 = DefaultIOJobs
@@ -47,14 +52,14 @@ type Pusher struct {
 	// at once; 0 = DefaultMaxTempSize. A NAR larger than the whole budget
 	// still goes through, alone.
 	MaxTempSize int64
-	Retry       RetryPolicy // for each object PUT and existence check
+	Retry       retry.Policy // for each object PUT and existence check
 	Log         *slog.Logger
 	// PresenceTTL is how long an answer "this narinfo is in the cache"
 	// spares a path from being checked again; 0 = DefaultPresenceTTL.
 	PresenceTTL time.Duration
 	// Locker, if set, coordinates with gc (see lock.go): narinfos are
 	// written only under a valid shared lock.
-	Locker *Locker
+	Locker *cachelock.Locker
 	// OnEvent, if set, is called (from many goroutines) as paths progress.
 	OnEvent func(Event)
 
@@ -78,7 +83,7 @@ type Pusher struct {
 	// lock (after gc asked for the cache) holds it for writing.
 	sessMu sync.RWMutex
 	lockMu sync.Mutex // guards lock, gen, users
-	lock   *Lock
+	lock   *cachelock.Lock
 	gen    uint64 // lock sessions so far
 	users  int    // Push calls that may publish
 
@@ -257,7 +262,7 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 	}
 	if !ok {
 		err = p.retryDo(ctx, func() error {
-			return p.Target.Put(ctx, "nix-cache-info", bytes.NewReader([]byte(CacheInfo)), int64(len(CacheInfo)), TypeCacheInfo)
+			return p.Target.Put(ctx, "nix-cache-info", bytes.NewReader([]byte(cache.CacheInfo)), int64(len(cache.CacheInfo)), cache.TypeCacheInfo)
 		})
 		if err != nil {
 			return err
@@ -283,7 +288,7 @@ func (p *Pusher) CheckCache(ctx context.Context) error {
 func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store.PathInfo, error) {
 	p.init()
 	// Many paths not known yet: one listing may answer them all.
-	if rl, ok := p.Target.(RootLister); ok && len(infos) >= primeMin {
+	if rl, ok := p.Target.(cache.RootLister); ok && len(infos) >= primeMin {
 		var unknown []string
 		for _, pi := range infos {
 			if key, err := narinfoKey(pi.Path); err == nil && !p.presence.Answered(key) {
@@ -302,7 +307,7 @@ func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store
 	for i, pi := range infos {
 		key, err := narinfoKey(pi.Path)
 		if err != nil {
-			return nil, &PermanentError{Err: err}
+			return nil, &cache.PermanentError{Err: err}
 		}
 		g.Go(func() error {
 			ok, err := p.presence.Recent(gctx, key)
@@ -398,7 +403,7 @@ func (p *Pusher) leaveSession() {
 	defer p.sessMu.Unlock()
 	p.lockMu.Lock()
 	p.users--
-	var lk *Lock
+	var lk *cachelock.Lock
 	if p.users == 0 {
 		lk, p.lock = p.lock, nil
 	}
@@ -448,7 +453,7 @@ func (p *Pusher) readSession(ctx context.Context) (uint64, func(), error) {
 					p.log().Warn("releasing the cache lock", "err", err)
 				}
 			}
-			nl, err := p.Locker.Acquire(ctx, Shared)
+			nl, err := p.Locker.Acquire(ctx, cachelock.Shared)
 			if err != nil {
 				p.lockMu.Lock()
 				p.lock = nil
@@ -513,7 +518,7 @@ type node struct {
 func newRun(ctx context.Context, p *Pusher, closure []*store.PathInfo, res *Result) *run {
 	r := &run{ctx: ctx, p: p, res: res, nodes: map[string]*node{}, byPath: make(map[string]*store.PathInfo, len(closure)), reuploaded: map[string]bool{}, force: map[string]bool{}}
 	r.cond = sync.NewCond(&r.mu)
-	_, r.groupCommit = p.Target.(Barrierer)
+	_, r.groupCommit = p.Target.(cache.Barrierer)
 	for _, pi := range closure {
 		r.byPath[pi.Path] = pi
 	}
@@ -729,7 +734,7 @@ func (r *run) publish(batch []*node) {
 			batch = ready // the lock lapsed while we checked: again
 			continue
 		}
-		if b, isB := p.Target.(Barrierer); isB && len(ready) > 0 {
+		if b, isB := p.Target.(cache.Barrierer); isB && len(ready) > 0 {
 			if err := b.Barrier(r.ctx); err != nil {
 				release()
 				for _, n := range ready {
@@ -850,7 +855,7 @@ func missingRefs(n *node, present map[string]bool) ([]string, error) {
 	for _, ref := range refsOf(n) {
 		key, err := narinfoKey(ref)
 		if err != nil {
-			return nil, &PermanentError{Err: fmt.Errorf("reference %s: %w", ref, err)}
+			return nil, &cache.PermanentError{Err: fmt.Errorf("reference %s: %w", ref, err)}
 		}
 		if !present[key] {
 			missing = append(missing, ref)
@@ -1011,7 +1016,7 @@ func (r *run) externalDone(n *node, err error) {
 }
 
 // writeNarInfo signs and writes pi's narinfo; the caller has checked
-// its references and, for a Barrierer, synced.
+// its references and, for a cache.Barrierer, synced.
 func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
 	if p.Key != nil {
 		info.Sigs = slices.DeleteFunc(info.Sigs, func(s string) bool { return strings.HasPrefix(s, p.Key.Name+":") })
@@ -1027,7 +1032,7 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 	}
 	defer p.io.Release(1)
 	return p.retryDo(ctx, func() error {
-		return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), TypeNarInfo)
+		return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
 	})
 }
 
@@ -1081,7 +1086,7 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	if free, err := freeSpace(dir); err == nil && free < need {
+	if free, err := fsutil.FreeSpace(dir); err == nil && free < need {
 		return nil, 0, 0, fmt.Errorf("not enough free space in %s for the compressed NAR (%d bytes free, up to %d needed): free some space, or point --temp-dir at a bigger disk", dir, free, need)
 	}
 	tmp, err := os.CreateTemp(p.TempDir, "nixpushd-*"+p.Compressor.Ext())
@@ -1132,7 +1137,7 @@ func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt
 		return nil, 0, 0, err
 	}
 	err = p.retryDo(ctx, func() error {
-		return p.Target.Put(ctx, info.URL, io.NewSectionReader(body, 0, info.FileSize), info.FileSize, TypeNAR)
+		return p.Target.Put(ctx, info.URL, io.NewSectionReader(body, 0, info.FileSize), info.FileSize, cache.TypeNAR)
 	})
 	p.io.Release(1)
 	if err != nil {
@@ -1162,7 +1167,7 @@ func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Wri
 	case dumpErr != nil && ctx.Err() != nil:
 		return nil, ctx.Err()
 	case dumpErr != nil && errors.Is(dumpErr, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w (garbage-collected before upload?): %v", ErrGone, dumpErr)
+		return nil, cache.Permanent(fmt.Errorf("%w (garbage-collected before upload?): %v", ErrGone, dumpErr))
 	case dumpErr != nil:
 		return nil, dumpErr
 	case closeErr != nil:
@@ -1170,8 +1175,8 @@ func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Wri
 	}
 	got := nar.NewSHA256(narHash.Sum(nil))
 	if !got.Equal(pi.NarHash) || (pi.NarSize != 0 && narHash.n != pi.NarSize) {
-		return nil, fmt.Errorf("%w: the store registered %s (%d bytes) but the contents hash to %s (%d bytes); the path was modified after it was built, repair it with `nix-store --repair-path %s`",
-			ErrCorrupt, pi.NarHash, pi.NarSize, got, narHash.n, pi.Path)
+		return nil, cache.Permanent(fmt.Errorf("%w: the store registered %s (%d bytes) but the contents hash to %s (%d bytes); the path was modified after it was built, repair it with `nix-store --repair-path %s`",
+			ErrCorrupt, pi.NarHash, pi.NarSize, got, narHash.n, pi.Path))
 	}
 	fh := nar.NewSHA256(fileHash.Sum(nil))
 	info := &nar.NarInfo{
@@ -1188,7 +1193,7 @@ func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Wri
 	for _, r := range pi.References {
 		sp, err := nar.ParseStorePath(r)
 		if err != nil {
-			return nil, &PermanentError{Err: fmt.Errorf("reference %s: %w", r, err)}
+			return nil, &cache.PermanentError{Err: fmt.Errorf("reference %s: %w", r, err)}
 		}
 		info.References = append(info.References, sp.Base())
 	}
@@ -1250,7 +1255,7 @@ func (p *Pusher) PublishReferring(ctx context.Context, key string, body []byte, 
 			release()
 			continue
 		}
-		if b, ok := p.Target.(Barrierer); ok {
+		if b, ok := p.Target.(cache.Barrierer); ok {
 			err = b.Barrier(ctx)
 		}
 		if err == nil {

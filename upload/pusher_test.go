@@ -14,84 +14,13 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/compression"
+	"github.com/nixpushd/nixpushd/internal/cachetest"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/store"
 )
-
-// memTarget is an in-memory cache that records the order of writes and can
-// fail on demand. For ordering and retry logic only: real caches are tested
-// against MinIO and Nix.
-type memTarget struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-	order   []string
-	exists  map[string]int // Exists calls per key
-	failPut func(key string, attempt int) error
-	puts    map[string]int
-	// modified is each object's Last-Modified; existsHook, if set, runs
-	// before each Exists answer (to block or count).
-	modified   map[string]time.Time
-	existsHook func(key string)
-	lists      int // ListRoot calls
-}
-
-func newMem() *memTarget {
-	return &memTarget{objects: map[string][]byte{}, exists: map[string]int{}, puts: map[string]int{}, modified: map[string]time.Time{}}
-}
-
-func (m *memTarget) String() string { return "mem://" }
-
-func (m *memTarget) Exists(_ context.Context, key string) (bool, error) {
-	if m.existsHook != nil {
-		m.existsHook(key)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.exists[key]++
-	_, ok := m.objects[key]
-	return ok, nil
-}
-
-func (m *memTarget) Get(_ context.Context, key string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.objects[key]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
-	}
-	return b, nil
-}
-
-func (m *memTarget) Put(_ context.Context, key string, body io.Reader, size int64, _ string) error {
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.puts[key]++
-	if m.failPut != nil {
-		if err := m.failPut(key, m.puts[key]); err != nil {
-			return err
-		}
-	}
-	if int64(len(b)) != size {
-		return fmt.Errorf("size %d != %d", len(b), size)
-	}
-	m.objects[key] = b
-	m.modified[key] = time.Now()
-	m.order = append(m.order, key)
-	return nil
-}
-
-func (m *memTarget) index(key string) int {
-	for i, k := range m.order {
-		if k == key {
-			return i
-		}
-	}
-	return -1
-}
 
 func fakeNAR(path string) []byte { return []byte("nar of " + path) }
 
@@ -129,14 +58,14 @@ func testKey(t *testing.T) *nar.SecretKey {
 	return &nar.SecretKey{Name: "test-1", Key: sk}
 }
 
-func newTestPusher(t *testing.T, m *memTarget, corrupt map[string]bool) *Pusher {
-	c, err := NewCompressor("xz", 0, 2)
+func newTestPusher(t *testing.T, m *cachetest.Mem, corrupt map[string]bool) *Pusher {
+	c, err := compression.New(compression.Options{Method: "xz", Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Pusher{
 		Target: m, Compressor: c, Key: testKey(t), Jobs: 3, TempDir: t.TempDir(),
-		Retry: RetryPolicy{Attempts: 4, Delay: func(n int) time.Duration { return time.Duration(n) * time.Second }},
+		Retry: retry.Policy{Attempts: 4, Delay: func(n int) time.Duration { return time.Duration(n) * time.Second }},
 		dump:  fakeDump(corrupt),
 		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -154,7 +83,7 @@ func narinfoKeyOf(t *testing.T, p string) string {
 // its references, whatever the worker interleaving.
 func TestPushOrder(t *testing.T) {
 	for round := range 20 {
-		m := newMem()
+		m := cachetest.NewMem()
 		p := newTestPusher(t, m, nil)
 		a := info("a")
 		b := info("b", a)
@@ -170,21 +99,21 @@ func TestPushOrder(t *testing.T) {
 		if res.Uploaded != 5 || res.Present != 0 {
 			t.Fatalf("result %+v", res)
 		}
-		if m.index("nix-cache-info") != 0 {
-			t.Errorf("nix-cache-info not written first: %v", m.order)
+		if m.Index("nix-cache-info") != 0 {
+			t.Errorf("nix-cache-info not written first: %v", m.Order)
 		}
 		pub := p.Key.Key.Public().(ed25519.PublicKey)
 		for _, pi := range closure {
 			key := narinfoKeyOf(t, pi.Path)
-			ni, err := nar.ParseNarInfo(m.objects[key])
+			ni, err := nar.ParseNarInfo(m.Objects[key])
 			if err != nil {
 				t.Fatalf("%s: %v", key, err)
 			}
-			if m.index(ni.URL) < 0 || m.index(ni.URL) > m.index(key) {
+			if m.Index(ni.URL) < 0 || m.Index(ni.URL) > m.Index(key) {
 				t.Errorf("%s written before its NAR %s", key, ni.URL)
 			}
 			for _, r := range pi.References {
-				if r != pi.Path && m.index(narinfoKeyOf(t, r)) > m.index(key) {
+				if r != pi.Path && m.Index(narinfoKeyOf(t, r)) > m.Index(key) {
 					t.Errorf("%s written before its reference %s", key, r)
 				}
 			}
@@ -198,7 +127,7 @@ func TestPushOrder(t *testing.T) {
 // A corrupt path fails with ErrCorrupt and uploads nothing; its dependents
 // fail; unrelated paths still go up.
 func TestPushCorrupt(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	a := info("a")
 	b := info("b", a)
 	e := info("e")
@@ -216,8 +145,8 @@ func TestPushCorrupt(t *testing.T) {
 	if res.Uploaded != 1 {
 		t.Errorf("uploaded %d, want 1 (e)", res.Uploaded)
 	}
-	for key := range m.objects {
-		if strings.HasPrefix(key, "nar/") && len(m.objects) > 0 {
+	for key := range m.Objects {
+		if strings.HasPrefix(key, "nar/") && len(m.Objects) > 0 {
 			continue
 		}
 		if key == narinfoKeyOf(t, a.Path) || key == narinfoKeyOf(t, b.Path) {
@@ -225,41 +154,41 @@ func TestPushCorrupt(t *testing.T) {
 		}
 	}
 	// Only e's NAR and b's NAR may be there; never a NAR with a's bad bytes.
-	if got := len(m.objects); got > 4 { // cache-info, e nar+narinfo, b nar
-		t.Errorf("%d objects, want at most 4: %v", got, m.order)
+	if got := len(m.Objects); got > 4 { // cache-info, e nar+narinfo, b nar
+		t.Errorf("%d objects, want at most 4: %v", got, m.Order)
 	}
 }
 
 // Already-cached paths cost one existence check each and no writes.
 func TestPushNoop(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	a := info("a")
 	b := info("b", a)
 	p := newTestPusher(t, m, nil)
 	if _, err := p.Push(context.Background(), []*store.PathInfo{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	writes := len(m.order)
+	writes := len(m.Order)
 	p2 := newTestPusher(t, m, nil)
-	m.exists = map[string]int{}
+	m.Checks = map[string]int{}
 	res, err := p2.Push(context.Background(), []*store.PathInfo{a, b})
 	if err != nil || res.Present != 2 || res.Uploaded != 0 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if len(m.order) != writes {
-		t.Errorf("no-op push wrote %v", m.order[writes:])
+	if len(m.Order) != writes {
+		t.Errorf("no-op push wrote %v", m.Order[writes:])
 	}
 	for _, pi := range []*store.PathInfo{a, b} {
-		if n := m.exists[narinfoKeyOf(t, pi.Path)]; n != 1 {
+		if n := m.Checks[narinfoKeyOf(t, pi.Path)]; n != 1 {
 			t.Errorf("%s checked %d times, want 1", pi.Path, n)
 		}
 	}
 	// The same Pusher remembers: a third push checks nothing.
-	m.exists = map[string]int{}
+	m.Checks = map[string]int{}
 	if _, err := p2.Push(context.Background(), []*store.PathInfo{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	if m.exists[narinfoKeyOf(t, a.Path)] != 0 {
+	if m.Checks[narinfoKeyOf(t, a.Path)] != 0 {
 		t.Error("known-present path checked again")
 	}
 }
@@ -268,9 +197,9 @@ func TestPushNoop(t *testing.T) {
 // compressing again; permanent ones are not retried.
 func TestPushRetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newMem()
+		m := cachetest.NewMem()
 		a := info("a")
-		m.failPut = func(key string, attempt int) error {
+		m.FailPut = func(key string, attempt int) error {
 			if strings.HasPrefix(key, "nar/") && attempt <= 2 {
 				return errors.New("connection reset by peer")
 			}
@@ -293,28 +222,28 @@ func TestPushRetry(t *testing.T) {
 			t.Errorf("serialised %d times, want 1 (retries reuse the compressed file)", dumps)
 		}
 
-		m2 := newMem()
+		m2 := cachetest.NewMem()
 		b := info("b")
-		m2.failPut = func(key string, attempt int) error {
+		m2.FailPut = func(key string, attempt int) error {
 			if strings.HasPrefix(key, "nar/") {
-				return &PermanentError{Err: errors.New("AccessDenied"), Config: true}
+				return &cache.PermanentError{Err: errors.New("AccessDenied"), Config: true}
 			}
 			return nil
 		}
 		p2 := newTestPusher(t, m2, nil)
 		start = time.Now()
 		res, _ = p2.Push(context.Background(), []*store.PathInfo{b})
-		if !IsConfig(res.Failed[b.Path]) {
+		if !cache.IsConfig(res.Failed[b.Path]) {
 			t.Errorf("want a config error, got %v", res.Failed[b.Path])
 		}
-		if m2.puts[narKeyIn(m2)] != 1 || time.Since(start) != 0 {
-			t.Errorf("permanent error retried: %v puts, %v elapsed", m2.puts, time.Since(start))
+		if m2.Puts[narKeyIn(m2)] != 1 || time.Since(start) != 0 {
+			t.Errorf("permanent error retried: %v puts, %v elapsed", m2.Puts, time.Since(start))
 		}
 	})
 }
 
-func narKeyIn(m *memTarget) string {
-	for k := range m.puts {
+func narKeyIn(m *cachetest.Mem) string {
+	for k := range m.Puts {
 		if strings.HasPrefix(k, "nar/") {
 			return k
 		}
@@ -327,7 +256,7 @@ func TestRetryCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := 0
-	err := RetryPolicy{Attempts: 5}.Do(ctx, func() error { calls++; return context.Canceled })
+	err := retry.Policy{Attempts: 5}.Do(ctx, func() error { calls++; return context.Canceled })
 	if calls != 1 || !errors.Is(err, context.Canceled) {
 		t.Errorf("calls %d err %v", calls, err)
 	}
@@ -336,7 +265,7 @@ func TestRetryCanceled(t *testing.T) {
 // Concurrent Push calls that share a dependency upload it once, and each
 // still writes its narinfo only after the shared one.
 func TestConcurrentPushesShare(t *testing.T) {
-	m := newMem()
+	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
 	shared := info("shared")
 	var tops []*store.PathInfo
@@ -356,20 +285,20 @@ func TestConcurrentPushesShare(t *testing.T) {
 	}
 	wg.Wait()
 	sk := narinfoKeyOf(t, shared.Path)
-	if m.puts[sk] != 1 {
-		t.Errorf("shared narinfo put %d times, want 1", m.puts[sk])
+	if m.Puts[sk] != 1 {
+		t.Errorf("shared narinfo put %d times, want 1", m.Puts[sk])
 	}
 	for _, top := range tops {
-		if k := narinfoKeyOf(t, top.Path); m.index(k) < m.index(sk) {
+		if k := narinfoKeyOf(t, top.Path); m.Index(k) < m.Index(sk) {
 			t.Errorf("%s written before its reference", k)
 		}
 	}
 }
 
-// barrierTarget is a memTarget with a group-commit Barrier (as a file://
+// barrierTarget is a cachetest.Mem with a group-commit Barrier (as a file://
 // cache has) that blocks until released.
 type barrierTarget struct {
-	*memTarget
+	*cachetest.Mem
 	release  chan struct{}
 	calls    int
 	inflight int
@@ -377,12 +306,12 @@ type barrierTarget struct {
 }
 
 func (b *barrierTarget) Barrier(ctx context.Context) error {
-	b.mu.Lock()
+	b.Mu.Lock()
 	b.calls++
 	b.inflight++
 	b.most = max(b.most, b.inflight)
-	b.mu.Unlock()
-	defer func() { b.mu.Lock(); b.inflight--; b.mu.Unlock() }()
+	b.Mu.Unlock()
+	defer func() { b.Mu.Lock(); b.inflight--; b.Mu.Unlock() }()
 	select {
 	case <-b.release:
 		return nil
@@ -396,8 +325,8 @@ func (b *barrierTarget) Barrier(ctx context.Context) error {
 // instead of each starting a publisher (and a sync) of its own.
 func TestPushOnePublisherWaitsOnSync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := &barrierTarget{memTarget: newMem(), release: make(chan struct{})}
-		p := newTestPusher(t, b.memTarget, nil)
+		b := &barrierTarget{Mem: cachetest.NewMem(), release: make(chan struct{})}
+		p := newTestPusher(t, b.Mem, nil)
 		p.Target, p.Jobs = b, 2
 		var closure []*store.PathInfo
 		for i := range 50 {
@@ -411,9 +340,9 @@ func TestPushOnePublisherWaitsOnSync(t *testing.T) {
 			done <- err
 		}()
 		synctest.Wait() // everything not waiting on the sync is idle
-		b.mu.Lock()
+		b.Mu.Lock()
 		var nars, narinfos int
-		for k := range b.objects {
+		for k := range b.Objects {
 			switch {
 			case strings.HasPrefix(k, "nar/"):
 				nars++
@@ -422,7 +351,7 @@ func TestPushOnePublisherWaitsOnSync(t *testing.T) {
 			}
 		}
 		calls, most := b.calls, b.most
-		b.mu.Unlock()
+		b.Mu.Unlock()
 		if calls != 1 || most != 1 {
 			t.Errorf("while one publisher waits on the sync: %d Barrier calls (%d at once), want 1", calls, most)
 		}

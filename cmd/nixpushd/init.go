@@ -12,8 +12,8 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/provision"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 // initOptions are the flags of `nixpushd init`.
@@ -94,7 +94,7 @@ func (o *initOptions) config(getenv func(string) string) (provision.Config, erro
 	if strings.HasPrefix(o.to, "file://") {
 		return cfg, usageError{"init: a file:// cache needs no setup (push creates it); init sets up an s3:// bucket"}
 	}
-	t, err := upload.ParseS3URL(o.to)
+	t, err := s3.ParseURL(o.to)
 	if err != nil {
 		return cfg, usageError{"init: " + err.Error()}
 	}

@@ -22,9 +22,9 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/internal/testenv"
 	"github.com/nixpushd/nixpushd/provision"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 func initRandName(prefix string) string {
@@ -144,8 +144,8 @@ func TestInitFromZero(t *testing.T) {
 	}
 
 	// The server side, as mc sees it.
-	if got := string(m.Get(t, bucket, "nix-cache-info")); got != upload.CacheInfo {
-		t.Errorf("nix-cache-info = %q, want %q", got, upload.CacheInfo)
+	if got := string(m.Get(t, bucket, "nix-cache-info")); got != cache.CacheInfo {
+		t.Errorf("nix-cache-info = %q, want %q", got, cache.CacheInfo)
 	}
 	if anon := m.MC(t, "anonymous", "get", testenv.MCAlias+"/"+bucket); !strings.Contains(string(anon), "`download`") {
 		t.Errorf("mc anonymous get: %s, want download", anon)
@@ -254,7 +254,7 @@ func TestInitFromZero(t *testing.T) {
 		force   bool
 		status  string
 		content string
-	}{{false, provision.StatusKept, priority}, {true, provision.StatusUpdated, upload.CacheInfo}} {
+	}{{false, provision.StatusKept, priority}, {true, provision.StatusUpdated, cache.CacheInfo}} {
 		a := []string{"init", "--to", s3URL, "--writer-user", writer, "--secret-key-file", key, "--credentials-file", other, "--quiet"}
 		if tt.force {
 			a = append(a, "--force")

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/provision"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 func initTestFile(t *testing.T, dir, name, content string) string {
@@ -176,9 +176,9 @@ func TestInitHints(t *testing.T) {
 	}
 }
 
-func initMustS3(t *testing.T, s string) upload.S3Config {
+func initMustS3(t *testing.T, s string) s3.Config {
 	t.Helper()
-	c, err := upload.ParseS3URL(s)
+	c, err := s3.ParseURL(s)
 	if err != nil {
 		t.Fatal(err)
 	}

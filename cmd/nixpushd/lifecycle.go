@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/metrics"
 	"github.com/nixpushd/nixpushd/nar"
@@ -71,7 +73,7 @@ func parseAge(s string) (time.Duration, error) {
 // (o's flags registered on it), refuses positional arguments when
 // noArgs, checks the options, and opens the logger and the --to cache,
 // which must be listable.
-func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args []string, noArgs bool, stderr io.Writer) (*slog.Logger, upload.Target, error) {
+func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args []string, noArgs bool, stderr io.Writer) (*slog.Logger, cache.Target, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, err
 	}
@@ -85,7 +87,7 @@ func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args [
 	log := newLogger(stderr, level)
 	t, err := o.openTarget(ctx)
 	if err == nil {
-		if _, ok := t.(upload.Lister); !ok {
+		if _, ok := t.(cache.Lister); !ok {
 			err = fmt.Errorf("%s cannot be listed", t)
 		}
 	}
@@ -107,7 +109,11 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := lifecycle.GCOptions{Keep: keep, Grace: grace, DryRun: *dryRun, Jobs: o.ioJobs, Log: log, Locker: upload.NewLocker(t, log)}
+	locker, err := cachelock.New(t, knobs.LockStale, log)
+	if err != nil {
+		return err
+	}
+	opts := lifecycle.GCOptions{Keep: keep, Grace: grace, DryRun: *dryRun, Jobs: o.ioJobs, Log: log, Locker: locker}
 	if *dryRun {
 		opts.Report = func(key string, size int64) {
 			fmt.Fprintf(stdout, "would delete %s (%s)\n", key, lifecycle.HumanBytes(size))

@@ -30,9 +30,9 @@ import (
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/internal/testenv"
 	"github.com/nixpushd/nixpushd/nar"
-	"github.com/nixpushd/nixpushd/upload"
 )
 
 // lbWideExpr is a system-like closure of small paths, all made at
@@ -338,7 +338,7 @@ func lbFill(b testing.TB, cl *minio.Client, bucket string, ps []lbSynthPath, fro
 			if err != nil {
 				return err
 			}
-			if _, err := cl.PutObject(ctx, bucket, ni.URL, bytes.NewReader(nb.Bytes()), int64(nb.Len()), minio.PutObjectOptions{ContentType: upload.TypeNAR}); err != nil {
+			if _, err := cl.PutObject(ctx, bucket, ni.URL, bytes.NewReader(nb.Bytes()), int64(nb.Len()), minio.PutObjectOptions{ContentType: cache.TypeNAR}); err != nil {
 				return err
 			}
 			if lsEvery > 0 && i%lsEvery == 0 {
@@ -347,7 +347,7 @@ func lbFill(b testing.TB, cl *minio.Client, bucket string, ps []lbSynthPath, fro
 					return err
 				}
 			}
-			_, err = cl.PutObject(ctx, bucket, ps[i].hash+".narinfo", bytes.NewReader(text), int64(len(text)), minio.PutObjectOptions{ContentType: upload.TypeNarInfo})
+			_, err = cl.PutObject(ctx, bucket, ps[i].hash+".narinfo", bytes.NewReader(text), int64(len(text)), minio.PutObjectOptions{ContentType: cache.TypeNarInfo})
 			return err
 		})
 	}
@@ -405,7 +405,7 @@ func BenchmarkGCVerify20k(b *testing.B) {
 		ps := lbSynthDAG(n, size, window, n/size/2, rng)
 		c := m.NewCache(b, "")
 		began := time.Now()
-		info := []byte(upload.CacheInfo)
+		info := []byte(cache.CacheInfo)
 		if _, err := root.PutObject(context.Background(), c.Bucket, "nix-cache-info", bytes.NewReader(info), int64(len(info)), minio.PutObjectOptions{}); err != nil {
 			b.Fatal(err)
 		}

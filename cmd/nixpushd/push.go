@@ -15,10 +15,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/cacheurl"
+	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cache/s3"
+	"github.com/nixpushd/nixpushd/cachelock"
+	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/nar"
-	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
 )
@@ -92,21 +97,21 @@ func (o *targetOptions) validate() error {
 		o.credentialsEnv = env
 	}
 	if strings.HasPrefix(o.to, "s3://") {
-		if _, err := upload.ParseS3URL(o.to); err != nil {
+		if _, err := s3.ParseURL(o.to); err != nil {
 			return usageError{err.Error()}
 		}
 	} else if dir, ok := strings.CutPrefix(o.to, "file://"); !ok || !filepath.IsAbs(dir) {
 		return usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)}
 	}
-	if _, err := upload.NewCompressor(o.compression, o.level, 1); err != nil {
+	if _, err := compression.New(compression.Options{Method: o.compression, Level: o.level, Threads: 1}); err != nil {
 		return usageError{"--compression: " + err.Error()}
 	}
 	return nil
 }
 
 // openTarget opens the cache with the CA and credentials the flags give.
-func (o *targetOptions) openTarget(ctx context.Context) (upload.Target, error) {
-	return upload.OpenWith(ctx, o.to, upload.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile})
+func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
+	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize})
 }
 
 // pusher builds the upload pipeline the options describe.
@@ -115,11 +120,15 @@ func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.P
 	if err != nil {
 		return nil, err
 	}
-	comp, err := upload.NewCompressor(o.compression, o.level, 0)
+	comp, err := compression.New(compression.Options{Method: o.compression, Level: o.level, PureGoXZ: knobs.PureGoXZ})
 	if err != nil {
 		return nil, err
 	}
 	key, err := o.signingKey(log)
+	if err != nil {
+		return nil, err
+	}
+	locker, err := cachelock.New(target, knobs.LockStale, log)
 	if err != nil {
 		return nil, err
 	}
@@ -130,15 +139,10 @@ func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.P
 		Jobs:        o.jobs,
 		IOJobs:      o.ioJobs,
 		MaxTempSize: int64(o.maxTempSize),
-		Locker:      upload.NewLocker(target, log),
+		Locker:      locker,
 		TempDir:     o.tempDir,
 		Log:         log,
-		Retry: upload.RetryPolicy{
-			Attempts: 5,
-			Delay: func(n int) time.Duration {
-				return queue.Backoff(n, 500*time.Millisecond, 10*time.Second, rand64)
-			},
-		},
+		Retry:       retry.Default,
 	}, nil
 }
 

@@ -1,0 +1,14 @@
+// Package upload pushes closures of store paths into a binary cache so
+// that the cache is valid at every instant: a path's NAR goes up before
+// its narinfo, and its narinfo only after each of its references was seen
+// in the cache by a request sent after the narinfo became ready.
+//
+// It owns the scheduling (a bounded pool fed leaves first, CPU and network
+// slots apart), the NAR files (serialised, hashed and compressed once, in
+// memory or a bounded temp dir), publishing (narinfos in batches, under a
+// shared cache lock), and Presence, the shared answers to "is this key in
+// the cache?".
+//
+// It reaches the cache only through cache.Target and its capabilities,
+// and knows nothing of S3, files or URLs.
+package upload
