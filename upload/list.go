@@ -141,7 +141,7 @@ func (s *S3) Delete(ctx context.Context, keys []string) error {
 // wrapDelete explains the one permission the writer deliberately lacks.
 func (s *S3) wrapDelete(key string, err error) error {
 	if minio.ToErrorResponse(err).Code == "AccessDenied" || minio.ToErrorResponse(err).StatusCode == http.StatusForbidden {
-		return &PermanentError{Config: true, Err: fmt.Errorf("delete s3://%s/%s: %w (these credentials lack s3:DeleteObject on arn:aws:s3:::%s/*; gc needs its own credentials with that permission, see the README's nixgc policy)", s.cfg.Bucket, key, err, s.cfg.Bucket)}
+		return &PermanentError{Config: true, Err: fmt.Errorf("delete s3://%s/%s: %w (these credentials lack s3:DeleteObject on arn:aws:s3:::%s/*; gc needs its own credentials with that permission, see the nixgc policy in docs/operations.md, Keeping the cache small)", s.cfg.Bucket, key, err, s.cfg.Bucket)}
 	}
 	return s.wrap("delete", key, err)
 }
