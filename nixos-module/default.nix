@@ -582,7 +582,7 @@ in
         Prometheus metrics at http://`metrics.listen`/metrics
         (`nixpushd daemon --metrics-listen`): queue, uploads, skips,
         failures, bytes, durations, existence checks, retries and the last
-        gc and verify results. See the README's "Monitoring" section for the
+        gc and verify results. See "Monitoring" in docs/operations.md for the
         metrics, example alerts and a Grafana dashboard'';
 
       listen = mkOption {

@@ -82,7 +82,7 @@ func TestModuleOptions(t *testing.T) {
 				extra = append(extra, name)
 			}
 		}
-		t.Errorf("options not covered by this test: %v (add them to want, and to the README)", extra)
+		t.Errorf("options not covered by this test: %v (add them to want, and to the option table of docs/nixos.md)", extra)
 	}
 
 	defaults := map[string]any{

@@ -276,6 +276,7 @@ var sourcePaths = map[string]struct {
 	"nar/testdata/tree/link":         {"symlink", true},
 	"nar/testdata/golden.nar":        {"regular", true},
 	"README.md":                      {"regular", false},
+	"docs/setup.md":                  {"regular", false},
 	"default.nix":                    {"regular", false},
 	"flake.nix":                      {"regular", false},
 	"nixos-module/default.nix":       {"regular", false},

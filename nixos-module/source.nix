@@ -1,5 +1,5 @@
 # The source of the nixpushd package: the Go module and nothing else, so that
-# editing the README, the NixOS module or CI scripts does not rebuild it.
+# editing the README or docs/, the NixOS module or CI scripts does not rebuild it.
 #
 #   (import ./source.nix { inherit lib; }).src ../.
 #

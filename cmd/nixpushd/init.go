@@ -42,7 +42,7 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 }
 
 // defaultConfigDir holds the secrets init writes: /etc/nixpushd for root
-// (where the README's NixOS setup keeps them), else ~/.config/nixpushd.
+// (where docs/nixos.md keeps them), else ~/.config/nixpushd.
 func defaultConfigDir() string {
 	if os.Geteuid() == 0 {
 		return "/etc/nixpushd"

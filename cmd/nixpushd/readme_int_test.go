@@ -1,10 +1,11 @@
 package main
 
-// Issue 11, "How it is shown": the README's snippets are run as written,
-// against a real MinIO and real Nix, with the few substitutions in
-// readmeSubsts (each must still match, so a changed README fails here
-// instead of drifting). Console sessions are replayed and their output
-// compared with the real output, up to what changes from run to run.
+// Issue 11, "How it is shown": the snippets of README.md and docs/*.md are
+// run as written, against a real MinIO and real Nix, with the few
+// substitutions in readmeSubsts (each must still match, so a changed page
+// fails here instead of drifting). Console sessions are replayed and their
+// output compared with the real output, up to what changes from run to run.
+// Each test names the file and heading it reads (docSection).
 
 import (
 	"bufio"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,12 +39,36 @@ type mdBlock struct {
 	info, text string
 }
 
-// readmeSection returns the fenced code blocks under the README heading
-// (e.g. "## Quick start"), up to the next heading of the same or a higher
-// level; subsections are included.
-func readmeSection(t testing.TB, heading string) []mdBlock {
+// docSection is a section of the documentation: a file relative to the
+// repository root (README.md, docs/setup.md…) and one of its headings.
+type docSection struct {
+	file, heading string
+}
+
+func (s docSection) String() string { return fmt.Sprintf("%s %q", s.file, s.heading) }
+
+// docFiles lists README.md and docs/*.md, relative to the repository root.
+func docFiles(t testing.TB) []string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	files, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{"README.md"}
+	for _, f := range files {
+		out = append(out, "docs/"+filepath.Base(f))
+	}
+	return out
+}
+
+// readmeSection returns the fenced code blocks under the section's heading
+// (e.g. "## Quick start" of README.md), up to the next heading of the same
+// or a higher level; subsections are included. A heading the file lacks
+// fails the test, naming the files that have it.
+func readmeSection(t testing.TB, sec docSection) []mdBlock {
+	t.Helper()
+	heading := sec.heading
+	b, err := os.ReadFile("../../" + sec.file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +103,17 @@ func readmeSection(t testing.TB, heading string) []mdBlock {
 		}
 	}
 	if !in {
-		t.Fatalf("README.md has no heading %q", heading)
+		var has []string
+		for _, f := range docFiles(t) {
+			if b, err := os.ReadFile("../../" + f); err == nil && f != sec.file && slices.Contains(strings.Split(string(b), "\n"), heading) {
+				has = append(has, f)
+			}
+		}
+		where := "nor has any of README.md and docs/*.md"
+		if len(has) > 0 {
+			where = strings.Join(has, " and ") + " has it"
+		}
+		t.Fatalf("%s has no heading %q (%s): update the docSection in readme_int_test.go", sec.file, heading, where)
 	}
 	return blocks
 }
@@ -174,11 +210,11 @@ func consoleSteps(blocks []mdBlock) []consoleStep {
 
 // ----------------------------------------------------------- substitution
 
-// subst is one README → test replacement, applied to the snippets of one
-// section. Output of console sessions is mapped back (new → old) before it
-// is compared with the README, unless oneWay.
+// subst is one documentation → test replacement, applied to the snippets
+// of one section. Output of console sessions is mapped back (new → old)
+// before it is compared with the page, unless oneWay.
 type subst struct {
-	section  string
+	section  docSection
 	old, new string
 	re       *regexp.Regexp // instead of old, when set
 	why      string
@@ -187,9 +223,9 @@ type subst struct {
 }
 
 // readmeEnv is what the snippets run in: a MinIO of their own (so the
-// README's names, nix-cache and nixbuilder, are used as they are), a bin
-// directory first in PATH, and temp directories for the paths the README
-// names under /etc, /var/lib and /tmp.
+// documentation's names, nix-cache and nixbuilder, are used as they are),
+// a bin directory first in PATH, and temp directories for the paths the
+// pages name under /etc, /var/lib and /tmp.
 type readmeEnv struct {
 	m        *testenv.MinIO
 	work     string // the snippets' working directory
@@ -270,7 +306,7 @@ func randomSecret(t *testing.T) string {
 }
 
 // closedEndpoint is 127.0.0.1:PORT with nothing listening (for the
-// README's "connection refused" example).
+// "connection refused" example of docs/setup.md).
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -283,7 +319,7 @@ func closedEndpoint(t *testing.T) string {
 }
 
 // apply runs the section's substitutions over text, counting matches.
-func (e *readmeEnv) apply(section, text string) string {
+func (e *readmeEnv) apply(section docSection, text string) string {
 	for _, s := range e.substs {
 		if s.section != section {
 			continue
@@ -299,8 +335,8 @@ func (e *readmeEnv) apply(section, text string) string {
 	return text
 }
 
-// unapply maps real output back into the README's terms.
-func (e *readmeEnv) unapply(section, text string) string {
+// unapply maps real output back into the documentation's terms.
+func (e *readmeEnv) unapply(section docSection, text string) string {
 	for i := len(e.substs) - 1; i >= 0; i-- {
 		s := e.substs[i]
 		if s.section != section || s.re != nil || s.oneWay || s.new == "" {
@@ -312,8 +348,8 @@ func (e *readmeEnv) unapply(section, text string) string {
 }
 
 // checkSubsts fails for every substitution of the sections that matched
-// nothing: the README changed, and the test must follow it.
-func (e *readmeEnv) checkSubsts(t *testing.T, section string) {
+// nothing: the documentation changed, and the test must follow it.
+func (e *readmeEnv) checkSubsts(t *testing.T, section docSection) {
 	t.Helper()
 	for _, s := range e.substs {
 		if s.section == section && s.matched == 0 {
@@ -321,18 +357,19 @@ func (e *readmeEnv) checkSubsts(t *testing.T, section string) {
 			if s.re != nil {
 				what = s.re.String()
 			}
-			t.Errorf("README drift: the substitution of %q (%s) matches nothing in %q any more; update readmeSubsts", what, s.why, section)
+			t.Errorf("documentation drift: the substitution of %q (%s) matches nothing in %s any more; update readmeSubsts", what, s.why, section)
 		}
 	}
 }
 
-const (
-	secQuick = "## Quick start"
-	secZero  = "## From zero to a working cache"
-	secPush  = "## Pushing to MinIO by hand: `nixpushd push`"
+// The sections whose snippets run, and where they are.
+var (
+	secQuick = docSection{"README.md", "## Quick start"}
+	secZero  = docSection{"docs/setup.md", "## From zero to a working cache"}
+	secPush  = docSection{"docs/setup.md", "## Pushing to MinIO by hand: `nixpushd push`"}
 )
 
-// readmeSubsts is every change made to the README's snippets before they
+// readmeSubsts is every change made to the documented snippets before they
 // run, by section. Nothing else is changed.
 func (e *readmeEnv) readmeSubsts(result, helloPath string) {
 	ep := e.m.Endpoint
@@ -363,7 +400,7 @@ func (e *readmeEnv) readmeSubsts(result, helloPath string) {
 			why: "as root, init writes /etc/nixpushd; here a temp dir (a later --credentials-file still wins)", oneWay: true},
 		// Before the /etc/nixpushd rule, which then applies to it too.
 		{section: secZero, old: "mc rm nixbuilder/", new: `MC_HOST_nixbuilder="http://$(sed -n 's/^AWS_ACCESS_KEY_ID=//p' /etc/nixpushd/aws-credentials):$(sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' /etc/nixpushd/aws-credentials)@` + ep + `" mc rm nixbuilder/`,
-			why: "the mc alias the README's comment describes: the writer's keys from the credentials file", oneWay: true},
+			why: "the mc alias the comment in docs/setup.md describes: the writer's keys from the credentials file", oneWay: true},
 		{section: secZero, old: "/etc/nixpushd", new: e.etc, why: "the files init writes, in a temp dir"},
 		{section: secZero, old: "/tmp/init-readme/client", new: filepath.Join(e.work, "client"), why: "the client store"},
 		{section: secZero, old: "/root/elsewhere", new: filepath.Join(e.work, "elsewhere"), why: "a directory without credentials"},
@@ -389,7 +426,7 @@ func (e *readmeEnv) script(t *testing.T, text string, extraEnv ...string) string
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("README snippet failed (%v):\n%s\nstdout:\n%s\nstderr:\n%s", err, text, stdout.String(), stderr.String())
+		t.Fatalf("documented snippet failed (%v):\n%s\nstdout:\n%s\nstderr:\n%s", err, text, stdout.String(), stderr.String())
 	}
 	return stdout.String()
 }
@@ -541,11 +578,11 @@ func TestReadmePushByHand(t *testing.T) {
 
 	policies := ofKind(blocks, "json")
 	if len(policies) != 1 {
-		t.Fatalf("%d json blocks in %q, want the writer policy alone", len(policies), secPush)
+		t.Fatalf("%d json blocks in %s, want the writer policy alone", len(policies), secPush)
 	}
 	readmePolicy := policies[0].text
-	if got, want := jsonValue(t, "the README's writer policy", readmePolicy), jsonValue(t, "seedPolicy", seedPolicy); !reflect.DeepEqual(got, want) {
-		t.Errorf("the README's nix-cache-write.json differs from the seed guides':\n%s\nwant:\n%s", readmePolicy, seedPolicy)
+	if got, want := jsonValue(t, "the writer policy of "+secPush.file, readmePolicy), jsonValue(t, "seedPolicy", seedPolicy); !reflect.DeepEqual(got, want) {
+		t.Errorf("the nix-cache-write.json of %s differs from the seed guides':\n%s\nwant:\n%s", secPush.file, readmePolicy, seedPolicy)
 	}
 	seeds := seedPolicies(t)
 	if len(seeds) == 0 {
@@ -564,7 +601,7 @@ func TestReadmePushByHand(t *testing.T) {
 	}
 	sh := ofKind(blocks, "sh")
 	if len(sh) != 3 {
-		t.Fatalf("%d sh blocks in %q, want 3 (mc, key, push); update this test with the README", len(sh), secPush)
+		t.Fatalf("%d sh blocks in %s, want 3 (mc, key, push); update this test with %s", len(sh), secPush, secPush.file)
 	}
 	var public string
 	for i, b := range blocks {
@@ -584,10 +621,10 @@ func TestReadmePushByHand(t *testing.T) {
 	}
 	e.checkSubsts(t, secPush)
 
-	// The key snippet printed the public key, named as the README shows it.
+	// The key snippet printed the public key, named as the page shows it.
 	shown := regexp.MustCompile(`# (s3\.homelab\.local-1):`).FindStringSubmatch(sh[1].text)
 	if public == "" || shown == nil || !strings.HasPrefix(public, shown[1]+":") {
-		t.Fatalf("the key snippet printed %q; the README shows a key named %v", public, shown)
+		t.Fatalf("the key snippet printed %q; %s shows a key named %v", public, secPush.file, shown)
 	}
 	if st, err := os.Stat(filepath.Join(e.etc, "secret-key")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("the secret key: %v, mode %v, want 0600", err, st.Mode().Perm())
@@ -633,7 +670,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	sh := ofKind(blocks, "sh")
 	logs := ofKind(blocks, "")
 	if len(sh) != 3 || len(logs) != 1 {
-		t.Fatalf("%q: %d sh blocks and %d plain blocks, want 3 (run, copy, run with ARGS) and 1 (the key line); update this test with the README", secQuick, len(sh), len(logs))
+		t.Fatalf("%s: %d sh blocks and %d plain blocks, want 3 (run, copy, run with ARGS) and 1 (the key line); update this test with %s", secQuick, len(sh), len(logs), secQuick.file)
 	}
 
 	// 1. make run.
@@ -645,7 +682,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	// 2. It says it created a key, as the README shows.
 	m := regexp.MustCompile(`msg="([^"]*trusted-public-keys = )\S+-1:`).FindStringSubmatch(logs[0].text)
 	if m == nil {
-		t.Fatalf("the README's key line has changed shape:\n%s", logs[0].text)
+		t.Fatalf("the key line of %s has changed shape:\n%s", secQuick, logs[0].text)
 	}
 	pk := regexp.MustCompile(regexp.QuoteMeta(`msg="`+m[1]) + `(\S+-nixpushd-1:[A-Za-z0-9+/]{43}=)"`).FindStringSubmatch(d.out.String())
 	if pk == nil {
@@ -720,9 +757,9 @@ func flagsOf(t *testing.T, cache map[string]map[string]bool, cmd string) map[str
 	return f
 }
 
-// checkNixpushdFlags checks that a command line calling nixpushd uses
-// only flags its -h lists; it returns whether the line calls nixpushd.
-func checkNixpushdFlags(t *testing.T, cache map[string]map[string]bool, line string) bool {
+// checkNixpushdFlags checks that a command line of file calling nixpushd
+// uses only flags its -h lists; it returns whether the line calls nixpushd.
+func checkNixpushdFlags(t *testing.T, cache map[string]map[string]bool, file, line string) bool {
 	t.Helper()
 	w := shellWords(line)
 	for len(w) > 0 && (regexp.MustCompile(`^[A-Z_]+=`).MatchString(w[0]) || w[0] == "sudo" || w[0] == "export") {
@@ -738,13 +775,13 @@ func checkNixpushdFlags(t *testing.T, cache map[string]map[string]bool, line str
 		}
 		name := strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-")
 		if !flags[name] {
-			t.Errorf("README: `%s` uses --%s, which `nixpushd %s -h` does not list", line, name, w[1])
+			t.Errorf("%s: `%s` uses --%s, which `nixpushd %s -h` does not list", file, line, name, w[1])
 		}
 	}
 	return true
 }
 
-// Noise that differs from run to run, masked alike in the README and in
+// Noise that differs from run to run, masked alike in the pages and in
 // the real output.
 var volatile = []struct {
 	re  *regexp.Regexp
@@ -766,12 +803,12 @@ func maskVolatile(s string) string {
 	return strings.TrimRight(s, " ")
 }
 
-// Nix's build chatter on stderr, which the README leaves out.
+// Nix's build chatter on stderr, which the pages leave out.
 var nixChatter = regexp.MustCompile(`^(these \d+ derivations will be built:|this derivation will be built:|  /nix/store/\S+\.drv|building '/nix/store/)`)
 
 // From zero to a working cache: every nixpushd command shown uses flags
 // the CLI has, and the whole console session, replayed against a fresh
-// MinIO, prints what the README shows (up to keys, hashes, timings, and
+// MinIO, prints what docs/setup.md shows (up to keys, hashes, timings, and
 // the dates and sizes of ls).
 func TestReadmeFromZero(t *testing.T) {
 	blocks := readmeSection(t, secZero)
@@ -779,12 +816,12 @@ func TestReadmeFromZero(t *testing.T) {
 	cache := map[string]map[string]bool{}
 	n := 0
 	for _, s := range steps {
-		if checkNixpushdFlags(t, cache, s.cmd) {
+		if checkNixpushdFlags(t, cache, secZero.file, s.cmd) {
 			n++
 		}
 	}
 	if n < 5 {
-		t.Fatalf("only %d nixpushd commands in the console blocks of %q", n, secZero)
+		t.Fatalf("only %d nixpushd commands in the console blocks of %s", n, secZero)
 	}
 
 	e := newReadmeEnv(t)
@@ -795,7 +832,7 @@ func TestReadmeFromZero(t *testing.T) {
 	helloPath = strings.Trim(helloPath, `"`)
 	e.readmeSubsts("", helloPath)
 
-	// One bash session, as in the README, each command's output after a
+	// One bash session, as in docs/setup.md, each command's output after a
 	// marker.
 	const marker = "@@readme-step@@"
 	var script strings.Builder
@@ -841,7 +878,7 @@ func TestReadmeFromZero(t *testing.T) {
 			got = got[:len(got)-1]
 		}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("README drift: `%s` prints\n%s\nthe README shows\n%s", s.cmd, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			t.Errorf("documentation drift: `%s` prints\n%s\n%s shows\n%s", s.cmd, strings.Join(got, "\n"), secZero, strings.Join(want, "\n"))
 		}
 	}
 }
@@ -858,13 +895,13 @@ func lsModes(lines []string) []string {
 	return out
 }
 
-// Every nixpushd command line anywhere in the README's code blocks
-// (commands, prompts, and the commands init prints) uses only flags that
-// `nixpushd CMD -h` lists.
+// Every nixpushd command line anywhere in the code blocks of README.md and
+// docs/*.md (commands, prompts, and the commands init prints) uses only
+// flags that `nixpushd CMD -h` lists.
 func TestReadmeNixpushdFlags(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
+	files := docFiles(t)
+	if len(files) < 2 {
+		t.Fatal("no docs/*.md beside README.md")
 	}
 	top, _, _ := runBin(t, nil, "-h")
 	commands := map[string]bool{}
@@ -875,37 +912,46 @@ func TestReadmeNixpushdFlags(t *testing.T) {
 		t.Fatalf("nixpushd -h lists no push or init command:\n%s", top)
 	}
 	cache := map[string]map[string]bool{}
-	fenced, n := false, 0
-	var logical string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "```") {
-			fenced = !fenced
-			continue
+	n := 0
+	perFile := map[string]int{}
+	for _, file := range files {
+		b, err := os.ReadFile("../../" + file)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !fenced {
-			continue
-		}
-		// Continuation lines make one command.
-		if strings.HasSuffix(line, `\`) {
-			logical += strings.TrimSuffix(line, `\`) + " "
-			continue
-		}
-		l := strings.TrimSpace(logical + line)
-		logical = ""
-		l = strings.TrimPrefix(strings.TrimPrefix(l, "# "), "$ ")
-		w := shellWords(l)
-		for len(w) > 0 && (regexp.MustCompile(`^[A-Z_]+=`).MatchString(w[0]) || w[0] == "sudo") {
-			w = w[1:]
-		}
-		if len(w) < 2 || w[0] != "nixpushd" || !commands[w[1]] {
-			continue
-		}
-		if checkNixpushdFlags(t, cache, l) {
-			n++
+		fenced := false
+		var logical string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "```") {
+				fenced = !fenced
+				continue
+			}
+			if !fenced {
+				continue
+			}
+			// Continuation lines make one command.
+			if strings.HasSuffix(line, `\`) {
+				logical += strings.TrimSuffix(line, `\`) + " "
+				continue
+			}
+			l := strings.TrimSpace(logical + line)
+			logical = ""
+			l = strings.TrimPrefix(strings.TrimPrefix(l, "# "), "$ ")
+			w := shellWords(l)
+			for len(w) > 0 && (regexp.MustCompile(`^[A-Z_]+=`).MatchString(w[0]) || w[0] == "sudo") {
+				w = w[1:]
+			}
+			if len(w) < 2 || w[0] != "nixpushd" || !commands[w[1]] {
+				continue
+			}
+			if checkNixpushdFlags(t, cache, file, l) {
+				n++
+				perFile[file]++
+			}
 		}
 	}
 	if n < 10 {
-		t.Errorf("only %d nixpushd command lines found in the README's code blocks", n)
+		t.Errorf("only %d nixpushd command lines found in the code blocks of %v", n, files)
 	}
-	t.Logf("%d nixpushd command lines checked", n)
+	t.Logf("%d nixpushd command lines checked: %v", n, perFile)
 }

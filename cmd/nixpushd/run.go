@@ -122,7 +122,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// flagHelp formats a command's flags as the README writes them
+// flagHelp formats a command's flags as docs/reference.md writes them
 // (--name VALUE). Unlike flag.PrintDefaults it never takes quoted words
 // of the usage text for the value's name.
 func flagHelp(fs *flag.FlagSet) string {

@@ -17,8 +17,9 @@ func GCActions() []string {
 }
 
 // GCPolicy is the IAM policy document for the garbage collector's user on
-// bucket, as the README documents it (`mc admin policy create ALIAS nixgc
-// nixgc.json`): GCActions on the bucket and its objects, nothing else.
+// bucket, as docs/operations.md documents it (`mc admin policy create
+// ALIAS nixgc nixgc.json`): GCActions on the bucket and its objects,
+// nothing else.
 func GCPolicy(bucket string) []byte {
 	policy, err := json.MarshalIndent(map[string]any{
 		"Id":      "NixCacheGC",
