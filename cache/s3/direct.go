@@ -28,6 +28,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/nixpushd/nixpushd/cache"
 )
@@ -58,7 +59,7 @@ func (d *direct) stepAside(what string, args ...any) {
 type objBase struct {
 	scheme, host string
 	path, raw    string // the path up to a key, plain and escaped; ends in "/"
-	sig          *sigV4
+	region       string // the region requests are signed for
 }
 
 // objects returns the bucket's address as minio-go would use it. For AWS
@@ -80,7 +81,7 @@ func (d *direct) objects(ctx context.Context) (*objBase, error) {
 	b := &objBase{
 		scheme: u.Scheme, host: u.Host,
 		path: strings.TrimSuffix(u.Path, probe), raw: strings.TrimSuffix(u.EscapedPath(), probe),
-		sig: &sigV4{region: scope[len(scope)-3]},
+		region: scope[len(scope)-3],
 	}
 	d.base.Store(b)
 	return b, nil
@@ -111,10 +112,10 @@ func (d *direct) object(ctx context.Context, method, key string, body []byte, co
 		return r, false, nil
 	}
 	v, err := d.creds.GetWithContext(d.client.CredContext())
-	if err != nil || v.SignerType != credentials.SignatureV4 && v.SignerType != credentials.SignatureDefault || v.AccessKeyID == "" {
+	if err != nil || v.SignerType != credentials.SignatureV4 && v.SignerType != credentials.SignatureDefault || v.AccessKeyID == "" || v.SecretAccessKey == "" {
 		return r, false, nil
 	}
-	u := &url.URL{Scheme: b.scheme, Host: b.host, Path: b.path + key, RawPath: b.raw + s3Escape(key)}
+	u := &url.URL{Scheme: b.scheme, Host: b.host, Path: b.path + key, RawPath: b.raw + s3utils.EncodePath(key)}
 	req := (&http.Request{Method: method, URL: u, Host: b.host, Header: make(http.Header, 8),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
 	payload := emptyPayloadHash
@@ -129,7 +130,7 @@ func (d *direct) object(ctx context.Context, method, key string, body []byte, co
 		// narinfo anyway.
 		payload = unsignedPayload
 	}
-	b.sig.sign(req, v.AccessKeyID, v.SecretAccessKey, v.SessionToken, payload, time.Now())
+	req = sign(req, v, b.region, payload)
 	resp, err := d.httpc.Do(req)
 	if err != nil {
 		return r, true, err

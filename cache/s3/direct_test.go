@@ -6,95 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/s3utils"
-	"github.com/minio/minio-go/v7/pkg/signer"
 	"github.com/nixpushd/nixpushd/cache"
 )
-
-// The examples of AWS's Signature V4 documentation for S3 (header form).
-func TestSigV4AWSExamples(t *testing.T) {
-	const ak, sk = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-	at := time.Date(2013, 5, 24, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		name, method, path, payload string
-		header                      map[string]string
-		want                        string
-	}{
-		{"GET object", "GET", "/test.txt", emptyPayloadHash,
-			map[string]string{"Range": "bytes=0-9"},
-			"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"},
-		{"PUT object", "PUT", "/test$file.text", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
-			map[string]string{"Date": "Fri, 24 May 2013 00:00:00 GMT", "X-Amz-Storage-Class": "REDUCED_REDUNDANCY"},
-			"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := tc.path
-			u := &url.URL{Scheme: "https", Host: "examplebucket.s3.amazonaws.com", Path: path, RawPath: s3Escape(path)}
-			req := &http.Request{Method: tc.method, URL: u, Header: http.Header{}}
-			for k, v := range tc.header {
-				req.Header.Set(k, v)
-			}
-			(&sigV4{region: "us-east-1"}).sign(req, ak, sk, "", tc.payload, at)
-			if got := req.Header.Get("Authorization"); got != tc.want {
-				t.Errorf("got  %s\nwant %s", got, tc.want)
-			}
-		})
-	}
-}
-
-// Our signatures are minio-go's, for the headers our requests carry,
-// keys that need escaping, session tokens, and a derived key reused
-// across requests and renewed when the day or the secret changes.
-func TestSigV4MatchesMinio(t *testing.T) {
-	sig := &sigV4{region: "eu-central-1"}
-	for i, tc := range []struct {
-		key, secret, token string
-		at                 time.Time
-	}{
-		{"abc.narinfo", "secret1", "", time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)},
-		{"nar/0a1b.nar.xz", "secret1", "", time.Date(2026, 11, 30, 23, 59, 59, 0, time.UTC)},
-		{"nar/0a1b.nar.xz", "secret1", "", time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC)},
-		{"ünï cödé+&=%41~!'()*", "secret2", "session/token+=", time.Date(2026, 12, 1, 0, 0, 2, 0, time.UTC)},
-		{"tab\there/x", "secret2", "", time.Date(2026, 12, 1, 0, 0, 3, 0, time.UTC)},
-	} {
-		build := func() *http.Request {
-			u := &url.URL{Scheme: "http", Host: "127.0.0.1:9000", Path: "/nix-cache/" + tc.key, RawPath: "/nix-cache/" + s3Escape(tc.key)}
-			req := &http.Request{Method: "PUT", URL: u, Host: u.Host, Header: http.Header{}}
-			req.Header.Set("Content-Type", cache.TypeNarInfo)
-			req.Header.Set("Content-Md5", "1B2M2Y8AsgTpgAmY7PhCfg==")
-			req.Header.Set("X-Amz-Content-Sha256", unsignedPayload)
-			req.Header.Set("X-Amz-Date", tc.at.Format("20060102T150405Z"))
-			return req
-		}
-		theirs := build()
-		if tc.token != "" {
-			theirs.Header.Set("X-Amz-Security-Token", tc.token)
-		}
-		// minio-go signs with the clock; ours gets its X-Amz-Date.
-		theirs = signer.SignV4(*theirs, "AK", tc.secret, tc.token, "eu-central-1")
-		at, err := time.Parse("20060102T150405Z", theirs.Header.Get("X-Amz-Date"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ours := build()
-		sig.sign(ours, "AK", tc.secret, tc.token, unsignedPayload, at)
-		if o, m := ours.Header.Get("Authorization"), theirs.Header.Get("Authorization"); o != m {
-			t.Errorf("%d %q:\nours     %s\nminio-go %s", i, tc.key, o, m)
-		}
-		// The path sent is the path signed.
-		if got := ours.URL.EscapedPath(); got != "/nix-cache/"+s3Escape(tc.key) {
-			t.Errorf("%q: sent as %s", tc.key, got)
-		}
-	}
-}
 
 // On real MinIO, puts, checks and reads of keys that need escaping go
 // through our own requests alone: minio-go, pointed at nothing, is never
@@ -183,24 +102,6 @@ func TestObjectsFallback(t *testing.T) {
 	if theirs.Load() != 5 {
 		t.Errorf("%d minio-go requests, want 5", theirs.Load())
 	}
-}
-
-// Keys are escaped the way minio-go escapes them, which is what S3 signs,
-// and unescape to themselves.
-func FuzzS3Escape(f *testing.F) {
-	for _, k := range []string{"nix-cache-info", "nar/x.nar.xz", "a b+c=d&e", "ünïcödé", "pct%41", "q?x#y", "\x00\xff"} {
-		f.Add(k)
-	}
-	f.Fuzz(func(t *testing.T, key string) {
-		got := s3Escape(key)
-		// S3 keys are UTF-8; minio-go would send U+FFFD for a bad byte.
-		if want := s3utils.EncodePath(key); utf8.ValidString(key) && got != want {
-			t.Errorf("%q: %q, minio-go %q", key, got, want)
-		}
-		if back, err := url.PathUnescape(got); err != nil || back != key {
-			t.Errorf("%q: escaped %q unescapes to %q, %v", key, got, back, err)
-		}
-	})
 }
 
 // A request that gets no answer (the server hangs up) is reported at
