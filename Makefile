@@ -22,10 +22,12 @@ run: export NIXPUSHD_RUN_ARGS = $(value ARGS)
 deps:
 	.ci/install-deps
 
-# The whole test suite: unit tests, and integration tests against real Nix
-# and real MinIO (installed by `deps` when missing).
+# The whole test suite: vet and the linters of .golangci.yml, unit tests,
+# and integration tests against real Nix and real MinIO (installed by
+# `deps` when missing).
 test: deps
 	$(GO) vet ./...
+	golangci-lint run ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Performance figures, measured side by side in one run: nixpushd against
@@ -36,7 +38,7 @@ test: deps
 # micro-benchmarks (NAR, hashing, compressors, reconcile on 100k paths).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./cmd/nixpushd/
-	$(GO) test -run '^$$' -bench . ./nar/ ./upload/ ./store/
+	$(GO) test -run '^$$' -bench . ./nar/ ./upload/ ./compression/ ./store/
 
 # Every fuzz target for FUZZTIME each (the seed corpora also run in `test`).
 FUZZTIME ?= 30s

@@ -491,7 +491,7 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	var sizes []int
 	for _, it := range roots {
 		log := d.log.With("STORE_PATH", it.Path)
-		failedPath, ferr, size := closureOutcome(it.Path, byPath, res.Failed)
+		failedPath, size, ferr := closureOutcome(it.Path, byPath, res.Failed)
 		switch {
 		case ferr == nil:
 			done = append(done, it)
@@ -528,8 +528,8 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 }
 
 // closureOutcome walks root's closure and returns a failed member (a
-// permanent failure first), its error, and the closure's size.
-func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, error, int) {
+// permanent failure first), the closure's size, and the member's error.
+func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, int, error) {
 	seen := map[string]bool{root: true}
 	stack := []string{root}
 	var failedPath string
@@ -549,7 +549,7 @@ func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[s
 			}
 		}
 	}
-	return failedPath, ferr, len(seen)
+	return failedPath, len(seen), ferr
 }
 
 func (d *Daemon) retryAll(ctx context.Context, items []queue.Item, err error) {

@@ -284,7 +284,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Close finishes the archive. It does not close the underlying writer.
 func (w *Writer) Close() error {
-	if w.err == ErrWriteAfterClose {
+	if errors.Is(w.err, ErrWriteAfterClose) {
 		return nil
 	}
 	if w.err != nil {

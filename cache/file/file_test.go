@@ -11,13 +11,6 @@ import (
 	"github.com/nixpushd/nixpushd/cache"
 )
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestFileTarget(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

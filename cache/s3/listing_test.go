@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -118,7 +119,7 @@ func TestListFastMatchesMinio(t *testing.T) {
 	// fn's error stops the listing and comes back as it is.
 	stop := fmt.Errorf("enough")
 	n := 0
-	if err := fs.ListRoot(ctx, func(cache.ObjectInfo) error { n++; return stop }); err != stop || n != 1 {
+	if err := fs.ListRoot(ctx, func(cache.ObjectInfo) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("stopping: %v after %d objects, want the callback's own error after 1", err, n)
 	}
 }

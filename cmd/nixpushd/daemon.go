@@ -32,14 +32,6 @@ import (
 	"github.com/nixpushd/nixpushd/upload"
 )
 
-// daemonFlags parses the daemon's command line. It is its own function so
-// that `daemon --check-config` (used by the NixOS module's tests) runs the
-// very parser the service uses.
-func daemonFlags(args []string) (*targetOptions, *daemon.Config, bool, error) {
-	o, c, _, check, err := daemonFlagsAll(args)
-	return o, c, check, err
-}
-
 // daemonExtra are the daemon's flags that are not part of daemon.Config.
 type daemonExtra struct {
 	statusGroup string

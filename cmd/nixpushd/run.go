@@ -114,7 +114,7 @@ var commandUsage = map[string]string{
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return helpShown{flagHelp(fs)}
 		}
 		return usageError{fmt.Sprintf("%s: %v (see nixpushd %s -h)", fs.Name(), err, fs.Name())}

@@ -361,7 +361,6 @@ func (m *MinIO) start() error {
 // XMinioServerNotInitialized / XMinioIAMNotInitialized (503).
 func (m *MinIO) waitReady(p *minioProc) error {
 	deadline := time.Now().Add(readyTimeout)
-	last := "no answer yet"
 	for {
 		err := m.probe()
 		select {
@@ -374,10 +373,9 @@ func (m *MinIO) waitReady(p *minioProc) error {
 		if err == nil {
 			return nil
 		}
-		last = err.Error()
 		if time.Now().After(deadline) {
-			return fmt.Errorf("testenv: minio on %s not ready after %v (%s); log:\n%s",
-				m.Endpoint, readyTimeout, last, tailFile(m.LogFile, 4000))
+			return fmt.Errorf("testenv: minio on %s not ready after %v (%v); log:\n%s",
+				m.Endpoint, readyTimeout, err, tailFile(m.LogFile, 4000))
 		}
 		select {
 		case <-p.done:
