@@ -9,7 +9,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+)
+
+// How often dialSocket retries a full backlog: soon, then every 10 ms.
+const (
+	dialRetryMin = 100 * time.Microsecond
+	dialRetryMax = 10 * time.Millisecond
 )
 
 // ReplyError is an "ERR" reply from the daemon.
@@ -76,8 +83,7 @@ func roundTrip(ctx context.Context, socket string, req Request) (string, error) 
 	if _, err := ParseRequest(line); err != nil {
 		return "", fmt.Errorf("invalid request: %w", err)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socket)
+	conn, err := dialSocket(ctx, socket)
 	if err != nil {
 		return "", err
 	}
@@ -99,11 +105,14 @@ func roundTrip(ctx context.Context, socket string, req Request) (string, error) 
 		}
 		return fmt.Errorf("%s: %w", socket, err)
 	}
-	if _, err := io.WriteString(conn, line+"\n"); err != nil {
-		return "", ctxErr(err)
-	}
+	_, werr := io.WriteString(conn, line+"\n")
+	// A daemon that turns us away ("ERR busy") may hang up before it
+	// reads: its reply is still there to read after a failed write.
 	b, err := readLine(conn, maxReply)
-	if err != nil {
+	switch {
+	case err != nil && werr != nil:
+		return "", ctxErr(werr)
+	case err != nil:
 		if errors.Is(err, io.EOF) {
 			err = errors.New("connection closed without a reply")
 		}
@@ -117,6 +126,29 @@ func roundTrip(ctx context.Context, socket string, req Request) (string, error) 
 		return "", &ReplyError{Msg: r}
 	}
 	return "", fmt.Errorf("%s: unexpected reply %s", socket, quote(reply))
+}
+
+// dialSocket connects to socket. A full listen backlog (EAGAIN: clients
+// connect faster than the daemon accepts, as in a flood of connections)
+// is retried until ctx ends: the daemon takes one connection off it every
+// few microseconds.
+func dialSocket(ctx context.Context, socket string) (net.Conn, error) {
+	var d net.Dialer
+	delay := dialRetryMin
+	for {
+		conn, err := d.DialContext(ctx, "unix", socket)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return conn, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (the daemon's listen backlog stayed full)", err)
+		}
+		delay = min(2*delay, dialRetryMax)
+	}
 }
 
 // The post-build-hook.

@@ -150,7 +150,7 @@ func socketPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
 // there is one ("" and false for a first line without "\n", which is not
 // answered), or the too-long reply if the first line is longer than maxLine.
 func expectedReply(data []byte, maxLine int) (string, bool) {
-	tooLong := "ERR bad request: line too long (max " + strconv.Itoa(maxLine) + " bytes)"
+	tooLong := "ERR bad request: request line longer than " + strconv.Itoa(maxLine) + " bytes"
 	i := bytes.IndexByte(data, '\n')
 	switch {
 	case i < 0 && len(data) > maxLine, i > maxLine:
@@ -192,10 +192,14 @@ func FuzzServe(f *testing.F) {
 		h := &fuzzHandler{t: t}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
+		opt := defaultOptions()
+		opt.maxLine = fuzzMaxLine
+		s := newServer(h, slog.New(slog.DiscardHandler), opt)
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			serveConn(ctx, srv, h, slog.New(slog.DiscardHandler), fuzzMaxLine)
+			// The peer is this process: root or the daemon's user.
+			s.serveConn(ctx, srv, s.opt.privileged(srv))
 		}()
 		cli.SetDeadline(time.Now().Add(20 * time.Second))
 		var wg sync.WaitGroup

@@ -31,11 +31,15 @@
 // a failure on the daemon's side, such as "ERR enqueue: ..." when the queue
 // cannot be written (the request may succeed later).
 //
-// A request must arrive within a minute of connecting; a request without
-// its "\n" (the client hung up mid-line) is not answered. The daemon serves
-// 32 connections at once; further clients wait to be accepted. Anyone who
-// can connect can queue any store path, so the socket's permissions decide
-// who may push.
+// The whole request line must arrive within 2 seconds of connecting; a
+// connection without one by then is closed unanswered, and so is one that
+// ends mid-line. A line longer than MaxLine gets "ERR bad request: request
+// line longer than 1048576 bytes". Root and the daemon's user may PUSH;
+// other users the socket's permissions let in (a --status-group) may only
+// ask STATUS, with 8 connections open at once among them: more get "ERR
+// busy: ...". Root's and the daemon's user's connections have limits of
+// their own (1024 open, 32 requests handled at once), so that other users
+// never delay a hook.
 //
 // Example, with socat:
 //
@@ -91,8 +95,30 @@ const (
 	badRequest = "bad request: "
 	// source is what Serve passes to Handler.Enqueue.
 	source = "socket"
-	// maxConns is how many connections Serve serves at once.
-	maxConns = 32
+	// requestDeadline is how long a client has, from its accept, to send
+	// its whole request line. The hook and the CLI send it at once; a
+	// connection that has not by then is hung or hostile, and is closed.
+	requestDeadline = 2 * time.Second
+	// maxOpen is how many connections from root and the daemon's user are
+	// open at once: being read, waiting or answered. Each idle one is a
+	// goroutine and a 4 KiB buffer, and is closed after requestDeadline.
+	maxOpen = 1024
+	// maxHandling is how many of their requests are in the Handler at
+	// once.
+	maxHandling = 32
+	// maxStatusConns is how many connections other users (--status-group
+	// members, who may only ask STATUS) have open at once; more are
+	// refused. They never take the slots above.
+	maxStatusConns = 8
+	// refuseTimeout bounds writing "ERR busy" to a refused connection.
+	refuseTimeout = 10 * time.Millisecond
+	// refuseLogEvery is how often refusals are logged, at most.
+	refuseLogEvery = 10 * time.Second
+	// After answering an over-long line, the daemon reads and discards
+	// for at most drainTimeout and maxDrain bytes, so that a client still
+	// writing can finish and read the reply.
+	drainTimeout = time.Second
+	maxDrain     = 32 << 20
 	// maxStorePath is the longest valid store path:
 	// /nix/store/ + hash + "-" + name.
 	maxStorePath = len(nar.StoreDir) + 1 + nar.HashLen + 1 + nar.MaxNameLen
@@ -106,10 +132,6 @@ const (
 	// writeTimeout bounds writing the reply to a client that does not read.
 	writeTimeout = 30 * time.Second
 )
-
-// requestTimeout is how long the daemon waits for the request line. A
-// variable so that tests can shorten it.
-var requestTimeout = time.Minute
 
 var errLineTooLong = errors.New("line too long")
 
@@ -220,36 +242,90 @@ type Handler interface {
 	StatusJSON(ctx context.Context) ([]byte, error)
 }
 
-// Serve accepts connections on ln and answers the request of each, 32 at
-// a time; further clients wait in the listen backlog. When ctx ends it
-// closes ln and the open connections, waits for their goroutines and
-// returns nil. It returns an error, having closed ln, when the listener
-// fails. A nil log discards.
+// Serve accepts connections on ln and answers the request of each. When
+// ctx ends it closes ln and the open connections, waits for their
+// goroutines and returns nil. It returns an error, having closed ln, when
+// the listener fails. A nil log discards.
+//
+// A connection has requestDeadline from its accept to send its request
+// line, and is closed without a reply if it has not. Root's and the
+// daemon's user's connections (privileged: the hook, push --via-daemon)
+// are limited to maxOpen at once, with at most maxHandling requests in the
+// Handler; other peers (a --status-group) get maxStatusConns connections
+// of their own and "ERR busy: ..." beyond that, so that they can never
+// take a slot a hook needs.
 func Serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger) error {
-	return serve(ctx, ln, h, log, maxConns)
+	return serve(ctx, ln, h, log, defaultOptions())
 }
 
-func serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger, maxConns int) error {
+// options are Serve's limits; tests change them.
+type options struct {
+	maxLine         int           // MaxLine
+	requestDeadline time.Duration // requestDeadline
+	maxOpen         int           // privileged connections open at once
+	maxHandling     int           // privileged requests in the Handler at once
+	maxStatusConns  int           // other peers' connections open at once
+	// privileged says whether the peer of conn is root or the daemon's
+	// user (mayPush). Tests run as one user and decide it themselves.
+	privileged func(conn net.Conn) bool
+}
+
+func defaultOptions() options {
+	return options{
+		maxLine:         MaxLine,
+		requestDeadline: requestDeadline,
+		maxOpen:         maxOpen,
+		maxHandling:     maxHandling,
+		maxStatusConns:  maxStatusConns,
+		privileged:      mayPush,
+	}
+}
+
+// server is one Serve's state: its limits as semaphores.
+type server struct {
+	h   Handler
+	log *slog.Logger
+	opt options
+	// open holds a slot per privileged connection, from accept to close;
+	// status one per other connection.
+	open, status chan struct{}
+	// handling holds a slot per privileged request in the Handler: taken
+	// only once the line is read, so idle clients never hold one.
+	handling chan struct{}
+	// Refusals since the last log line about them (accept loop only).
+	refused       int
+	refusedLogged time.Time
+}
+
+func newServer(h Handler, log *slog.Logger, opt options) *server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opt.privileged == nil {
+		opt.privileged = mayPush
+	}
+	return &server{
+		h: h, log: log, opt: opt,
+		open:     make(chan struct{}, opt.maxOpen),
+		status:   make(chan struct{}, opt.maxStatusConns),
+		handling: make(chan struct{}, opt.maxHandling),
+	}
+}
+
+func serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger, opt options) error {
+	s := newServer(h, log, opt)
 	defer ln.Close()
 	stop := closeOnDone(ctx, ln)
 	defer stop()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, maxConns)
 	var backoff time.Duration
 	for {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
+		// No slot is taken before Accept: the accept loop must keep
+		// draining the backlog, or clients' connect fails (EAGAIN).
 		conn, err := ln.Accept()
 		if err != nil {
-			<-sem
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -258,7 +334,7 @@ func serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger, ma
 			}
 			// EMFILE, ECONNABORTED and the like: wait and try again.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			log.Warn("socket: accept failed; retrying", "err", err, "delay", backoff)
+			s.log.Warn("socket: accept failed; retrying", "err", err, "delay", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
@@ -269,40 +345,126 @@ func serve(ctx context.Context, ln net.Listener, h Handler, log *slog.Logger, ma
 			continue
 		}
 		backoff = 0
+		privileged := s.opt.privileged(conn)
+		slot := s.open
+		if !privileged {
+			slot = s.status
+			// Status readers never wait for a slot: a flood of them must
+			// not keep the accept loop from the hook's connection.
+			select {
+			case slot <- struct{}{}:
+			default:
+				s.refuse(conn)
+				continue
+			}
+		} else {
+			// Only root or the daemon's user can fill maxOpen, and each
+			// idle connection of theirs leaves after requestDeadline.
+			select {
+			case slot <- struct{}{}:
+			case <-ctx.Done():
+				conn.Close()
+				return nil
+			}
+		}
 		wg.Go(func() {
-			defer func() { <-sem }()
-			serveConn(ctx, conn, h, log, MaxLine)
+			defer func() { <-slot }()
+			s.serveConn(ctx, conn, privileged)
 		})
 	}
 }
 
-// serveConn reads one request of at most maxLine bytes from conn, answers
-// it and closes conn. It gives up when ctx ends.
-func serveConn(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger, maxLine int) {
+// refuse turns away a status reader over maxStatusConns with one line.
+// The connection is new, so the short write does not block; the deadline
+// is there in case it would. Under a flood, one log line per
+// refuseLogEvery says how many were refused.
+func (s *server) refuse(conn net.Conn) {
+	defer conn.Close()
+	s.refused++
+	if now := time.Now(); now.Sub(s.refusedLogged) >= refuseLogEvery {
+		s.log.Warn("socket: refusing connections from users other than root and the daemon's user: too many open",
+			"max", s.opt.maxStatusConns, "refused", s.refused)
+		s.refused, s.refusedLogged = 0, now
+	}
+	if err := conn.SetWriteDeadline(time.Now().Add(refuseTimeout)); err != nil {
+		return
+	}
+	fmt.Fprintf(conn, "ERR busy: %d connections from users other than root and the daemon's user are open; try again\n", s.opt.maxStatusConns)
+}
+
+// serveConn reads one request from conn, answers it and closes conn.
+// privileged peers may PUSH, and take a handling slot for their request.
+// It gives up when ctx ends.
+func (s *server) serveConn(ctx context.Context, conn net.Conn, privileged bool) {
 	defer conn.Close()
 	stop := closeOnDone(ctx, conn)
 	defer stop()
-	if err := conn.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
+	// One deadline for the whole line, not per read: a client sending a
+	// byte a second is closed as soon as a silent one.
+	if err := conn.SetReadDeadline(time.Now().Add(s.opt.requestDeadline)); err != nil {
 		return
 	}
 	var reply string
-	switch line, err := readLine(conn, maxLine); {
+	line, err := readLine(conn, s.opt.maxLine)
+	switch {
 	case errors.Is(err, errLineTooLong):
-		log.Warn("socket: request line too long", "max", maxLine)
-		reply = fmt.Sprintf("ERR %sline too long (max %d bytes)", badRequest, maxLine)
+		s.log.Warn("socket: request line too long", "max", s.opt.maxLine)
+		s.replyAndDrain(ctx, conn, fmt.Sprintf("ERR %srequest line longer than %d bytes", badRequest, s.opt.maxLine))
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Debug("socket: no request line in time; closing", "deadline", s.opt.requestDeadline)
+		return
 	case err != nil:
 		if !errors.Is(err, io.EOF) && ctx.Err() == nil {
-			log.Debug("socket: no request", "err", err)
+			s.log.Debug("socket: no request", "err", err)
 		}
 		return
-	default:
-		reply = handle(ctx, string(line), h, log, mayPush(conn))
 	}
+	if privileged {
+		select {
+		case s.handling <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		reply = handle(ctx, string(line), s.h, s.log, true)
+		<-s.handling // not held while the client reads its reply
+	} else {
+		// Bounded by maxStatusConns already.
+		reply = handle(ctx, string(line), s.h, s.log, false)
+	}
+	s.write(ctx, conn, reply)
+}
+
+// write sends the reply line, giving up after writeTimeout.
+func (s *server) write(ctx context.Context, conn net.Conn, reply string) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	_, err := io.WriteString(conn, reply+"\n")
+	if err != nil && ctx.Err() == nil {
+		s.log.Debug("socket: write reply", "err", err)
+	}
+	return err
+}
+
+// replyAndDrain answers a client that is still sending (an over-long
+// line). A client that writes its whole request before reading would see
+// its write fail once we close, and give up before reading the reply; so
+// after the reply (and EOF: CloseWrite) read and discard what it sends,
+// for at most drainTimeout and maxDrain bytes, letting its write finish.
+func (s *server) replyAndDrain(ctx context.Context, conn net.Conn, reply string) {
+	if s.write(ctx, conn, reply) != nil {
 		return
 	}
-	if _, err := io.WriteString(conn, reply+"\n"); err != nil && ctx.Err() == nil {
-		log.Debug("socket: write reply", "err", err)
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(drainTimeout)); err != nil {
+		return
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(conn, maxDrain))
+	if err != nil || n == maxDrain {
+		s.log.Debug("socket: stopped discarding an over-long request", "discarded", n, "err", err)
 	}
 }
 

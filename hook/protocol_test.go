@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -118,10 +119,24 @@ func socketPath(t testing.TB) string {
 	return filepath.Join(dir, "s.sock")
 }
 
-// startServe runs Serve on a fresh socket. stop cancels it and
-// returns how long Serve took to return.
-func startServe(t *testing.T, h Handler, maxConns int) (socket string, stop func() time.Duration) {
+// startServe runs serve on a fresh socket with the default options but
+// maxHandling handling slots. stop cancels it and returns how long serve
+// took to return.
+func startServe(t *testing.T, h Handler, maxHandling int) (socket string, stop func() time.Duration) {
 	t.Helper()
+	return startServeWith(t, h, func(o *options) { o.maxHandling = maxHandling })
+}
+
+// startServeWith runs serve with the default options as changed by set.
+// Peers that bind to a name starting with statusPrefix (dialStatus) count
+// as status readers, others as privileged.
+func startServeWith(t *testing.T, h Handler, set func(*options)) (socket string, stop func() time.Duration) {
+	t.Helper()
+	opt := defaultOptions()
+	opt.privileged = func(c net.Conn) bool { return !strings.HasPrefix(c.RemoteAddr().String(), statusPrefix) }
+	if set != nil {
+		set(&opt)
+	}
 	socket = socketPath(t)
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
@@ -129,7 +144,7 @@ func startServe(t *testing.T, h Handler, maxConns int) (socket string, stop func
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, h, testLog(t), maxConns) }()
+	go func() { done <- serve(ctx, ln, h, testLog(t), opt) }()
 	stopped := false
 	var took time.Duration
 	stop = func() time.Duration {
@@ -401,7 +416,7 @@ func TestServeLineTooLong(t *testing.T) {
 
 	// One more byte is too long. The client keeps writing; the daemon
 	// must not read it all.
-	tooLong := fmt.Sprintf("ERR bad request: line too long (max %d bytes)", MaxLine)
+	tooLong := fmt.Sprintf("ERR bad request: request line longer than %d bytes", MaxLine)
 	c := dial(t, socket)
 	go func() {
 		c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -458,16 +473,16 @@ func TestServeUnterminatedLine(t *testing.T) {
 }
 
 func TestServeRequestTimeout(t *testing.T) {
-	old := requestTimeout
-	requestTimeout = 100 * time.Millisecond
-	defer func() { requestTimeout = old }()
+	opt := defaultOptions()
+	opt.requestDeadline = 100 * time.Millisecond
+	s := newServer(&fakeHandler{}, testLog(t), opt)
 
 	a, b := net.Pipe()
 	defer b.Close()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		serveConn(context.Background(), a, &fakeHandler{}, testLog(t), MaxLine)
+		s.serveConn(context.Background(), a, true)
 	}()
 	select {
 	case <-done:
@@ -506,20 +521,52 @@ func TestServeConcurrentClients(t *testing.T) {
 	}
 }
 
+// With maxOpen privileged connections open, the next one waits to be
+// accepted — but only until the silent one's requestDeadline. (Before
+// #24 it waited for as long as the silent client stayed.)
 func TestServeBoundsConnections(t *testing.T) {
 	h := &fakeHandler{}
-	socket, _ := startServe(t, h, 1)
+	const deadline = 300 * time.Millisecond
+	socket, _ := startServeWith(t, h, func(o *options) { o.maxOpen, o.requestDeadline = 1, deadline })
 	a := dial(t, socket) // holds the only slot: sends nothing
 	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
 	b := dial(t, socket) // the kernel accepts it into the backlog
 	b.send("STATUS\n")
-	b.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	b.conn.SetReadDeadline(time.Now().Add(deadline / 2))
 	if r, err := b.br.ReadString('\n'); err == nil {
 		t.Fatalf("second client served while the first holds the only slot: %q", r)
 	}
-	a.conn.Close()
 	if r := b.reply(); !strings.HasPrefix(r, "OK ") {
-		t.Errorf("b after a left: %q", r)
+		t.Errorf("b after a was closed: %q", r)
+	}
+	if took := time.Since(start); took > deadline+time.Second {
+		t.Errorf("b answered after %v; a should have been closed after %v", took, deadline)
+	}
+	a.closed()
+}
+
+// With maxHandling requests in the Handler, the next waits for a slot,
+// and gets it once one is done.
+func TestServeBoundsHandling(t *testing.T) {
+	block := make(chan struct{})
+	h := &fakeHandler{block: block}
+	socket, _ := startServe(t, h, 1)
+	a := dial(t, socket)
+	a.send("PUSH " + testPath(1, "a") + "\n") // holds the only handling slot
+	time.Sleep(50 * time.Millisecond)
+	b := dial(t, socket)
+	b.send("PUSH " + testPath(2, "b") + "\n")
+	b.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if r, err := b.br.ReadString('\n'); err == nil {
+		t.Fatalf("second request handled while the first holds the only slot: %q", r)
+	}
+	close(block)
+	if r := a.reply(); r != "OK 1" {
+		t.Errorf("a: %q", r)
+	}
+	if r := b.reply(); r != "OK 1" {
+		t.Errorf("b: %q", r)
 	}
 }
 
@@ -532,16 +579,28 @@ func TestServeStopsWithIdleAndBusyClients(t *testing.T) {
 	busy := dial(t, socket)
 	busy.send("PUSH " + testPath(1, "a") + "\n")
 	half := dial(t, socket)
-	half.send("PUSH /nix/store/") // mid-line
+	half.send("PUSH /nix/store/")     // mid-line
+	status := dialAs(t, socket, true) // a status reader, idle
+	// Over-long and still sending: the daemon drains it.
+	long := dial(t, socket)
+	go func() {
+		chunk := []byte(strings.Repeat("z", 64<<10))
+		for long.conn.SetWriteDeadline(time.Now().Add(10*time.Second)) == nil {
+			if _, err := long.conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
 	time.Sleep(50 * time.Millisecond)
 
 	if took := stop(); took > 2*time.Second {
 		t.Errorf("Serve took %v to stop", took)
 	}
 	// Every connection was closed by the server.
-	for name, c := range map[string]*client{"idle": idle, "busy": busy, "half": half} {
+	for name, c := range map[string]*client{"idle": idle, "busy": busy, "half": half, "status": status, "long": long} {
 		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadAll(c.br); err != nil {
+		// A reset is a close too: "long" was closed with data unread.
+		if _, err := io.ReadAll(c.br); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("%s: not closed: %v", name, err)
 		}
 		c.conn.Close()
