@@ -1,6 +1,3 @@
-// Package journal logs to journald natively: a slog.Handler whose every
-// attribute becomes a journal field, so that `journalctl -u nixpushd
-// STORE_PATH=/nix/store/…` answers "was this path uploaded?".
 package journal
 
 import (

@@ -1,6 +1,3 @@
-// Package cacheurl opens the cache a URL names: s3://BUCKET?… through
-// package s3, file:///DIR through package file. It is the one place that
-// knows which URL schemes exist.
 package cacheurl
 
 import (

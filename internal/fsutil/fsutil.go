@@ -1,5 +1,3 @@
-// Package fsutil holds the file-system helpers that the queue, the hook's
-// spool and the file:// cache share.
 package fsutil
 
 import "os"
