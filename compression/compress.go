@@ -11,10 +11,6 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// liblzmaPath is the liblzma.so.5 to load first; packaged builds set it
-// with -ldflags "-X github.com/nixpushd/nixpushd/compression.liblzmaPath=…".
-var liblzmaPath string
-
 // Compressor makes the compressed NAR files. One Compressor is shared by all
 // workers so that CPU and memory are bounded for the whole process, not per
 // NAR: at most `threads` chunks are compressed at once, and at most

@@ -66,6 +66,10 @@ import (
 	"unsafe"
 )
 
+// liblzmaPath is the liblzma.so.5 to load first; packaged builds set it
+// with -ldflags "-X github.com/nixpushd/nixpushd/compression.liblzmaPath=…".
+var liblzmaPath string
+
 var (
 	lzmaOnce sync.Once
 	lzmaOK   bool

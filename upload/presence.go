@@ -490,10 +490,3 @@ func (p *Presence) Stats() PresenceStats {
 		Requests: p.Requests.Load(), Listings: p.listings.Load(),
 	}
 }
-
-// PresenceStats returns the counters of the Pusher's existence checks
-// (shared by all its Push calls), for metrics.
-func (p *Pusher) PresenceStats() PresenceStats {
-	p.init()
-	return p.presence.Stats()
-}

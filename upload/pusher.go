@@ -231,6 +231,13 @@ func (p *Pusher) Requests() int64 {
 	return p.presence.Requests.Load()
 }
 
+// PresenceStats returns the counters of the Pusher's existence checks
+// (shared by all its Push calls), for metrics.
+func (p *Pusher) PresenceStats() PresenceStats {
+	p.init()
+	return p.presence.Stats()
+}
+
 func (p *Pusher) emit(e Event) {
 	if p.OnEvent != nil {
 		p.OnEvent(e)
