@@ -3,10 +3,14 @@ package metrics
 import (
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// goVersion is reported by nixpushd_build_info.
+var goVersion = runtime.Version()
 
 // stateCollector reads, at each scrape, what has a current value
 // elsewhere: the queue, the presence counters, the daemon's health and

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"log/slog"
-	"runtime"
 	"strings"
 	"time"
 
@@ -28,33 +27,6 @@ var knownReasons = []string{
 // seconds: from a tiny NAR on a LAN (10 ms) to a multi-GiB one on a slow
 // uplink (2 h).
 var DurationBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600, 7200}
-
-// Options are the scrape-time sources. Any may be nil: its metrics are
-// then left out.
-type Options struct {
-	// Version is the nixpushd version, shown by nixpushd_build_info.
-	Version string
-	// StateDir is where gc and verify leave their last results
-	// (WriteLastRun); "" leaves out the gc and verify metrics.
-	StateDir string
-	// Queue returns the number of queue items in each state (see
-	// QueueDepth).
-	Queue func() (map[string]int, error)
-	// OldestPending returns when the oldest item not yet uploaded was
-	// enqueued, and false if there is none (see OldestPending).
-	OldestPending func() (time.Time, bool, error)
-	// Presence returns the existence-check counters
-	// ((*upload.Pusher).PresenceStats).
-	Presence func() upload.PresenceStats
-	// Degraded reports whether uploads are failing now: the last attempt
-	// failed and none has succeeded since.
-	Degraded func() bool
-	// Log receives the errors of scrape-time sources and of the HTTP
-	// server; nil: slog.Default().
-	Log *slog.Logger
-	// Now is the clock for ages; nil: time.Now.
-	Now func() time.Time
-}
 
 // Metrics holds the daemon's metrics and their registry.
 type Metrics struct {
@@ -220,6 +192,3 @@ func (m *Metrics) QueueRetry() {
 	}
 	m.queueRetries.Inc()
 }
-
-// goVersion is reported by nixpushd_build_info.
-var goVersion = runtime.Version()
