@@ -110,16 +110,39 @@ var commandUsage = map[string]string{
 }
 
 // parseFlags parses and turns flag errors into usage errors, and -h into
-// helpShown.
+// helpShown. Flags may come before and after the arguments (`push PATH
+// --to URL`, `pin rm NAME --to URL`); `--` ends the flags, and fs.Args()
+// then holds every argument in order.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return helpShown{flagHelp(fs)}
 		}
 		return usageError{fmt.Sprintf("%s: %v (see nixpushd %s -h)", fs.Name(), err, fs.Name())}
 	}
 	return nil
+}
+
+// parseInterspersed is fs.Parse with flags allowed between arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...) // after "--", everything is an argument
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	// Leaves fs.Args() = pos, and the flags set above as they are.
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 // flagHelp formats a command's flags as docs/reference.md writes them
