@@ -16,6 +16,9 @@ type Config struct {
 	Region   string
 	Scheme   string // "https" (default) or "http"
 	Profile  string // section of ~/.aws/credentials
+	// SchemeGiven: the URL said the scheme (scheme= or endpoint=SCHEME://),
+	// so a hint changes it rather than adding one.
+	SchemeGiven bool
 }
 
 // ParseURL parses s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P.
@@ -42,7 +45,7 @@ func ParseURL(raw string) (Config, error) {
 			if v != "http" && v != "https" {
 				return Config{}, fmt.Errorf("cache URL %q: scheme=%q, want http or https", raw, v)
 			}
-			cfg.Scheme = v
+			cfg.Scheme, cfg.SchemeGiven = v, true
 		case "profile":
 			cfg.Profile = v
 		case "compression", "secret-key", "parallel-compression", "write-nar-listing", "ls-compression", "narinfo-compression":
@@ -56,7 +59,7 @@ func ParseURL(raw string) (Config, error) {
 		if scheme != "http" && scheme != "https" {
 			return Config{}, fmt.Errorf("cache URL %q: endpoint scheme %q, want http or https", raw, scheme)
 		}
-		cfg.Scheme, cfg.Endpoint = scheme, strings.TrimSuffix(host, "/")
+		cfg.Scheme, cfg.Endpoint, cfg.SchemeGiven = scheme, strings.TrimSuffix(host, "/"), true
 	}
 	if strings.ContainsAny(cfg.Endpoint, "/?#") {
 		return Config{}, fmt.Errorf("cache URL %q: endpoint %q must be HOST or HOST:PORT", raw, cfg.Endpoint)

@@ -27,8 +27,9 @@ func TestParseS3URL(t *testing.T) {
 	}{
 		{"s3://nix-cache", Config{Bucket: "nix-cache", Scheme: "https"}},
 		{"s3://nix-cache?profile=nixbuilder&endpoint=s3.homelab.local", Config{Bucket: "nix-cache", Scheme: "https", Endpoint: "s3.homelab.local", Profile: "nixbuilder"}},
-		{"s3://bkt?endpoint=127.0.0.1:9000&region=eu-west-1&scheme=http", Config{Bucket: "bkt", Scheme: "http", Endpoint: "127.0.0.1:9000", Region: "eu-west-1"}},
-		{"s3://bkt?endpoint=http://127.0.0.1:9000/", Config{Bucket: "bkt", Scheme: "http", Endpoint: "127.0.0.1:9000"}},
+		{"s3://bkt?endpoint=127.0.0.1:9000&region=eu-west-1&scheme=http", Config{Bucket: "bkt", Scheme: "http", Endpoint: "127.0.0.1:9000", Region: "eu-west-1", SchemeGiven: true}},
+		{"s3://bkt?endpoint=http://127.0.0.1:9000/", Config{Bucket: "bkt", Scheme: "http", Endpoint: "127.0.0.1:9000", SchemeGiven: true}},
+		{"s3://bkt?scheme=https&endpoint=h:9", Config{Bucket: "bkt", Scheme: "https", Endpoint: "h:9", SchemeGiven: true}},
 	}
 	for _, tt := range good {
 		got, err := ParseURL(tt.in)

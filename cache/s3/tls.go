@@ -85,6 +85,9 @@ func ConnectionHint(err error, cfg Config, caFile string) (hint string, ok bool)
 	case errors.As(err, &verify):
 		return fmt.Sprintf("the server's certificate could not be verified (%v); fix the certificate on the server or give its CA with --ca-file", verify.Err), true
 	case strings.Contains(err.Error(), errHTTPServer):
+		if cfg.SchemeGiven {
+			return fmt.Sprintf("%s speaks plain http, not https: change scheme=https to scheme=http in the --to URL", cfg.Endpoint), true
+		}
 		return fmt.Sprintf("%s speaks plain http, not https: add &scheme=http to the --to URL", cfg.Endpoint), true
 	case cfg.Scheme == "http" && (strings.Contains(err.Error(), errHTTPSServer) || bareBadRequest(err) && speaksTLS(cfg.Endpoint)):
 		return fmt.Sprintf("%s speaks https, not plain http: remove scheme=http from the --to URL (and give a private CA with --ca-file)", cfg.Endpoint), true

@@ -66,12 +66,14 @@ func TestCertificateErrors(t *testing.T) {
 			[]string{"not valid until", "clock"}},
 		{"http endpoint as https", nil, "https", "",
 			[]string{"speaks plain http", "add &scheme=http to the --to URL"}},
+		{"http endpoint as scheme=https", nil, "https", "",
+			[]string{"speaks plain http", "change scheme=https to scheme=http in the --to URL"}},
 		{"https endpoint as http", ca.Issue(t, testenv.CertOpts{Hosts: ip}), "http", "",
 			[]string{"speaks https", "remove scheme=http"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := fakeS3(t, tc.cert)
-			s, err := New(t.Context(), Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: tc.scheme}, Options{CAFile: tc.caFile})
+			s, err := New(t.Context(), Config{Bucket: "nix-cache", Endpoint: srv.Listener.Addr().String(), Scheme: tc.scheme, SchemeGiven: strings.Contains(tc.name, "scheme=")}, Options{CAFile: tc.caFile})
 			if err != nil {
 				t.Fatal(err)
 			}
