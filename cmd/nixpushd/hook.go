@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -45,9 +46,15 @@ func runHook(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	res, err := hook.Deliver(ctx, socket, spool, out, drv, *timeout)
 	switch {
 	case res.Sent > 0:
-		fmt.Fprintf(stderr, "nixpushd: queued %d paths for upload\n", res.Sent)
+		fmt.Fprintf(stderr, "nixpushd: queued %s for upload\n", plural(res.Sent, "path"))
 	case res.Spooled > 0:
-		fmt.Fprintf(stderr, "nixpushd: daemon not reachable at %s; saved %d paths in %s for when it starts\n", socket, res.Spooled, res.SpoolFile)
+		var refused *hook.ReplyError
+		if errors.As(res.SocketErr, &refused) {
+			// It answered: not "unreachable", and not gone for good either.
+			fmt.Fprintf(stderr, "nixpushd: the daemon at %s refused the paths (%s); saved %s in %s, which it drains when it can queue them\n", socket, refused.Msg, plural(res.Spooled, "path"), res.SpoolFile)
+			break
+		}
+		fmt.Fprintf(stderr, "nixpushd: daemon not reachable at %s; saved %s in %s for when it starts\n", socket, plural(res.Spooled, "path"), res.SpoolFile)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "nixpushd hook: %v\n", err)

@@ -49,7 +49,7 @@ func runHookTimed(t *testing.T, d *daemonProc, spool string, paths ...string) ti
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
-	if err != nil || !strings.Contains(string(out), fmt.Sprintf("nixpushd: queued %d paths for upload", len(paths))) {
+	if err != nil || !strings.Contains(string(out), "nixpushd: queued "+plural(len(paths), "path")+" for upload") {
 		t.Errorf("hook after %v: %v\n%s", took, err, out)
 	}
 	if spooled, _ := filepath.Glob(filepath.Join(spool, "*")); len(spooled) > 0 {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"flag"
+	"io"
+	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -53,5 +57,39 @@ func TestCLIFlagsAfterArguments(t *testing.T) {
 	_, stderr, code = runBin(t, nil, "pin", "rm", "nosuchpin", "--to", "file://"+dir+"/cache")
 	if code != 1 || !strings.Contains(stderr, `pin "nosuchpin" does not exist`) {
 		t.Errorf("pin rm NAME --to: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// #23: a daemon that answers ERR refused the paths; it is not "not
+// reachable". The paths are spooled either way, and counted in words.
+func TestHookSaysRefusedNotUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadString('\n')
+			io.WriteString(c, "ERR enqueue: no space left on device\n")
+			c.Close()
+		}
+	}()
+	path := "/nix/store/" + strings.Repeat("a", 32) + "-x"
+	env := []string{"NIXPUSHD_SOCKET=" + socket, "NIXPUSHD_SPOOL_DIR=" + filepath.Join(dir, "spool"), "OUT_PATHS=" + path}
+	_, stderr, code := runBin(t, env, "hook")
+	if code != 0 || !strings.Contains(stderr, "refused the paths (enqueue: no space left on device); saved 1 path in") || strings.Contains(stderr, "not reachable") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	ln.Close()
+	_, stderr, _ = runBin(t, env, "hook")
+	if !strings.Contains(stderr, "daemon not reachable at "+socket+"; saved 1 path in") {
+		t.Errorf("no daemon: stderr %q", stderr)
 	}
 }
