@@ -111,7 +111,10 @@ func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) 
 // it, refreshed in the background, until Execute or Release releases it.
 // Every plan that is not a dry run must be ended by one of them. A dry-run
 // plan holds no lock and cannot be executed; its deletions are what gc
-// would delete at that moment.
+// would delete at that moment. The lock, not the plan, is what excludes
+// pushers: Execute deletes nothing once the lock is no longer known to be
+// valid, so a plan cannot outlive the guarantee it was made under. A
+// GCPlan is for one goroutine.
 type GCPlan struct {
 	t       cache.Target // counted: every request of the plan and its sweep
 	counter *count.Counter
