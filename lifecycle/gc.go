@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/count"
 	"github.com/nixpushd/nixpushd/cache/retry"
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/nar"
@@ -23,7 +25,7 @@ import (
 //     deletes what is outside it. A kept narinfo's references are kept by
 //     construction, and so are the NARs kept narinfos point at.
 //  2. gc sweeps under an exclusive lock, and nixpushd pushers publish only
-//     under a shared lock (upload/lock.go): while gc sweeps, no nixpushd
+//     under a shared lock (cachelock/lock.go): while gc sweeps, no nixpushd
 //     writes a narinfo, and a pusher that saw something present before the
 //     sweep checks it again (a new lock session) before relying on it.
 //  3. Deletion order keeps every intermediate state valid, so kill -9 at
@@ -84,48 +86,129 @@ func HumanBytes(n int64) string {
 // deleteBatch is how many keys one delete request carries (S3's limit).
 const deleteBatch = 1000
 
-// GC deletes what no root needs. See the argument above.
+// GC deletes what no root needs: PlanGC, then Execute (for a dry run,
+// the plan's deletions told to opts.Report and its figures). See the
+// argument above.
 func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) {
-	start := time.Now()
-	res := &GCResult{}
-	log := opts.Log
-	if log == nil {
-		log = slog.Default()
+	plan, err := PlanGC(ctx, t, opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Jobs <= 0 {
-		opts.Jobs = upload.DefaultIOJobs
-	}
-	var del cache.Deleter
-	var lk *cachelock.Lock
 	if !opts.DryRun {
-		var ok bool
-		if del, ok = t.(cache.Deleter); !ok {
+		return plan.Execute(ctx)
+	}
+	if opts.Report != nil {
+		for _, d := range plan.Deletions() {
+			opts.Report(d.Key, d.Size)
+		}
+	}
+	return plan.Result(), nil
+}
+
+// GCPlan is the mark phase of one collection: what goes, in the order it
+// may go. A plan is only valid under the exclusive lock it was made
+// under: PlanGC takes the lock (unless opts.DryRun) and the plan holds
+// it, refreshed in the background, until Execute or Release releases it.
+// Every plan that is not a dry run must be ended by one of them. A dry-run
+// plan holds no lock and cannot be executed; its deletions are what gc
+// would delete at that moment. The lock, not the plan, is what excludes
+// pushers: Execute deletes nothing once the lock is no longer known to be
+// valid, so a plan cannot outlive the guarantee it was made under. A
+// GCPlan is for one goroutine.
+type GCPlan struct {
+	t       cache.Target // counted: every request of the plan and its sweep
+	counter *count.Counter
+	del     cache.Deleter // t's, nil for a dry run
+	lk      *cachelock.Lock
+	opts    GCOptions
+	log     *slog.Logger
+	start   time.Time
+	done    bool // executed or released: the lock is gone
+
+	res   GCResult // the mark's figures
+	steps []gcStep // in deletion order
+}
+
+// stepKind says which figures of GCResult a step adds to.
+type stepKind int
+
+const (
+	stepNarInfos stepKind = iota // DeletedNarInfos, BytesFreed
+	stepListings                 // DeletedOther, BytesFreed: a layer's <hash>.ls
+	stepNARs                     // DeletedNARs, BytesFreed
+	stepOther                    // DeletedOther: orphan listings, removed pins
+)
+
+// gcStep is a set of keys deleted together (in batches of deleteBatch),
+// only after every step before it completed.
+type gcStep struct {
+	kind  stepKind
+	keys  []string
+	sizes []int64
+}
+
+// GCDeletion is one object a plan deletes.
+type GCDeletion struct {
+	Key  string
+	Size int64
+}
+
+// PlanGC is the mark phase: it lists the cache, takes the roots (recent
+// narinfos and pins), reads every narinfo, marks the closure of the roots
+// and orders what is outside it for deletion (see the argument above).
+// It deletes nothing. Unless opts.DryRun, it first checks that the
+// credentials may delete and takes the exclusive lock, which the returned
+// plan holds: call Execute, or Release to give up. On error no lock is
+// held.
+func PlanGC(ctx context.Context, t cache.Target, opts GCOptions) (_ *GCPlan, err error) {
+	p := &GCPlan{opts: opts, log: opts.Log, start: time.Now()}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if p.opts.Jobs <= 0 {
+		p.opts.Jobs = upload.DefaultIOJobs
+	}
+	if !opts.DryRun {
+		del, ok := t.(cache.Deleter)
+		if !ok {
 			return nil, fmt.Errorf("%s does not support deleting", t)
 		}
 		// Fail before anything else if the credentials cannot delete: a
 		// missing key deletes fine with permission, and is refused without.
+		// (Not counted, like the lock's requests: the figure is the
+		// collection's work.)
 		if err := del.Delete(ctx, []string{cachelock.Prefix + "permission-probe"}); err != nil {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 		if opts.Locker == nil {
 			return nil, errors.New("gc: no lock: refusing to delete without excluding pushers")
 		}
-		var err error
-		if lk, err = opts.Locker.Acquire(ctx, cachelock.Exclusive); err != nil {
+		if p.lk, err = opts.Locker.Acquire(ctx, cachelock.Exclusive); err != nil {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 		defer func() {
-			if err := lk.Release(context.WithoutCancel(ctx)); err != nil {
-				log.Warn("releasing the gc lock", "err", err)
+			if err != nil {
+				p.Release(ctx)
 			}
 		}()
 	}
+	p.t, p.counter = count.Wrap(t)
+	if !opts.DryRun {
+		p.del = p.t.(cache.Deleter)
+	}
+	if err := p.mark(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
 
+// mark fills p.res and p.steps.
+func (p *GCPlan) mark(ctx context.Context) error {
+	t, opts, log, res := p.t, p.opts, p.log, &p.res
 	inv, err := Scan(ctx, t)
 	if err != nil {
-		return nil, fmt.Errorf("gc: list: %w", err)
+		return fmt.Errorf("gc: list: %w", err)
 	}
-	res.Requests += int64(countObjects(inv)/1000 + 1)
 	res.NarInfos = len(inv.NarInfos)
 	now := inv.Newest // our lock was just written: the server's now
 	if now.IsZero() || opts.DryRun {
@@ -144,18 +227,17 @@ func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) 
 		pinObjs = append(pinObjs, o)
 	}
 	pins, err := readPins(ctx, t, sortedByKey(pinObjs))
-	res.Requests += int64(len(pinObjs))
 	if err != nil {
-		return nil, fmt.Errorf("gc: %w (fix or remove the pin: nixpushd pin rm NAME)", err)
+		return fmt.Errorf("gc: %w (fix or remove the pin: nixpushd pin rm NAME)", err)
 	}
 	for _, pin := range pins {
-		for _, p := range pin.Paths {
-			sp, _ := nar.ParseStorePath(p)
+		for _, path := range pin.Paths {
+			sp, _ := nar.ParseStorePath(path)
 			res.Pinned++
 			if _, ok := inv.NarInfos[sp.Hash]; ok {
 				roots[sp.Hash] = true
 			} else {
-				log.Warn("pinned path is not in the cache", "pin", pin.Name, "STORE_PATH", p)
+				log.Warn("pinned path is not in the cache", "pin", pin.Name, "STORE_PATH", path)
 			}
 		}
 	}
@@ -191,13 +273,12 @@ func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) 
 		}
 		entries[h] = toEntry(ni, err)
 	})
-	res.Requests += f.requests.Load()
 	if err == nil {
 		err = readErr
 	}
 	if err != nil {
 		// Deleting on a partial view could break a closure: stop first.
-		return nil, fmt.Errorf("gc: read narinfos (nothing was deleted): %w", err)
+		return fmt.Errorf("gc: read narinfos (nothing was deleted): %w", err)
 	}
 	res.Roots = len(roots)
 
@@ -250,56 +331,18 @@ func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) 
 		}
 	}
 
-	deleteKeys := func(keys []string, sizes []int64) error {
-		for i := 0; i < len(keys); i += deleteBatch {
-			j := min(i+deleteBatch, len(keys))
-			for k := i; k < j; k++ {
-				if opts.Report != nil {
-					opts.Report(keys[k], sizes[k])
-				}
-			}
-			if opts.DryRun {
-				continue
-			}
-			if !lk.Valid() {
-				return errors.New("gc: the gc lock could not be refreshed in time; stopped deleting (the cache is valid; run gc again)")
-			}
-			if err := del.Delete(ctx, keys[i:j]); err != nil {
-				return fmt.Errorf("gc: %w", err)
-			}
-			res.Requests++
-		}
-		return nil
-	}
-
 	for len(layer) > 0 {
 		slices.Sort(layer)
-		keys := make([]string, 0, len(layer))
-		sizes := make([]int64, 0, len(layer))
-		for _, h := range layer {
-			keys = append(keys, h+".narinfo")
-			sizes = append(sizes, inv.NarInfos[h].Size)
-		}
-		if err := deleteKeys(keys, sizes); err != nil {
-			return res, err
-		}
+		ni := gcStep{kind: stepNarInfos}
 		// Nix's per-path listings go with their narinfos, in one batch.
-		var lsKeys []string
-		var lsSizes []int64
-		for i, h := range layer {
-			res.DeletedNarInfos++
-			res.BytesFreed += sizes[i]
+		ls := gcStep{kind: stepListings}
+		for _, h := range layer {
+			ni.keys, ni.sizes = append(ni.keys, h+".narinfo"), append(ni.sizes, inv.NarInfos[h].Size)
 			if o, ok := inv.Listings[h]; ok {
-				lsKeys, lsSizes = append(lsKeys, o.Key), append(lsSizes, o.Size)
+				ls.keys, ls.sizes = append(ls.keys, o.Key), append(ls.sizes, o.Size)
 			}
 		}
-		if err := deleteKeys(lsKeys, lsSizes); err != nil {
-			return res, err
-		}
-		res.DeletedOther += len(lsKeys)
-		for _, n := range lsSizes {
-			res.BytesFreed += n
-		}
+		p.steps = append(p.steps, ni, ls)
 		var next []string
 		for _, h := range layer {
 			for _, r := range entries[h].refs {
@@ -317,58 +360,142 @@ func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) 
 	}
 
 	// NARs no surviving narinfo points at, past the grace period.
-	var narKeys []string
-	var narSizes []int64
-	for k, o := range inv.NARs {
-		if unparsable > 0 {
-			break
-		}
-		if !keepNAR[k] && now.Sub(o.LastModified) >= opts.Grace {
-			narKeys = append(narKeys, k)
-			narSizes = append(narSizes, o.Size)
-		}
-	}
-	if err := deleteKeys(narKeys, narSizes); err != nil {
-		return res, err
-	}
-	res.DeletedNARs = len(narKeys)
-	for _, s := range narSizes {
-		res.BytesFreed += s
-	}
-
-	// Listings of paths that have no narinfo, removed pins, released or
-	// stale locks (not ours).
-	var other []string
-	var otherSizes []int64
-	for h, o := range inv.Listings {
-		if _, ok := inv.NarInfos[h]; !ok {
-			other, otherSizes = append(other, o.Key), append(otherSizes, o.Size)
-		}
-	}
-	for _, o := range inv.Pins {
-		if o.Size == 0 && now.Sub(o.LastModified) >= opts.Grace {
-			other, otherSizes = append(other, o.Key), append(otherSizes, o.Size)
-		}
-	}
-	if !opts.DryRun && opts.Locker != nil {
-		if locks, err := opts.Locker.List(ctx); err == nil {
-			for _, li := range locks {
-				if !li.Live && li.Key != lk.Key() {
-					other, otherSizes = append(other, li.Key), append(otherSizes, 0)
-				}
+	nars := gcStep{kind: stepNARs}
+	if unparsable == 0 {
+		for _, k := range slices.Sorted(maps.Keys(inv.NARs)) {
+			if o := inv.NARs[k]; !keepNAR[k] && now.Sub(o.LastModified) >= opts.Grace {
+				nars.keys, nars.sizes = append(nars.keys, k), append(nars.sizes, o.Size)
 			}
 		}
 	}
-	if err := deleteKeys(other, otherSizes); err != nil {
-		return res, err
+	p.steps = append(p.steps, nars)
+
+	// Listings of paths that have no narinfo, removed pins; Execute adds
+	// released or stale locks (not ours), listed when it gets there.
+	other := gcStep{kind: stepOther}
+	for _, h := range slices.Sorted(maps.Keys(inv.Listings)) {
+		if _, ok := inv.NarInfos[h]; !ok {
+			o := inv.Listings[h]
+			other.keys, other.sizes = append(other.keys, o.Key), append(other.sizes, o.Size)
+		}
 	}
-	res.DeletedOther += len(other)
-	res.Duration = time.Since(start)
-	return res, nil
+	for _, o := range sortedByKey(pinObjs) {
+		if o.Size == 0 && now.Sub(o.LastModified) >= opts.Grace {
+			other.keys, other.sizes = append(other.keys, o.Key), append(other.sizes, o.Size)
+		}
+	}
+	p.steps = append(p.steps, other)
+	return nil
 }
 
-func countObjects(inv *Inventory) int {
-	return len(inv.NarInfos) + len(inv.NARs) + len(inv.Listings) + len(inv.Pins) + len(inv.Locks) + inv.Other
+// Deletions lists what the plan deletes, in the order Execute deletes it
+// (without the released and stale locks Execute lists at the end).
+func (p *GCPlan) Deletions() []GCDeletion {
+	var ds []GCDeletion
+	for _, s := range p.steps {
+		for i, k := range s.keys {
+			ds = append(ds, GCDeletion{Key: k, Size: s.sizes[i]})
+		}
+	}
+	return ds
+}
+
+// Result is what the plan would achieve: the mark's figures, the
+// deletions as if they all succeeded, and the requests and time spent
+// so far. It is what gc --dry-run reports.
+func (p *GCPlan) Result() *GCResult {
+	res := p.res
+	for _, s := range p.steps {
+		res.add(s)
+	}
+	res.Requests = p.counter.Requests()
+	res.Duration = time.Since(p.start)
+	return &res
+}
+
+// add counts the completed step s.
+func (r *GCResult) add(s gcStep) {
+	switch s.kind {
+	case stepNarInfos:
+		r.DeletedNarInfos += len(s.keys)
+	case stepListings, stepOther:
+		r.DeletedOther += len(s.keys)
+	case stepNARs:
+		r.DeletedNARs += len(s.keys)
+	}
+	if s.kind != stepOther {
+		for _, n := range s.sizes {
+			r.BytesFreed += n
+		}
+	}
+}
+
+// Release gives up the plan without deleting: it releases the lock the
+// plan holds. It is safe to call more than once, and after Execute.
+func (p *GCPlan) Release(ctx context.Context) {
+	if p.done || p.lk == nil {
+		p.done = true
+		return
+	}
+	p.done = true
+	if err := p.lk.Release(context.WithoutCancel(ctx)); err != nil {
+		p.log.Warn("releasing the gc lock", "err", err)
+	}
+}
+
+// Execute is the sweep: it deletes the plan's steps in order, each only
+// after the one before it completed, and stops before any delete request
+// once the plan's lock is no longer known to be valid (point 5 above).
+// Last it lists the locks and deletes the released and stale ones (not
+// its own). It releases the lock when it returns, whatever happened; a
+// plan is executed at most once. On error the result (if any) counts what
+// was deleted until then.
+func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
+	if p.lk == nil {
+		return nil, errors.New("gc: a dry-run plan holds no lock and cannot be executed")
+	}
+	if p.done {
+		return nil, errors.New("gc: the plan's lock was released; plan again")
+	}
+	defer p.Release(ctx)
+	res := p.res
+	deleteKeys := func(keys []string, sizes []int64) error {
+		for i := 0; i < len(keys); i += deleteBatch {
+			j := min(i+deleteBatch, len(keys))
+			for k := i; k < j; k++ {
+				if p.opts.Report != nil {
+					p.opts.Report(keys[k], sizes[k])
+				}
+			}
+			if !p.lk.Valid() {
+				return errors.New("gc: the gc lock could not be refreshed in time; stopped deleting (the cache is valid; run gc again)")
+			}
+			if err := p.del.Delete(ctx, keys[i:j]); err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+		}
+		return nil
+	}
+	for _, s := range p.steps {
+		if s.kind == stepOther && p.opts.Locker != nil {
+			if locks, err := p.opts.Locker.List(ctx); err == nil {
+				s.keys, s.sizes = slices.Clip(s.keys), slices.Clip(s.sizes)
+				for _, li := range locks {
+					if !li.Live && li.Key != p.lk.Key() {
+						s.keys, s.sizes = append(s.keys, li.Key), append(s.sizes, 0)
+					}
+				}
+			}
+		}
+		if err := deleteKeys(s.keys, s.sizes); err != nil {
+			res.Requests = p.counter.Requests()
+			return &res, err
+		}
+		res.add(s)
+	}
+	res.Requests = p.counter.Requests()
+	res.Duration = time.Since(p.start)
+	return &res, nil
 }
 
 func sortedByKey(objs []cache.ObjectInfo) []cache.ObjectInfo {

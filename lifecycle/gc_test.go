@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,4 +295,177 @@ func mustLocker(t *testing.T, c cache.Target) *cachelock.Locker {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// A dry-run plan lists exactly what Execute then deletes, in the same
+// order, and the plan's figures are the sweep's.
+func TestGCPlanIsWhatExecuteDeletes(t *testing.T) {
+	dir := t.TempDir()
+	old := 48 * time.Hour
+	fill(t, dir, []fakePath{
+		{name: "shared", age: old},
+		{name: "libold", age: old},
+		{name: "app-new", refs: []string{"shared"}, age: time.Minute},
+		{name: "app-old", refs: []string{"shared", "libold"}, age: old},
+		{name: "tool", refs: []string{"tooldep"}, age: old},
+		{name: "tooldep", age: old},
+		{name: "chain3", refs: []string{"chain2"}, age: old},
+		{name: "chain2", refs: []string{"chain1"}, age: old},
+		{name: "chain1", age: old},
+	})
+	f, _ := file.New(dir)
+	ctx := context.Background()
+	pin := FormatPin([]string{storePath("tool")})
+	f.Put(ctx, PinPrefix+"tools", bytes.NewReader(pin), int64(len(pin)), "")
+	f.Put(ctx, PinPrefix+"removed", strings.NewReader(""), 0, "")
+	f.Put(ctx, hashOf("chain2")+".ls", strings.NewReader("{}"), 2, "")    // goes with its narinfo
+	f.Put(ctx, hashOf("nothing")+".ls", strings.NewReader("{}"), 2, "")   // no narinfo: other
+	f.Put(ctx, "nar/orphan.nar", strings.NewReader("old orphan"), 10, "") // past grace
+	f.Put(ctx, "nar/fresh.nar", strings.NewReader("x"), 1, "")            // within grace
+	for _, k := range []string{PinPrefix + "removed", "nar/orphan.nar"} {
+		when := time.Now().Add(-old)
+		os.Chtimes(filepath.Join(dir, k), when, when)
+	}
+	opts := GCOptions{Keep: 24 * time.Hour, Grace: time.Hour, Log: quietLog()}
+
+	dryOpts := opts
+	dryOpts.DryRun = true
+	dry, err := PlanGC(ctx, f, dryOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dry.Deletions()
+	if _, err := dry.Execute(ctx); err == nil {
+		t.Error("a dry-run plan was executed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, cachelock.Prefix)); err == nil {
+		t.Error("a dry-run plan took a lock")
+	}
+	var wantKeys []string
+	for _, d := range want {
+		wantKeys = append(wantKeys, d.Key)
+	}
+	for _, k := range []string{hashOf("chain2") + ".ls", hashOf("nothing") + ".ls", PinPrefix + "removed", "nar/orphan.nar", hashOf("chain1") + ".narinfo"} {
+		if !slices.Contains(wantKeys, k) {
+			t.Errorf("the plan does not delete %s: %v", k, wantKeys)
+		}
+	}
+	for _, k := range wantKeys {
+		if _, err := os.Stat(filepath.Join(dir, k)); err != nil {
+			t.Errorf("the dry run deleted %s", k)
+		}
+	}
+
+	r := &recorder{Dir: f}
+	opts.Locker = mustLocker(t, r)
+	plan, err := PlanGC(ctx, r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Deletions(); !slices.Equal(got, want) {
+		t.Errorf("the plan under the lock differs from the dry run:\n%v\n%v", got, want)
+	}
+	// The plan holds the exclusive lock: no other gc can plan meanwhile.
+	if p2, err := PlanGC(ctx, f, GCOptions{Keep: time.Hour, Locker: mustLocker(t, f), Log: quietLog()}); err == nil {
+		p2.Release(ctx)
+		t.Error("a second gc planned while the first plan held the lock")
+	}
+	r.batches = nil
+	res, err := plan.Execute(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, b := range r.batches {
+		for _, k := range b {
+			if !strings.HasPrefix(k, cachelock.Prefix) { // our lock's release
+				deleted = append(deleted, k)
+			}
+		}
+	}
+	if !slices.Equal(deleted, wantKeys) {
+		t.Errorf("execute deleted\n%v\nthe dry-run plan said\n%v", deleted, wantKeys)
+	}
+	for _, k := range wantKeys {
+		if _, err := os.Stat(filepath.Join(dir, k)); err == nil {
+			t.Errorf("%s is still there", k)
+		}
+	}
+	dres := dry.Result()
+	dres.Requests, dres.Duration, res.Requests, res.Duration = 0, 0, 0, 0
+	if *dres != *res {
+		t.Errorf("dry run %+v, execute %+v", dres, res)
+	}
+	if _, err := plan.Execute(ctx); err == nil {
+		t.Error("a plan was executed twice")
+	}
+	// Execute released the lock: gc can run again.
+	if _, err := GC(ctx, f, GCOptions{Keep: time.Hour, Locker: mustLocker(t, f), Log: quietLog()}); err != nil {
+		t.Errorf("gc after execute: %v", err)
+	}
+}
+
+// putFailer fails every Put once fail is set: lock refreshes fail.
+type putFailer struct {
+	*recorder
+	fail atomic.Bool
+}
+
+func (p *putFailer) Put(ctx context.Context, key string, body io.Reader, size int64, ct string) error {
+	if p.fail.Load() {
+		return errors.New("injected")
+	}
+	return p.recorder.Put(ctx, key, body, size, ct)
+}
+
+// A plan whose lock lapsed (not refreshed in time) deletes nothing, and
+// Release gives up a plan without deleting and frees the lock.
+func TestGCPlanLockLost(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, dir, []fakePath{{name: "a", age: 48 * time.Hour}, {name: "b", refs: []string{"a"}, age: 48 * time.Hour}})
+	f, _ := file.New(dir)
+	ctx := context.Background()
+	pf := &putFailer{recorder: &recorder{Dir: f}}
+	locker, err := cachelock.New(pf, 400*time.Millisecond, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanGC(ctx, pf, GCOptions{Keep: time.Hour, Locker: locker, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Deletions()) != 4 {
+		t.Fatalf("plan %v", plan.Deletions())
+	}
+	pf.fail.Store(true)
+	time.Sleep(300 * time.Millisecond) // past StaleAfter/2 without a refresh
+	pf.batches = nil
+	_, err = plan.Execute(ctx)
+	if err == nil || !strings.Contains(err.Error(), "could not be refreshed in time") {
+		t.Fatalf("execute with a lapsed lock: %v", err)
+	}
+	for _, b := range pf.batches {
+		for _, k := range b {
+			if !strings.HasPrefix(k, cachelock.Prefix) {
+				t.Errorf("deleted %s under a lapsed lock", k)
+			}
+		}
+	}
+	pf.fail.Store(false)
+
+	plan, err = PlanGC(ctx, f, GCOptions{Keep: time.Hour, Locker: mustLocker(t, f), Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.Release(ctx)
+	plan.Release(ctx)
+	if _, err := plan.Execute(ctx); err == nil {
+		t.Error("a released plan was executed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, hashOf("a")+".narinfo")); err != nil {
+		t.Error("a released plan deleted")
+	}
+	if _, err := GC(ctx, f, GCOptions{Keep: time.Hour, Locker: mustLocker(t, f), Log: quietLog()}); err != nil {
+		t.Errorf("gc after release: %v", err)
+	}
 }

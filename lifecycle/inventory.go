@@ -1,7 +1,8 @@
 // Package lifecycle keeps a binary cache healthy over its whole life:
 // closure-safe garbage collection (gc), named roots stored in the cache
 // (pins), and verification with repair (verify). It reads formats through
-// nar and reaches the cache through upload's Target, Lister and Deleter.
+// nar and reaches the cache through cache.Target and its Lister and Deleter,
+// counting requests with cache/count.
 package lifecycle
 
 import (
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -92,12 +92,11 @@ type entry struct {
 	err      error    // unreadable or unparsable
 }
 
-// fetcher reads narinfos in parallel and counts requests.
+// fetcher reads narinfos in parallel.
 type fetcher struct {
-	t        cache.Target
-	jobs     int
-	retry    retry.Policy
-	requests atomic.Int64
+	t     cache.Target
+	jobs  int
+	retry retry.Policy
 }
 
 // fetch reads the narinfos of hashes and calls fn (serialised) with each.
@@ -109,7 +108,6 @@ func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash strin
 		g.Go(func() error {
 			var b []byte
 			err := f.retry.Do(gctx, func() (err error) {
-				f.requests.Add(1)
 				b, err = f.t.Get(gctx, h+".narinfo")
 				if errors.Is(err, cache.ErrNotFound) {
 					return &cache.PermanentError{Err: err}

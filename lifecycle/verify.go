@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/count"
 	"github.com/nixpushd/nixpushd/cache/retry"
 	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/nar"
@@ -111,6 +112,7 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		opts.Jobs = upload.DefaultIOJobs
 	}
 	res := &VerifyResult{ByKind: map[string]int{}}
+	t, counter := count.Wrap(t)
 	var mu sync.Mutex
 	add := func(p Problem) {
 		mu.Lock()
@@ -126,13 +128,11 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	if err != nil {
 		return nil, fmt.Errorf("verify: list: %w", err)
 	}
-	res.Requests = int64(countObjects(inv)/1000 + 1)
 	res.NarInfos, res.NARs = len(inv.NarInfos), len(inv.NARs)
 
 	if inv.CacheInfo == nil {
 		add(Problem{Kind: ProblemCacheInfo, Detail: "missing; clients cannot use the cache (nixpushd push writes it)"})
 	} else {
-		res.Requests++
 		b, err := t.Get(ctx, "nix-cache-info")
 		if err != nil {
 			add(Problem{Kind: ProblemCacheInfo, Detail: err.Error()})
@@ -199,7 +199,6 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 			add(p)
 		}
 	})
-	res.Requests += f.requests.Load()
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -223,11 +222,11 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		}
 		err := g.Wait()
 		res.BytesRead = read.Load()
-		res.Requests += int64(len(full))
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
 	}
+	res.Requests = counter.Requests()
 	res.Duration = time.Since(start)
 	return res, nil
 }

@@ -114,13 +114,19 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts := lifecycle.GCOptions{Keep: keep, Grace: grace, DryRun: *dryRun, Jobs: o.ioJobs, Log: log, Locker: locker}
-	if *dryRun {
-		opts.Report = func(key string, size int64) {
-			fmt.Fprintf(stdout, "would delete %s (%s)\n", key, lifecycle.HumanBytes(size))
-		}
-	}
 	start := time.Now()
-	res, err := lifecycle.GC(ctx, t, opts)
+	// The plan holds the exclusive lock (but for a dry run) until Execute
+	// releases it.
+	var res *lifecycle.GCResult
+	plan, err := lifecycle.PlanGC(ctx, t, opts)
+	if err == nil && *dryRun {
+		for _, d := range plan.Deletions() {
+			fmt.Fprintf(stdout, "would delete %s (%s)\n", d.Key, lifecycle.HumanBytes(d.Size))
+		}
+		res = plan.Result()
+	} else if err == nil {
+		res, err = plan.Execute(ctx)
+	}
 	if !*dryRun {
 		recordRun(log, o.stateDir, "gc", metrics.GCRun(start, time.Now(), res, err))
 	}
