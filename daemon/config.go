@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,30 +67,41 @@ func (c *Config) Filter(path string, sigs []string) (skip string) {
 	return ""
 }
 
-// Validate checks the values that flags alone cannot.
+// Validate checks the values that flags alone cannot, and returns the
+// first problem.
 func (c *Config) Validate() error {
+	if p := c.Problems(); len(p) > 0 {
+		return p[0]
+	}
+	return nil
+}
+
+// Problems is every problem Validate would report.
+func (c *Config) Problems() []error {
+	var ps []error
 	if c.ReconcileInterval < time.Second {
-		return fmt.Errorf("--reconcile-interval %v: must be at least 1s", c.ReconcileInterval)
+		ps = append(ps, fmt.Errorf("--reconcile-interval %v: must be at least 1s", c.ReconcileInterval))
 	}
 	if c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("--shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+		ps = append(ps, fmt.Errorf("--shutdown-timeout %v: must be positive", c.ShutdownTimeout))
 	}
 	if c.MaxRetryDelay < time.Second {
-		return fmt.Errorf("--max-retry-delay %v: must be at least 1s", c.MaxRetryDelay)
+		ps = append(ps, fmt.Errorf("--max-retry-delay %v: must be at least 1s", c.MaxRetryDelay))
 	}
 	if c.MaxActive < 1 {
-		return fmt.Errorf("--max-active %d: must be at least 1", c.MaxActive)
+		ps = append(ps, fmt.Errorf("--max-active %d: must be at least 1", c.MaxActive))
 	}
-	for name, path := range c.Pins {
+	for _, name := range slices.Sorted(maps.Keys(c.Pins)) {
+		path := c.Pins[name]
 		if err := lifecycle.CheckPinName(name); err != nil {
-			return fmt.Errorf("--pin %s=%s: %w", name, path, err)
+			ps = append(ps, fmt.Errorf("--pin %s=%s: %w", name, path, err))
 		}
 		if !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("--pin %s=%s: the path must be absolute", name, path)
+			ps = append(ps, fmt.Errorf("--pin %s=%s: the path must be absolute", name, path))
 		}
 	}
 	if c.Socket == "" {
-		return fmt.Errorf("--socket: must not be empty")
+		ps = append(ps, fmt.Errorf("--socket: must not be empty"))
 	}
-	return nil
+	return ps
 }

@@ -93,3 +93,24 @@ func TestHookSaysRefusedNotUnreachable(t *testing.T) {
 		t.Errorf("no daemon: stderr %q", stderr)
 	}
 }
+
+// #23: --check-config reports every problem, flags' and files' alike,
+// then how many; without it the daemon stops at the first.
+func TestCheckConfigReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"daemon", "--check-config", "--jobs", "0", "--max-active", "0", "--include", "(",
+		"--secret-key-file", filepath.Join(dir, "missing-key"), "--state-dir", dir, "--socket", filepath.Join(dir, "s")}
+	stdout, stderr, code := runBin(t, nil, args...)
+	for _, want := range []string{"config: --jobs 0: must be at least 1", "config: --max-active 0", `config: --include "("`, "missing-key", "--check-config: 4 problems found"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if code != 1 || !strings.HasPrefix(stdout, "{") {
+		t.Errorf("exit %d, stdout %q: want 1 and the configuration as JSON", code, stdout)
+	}
+	_, stderr, code = runBin(t, nil, "daemon", "--jobs", "0", "--max-active", "0", "--state-dir", dir)
+	if code != 2 || strings.Count(stderr, "must be at least 1") != 1 {
+		t.Errorf("without --check-config: exit %d, stderr %q; want the first problem only, exit 2", code, stderr)
+	}
+}

@@ -35,6 +35,8 @@ import (
 // daemonExtra are the daemon's flags that are not part of daemon.Config.
 type daemonExtra struct {
 	statusGroup string
+	// flagProblems are the flags' problems, kept for --check-config.
+	flagProblems []error
 }
 
 func daemonFlagsAll(args []string) (*targetOptions, *daemon.Config, *daemonExtra, bool, error) {
@@ -67,9 +69,9 @@ func daemonFlagsAll(args []string) (*targetOptions, *daemon.Config, *daemonExtra
 	if fs.NArg() > 0 {
 		return nil, nil, nil, false, usageError{fmt.Sprintf("daemon: unexpected argument %q (the daemon takes only flags; to push paths use `nixpushd push`)", fs.Arg(0))}
 	}
-	if err := o.validate(); err != nil {
-		return nil, nil, nil, false, err
-	}
+	// Every problem is collected: --check-config reports them all; the
+	// daemon itself stops at the first.
+	problems := o.problems()
 	c.StateDir = o.stateDir
 	c.Pins = pins.m
 	c.SpoolDir = spool
@@ -84,27 +86,31 @@ func daemonFlagsAll(args []string) (*targetOptions, *daemon.Config, *daemonExtra
 	var err error
 	if include != "" {
 		if c.Include, err = regexp.Compile(include); err != nil {
-			return nil, nil, nil, false, usageError{fmt.Sprintf("--include %q: %v", include, err)}
+			problems = append(problems, usageError{fmt.Sprintf("--include %q: %v", include, err)})
 		}
 	}
 	if exclude != "" {
 		if c.Exclude, err = regexp.Compile(exclude); err != nil {
-			return nil, nil, nil, false, usageError{fmt.Sprintf("--exclude %q: %v", exclude, err)}
+			problems = append(problems, usageError{fmt.Sprintf("--exclude %q: %v", exclude, err)})
 		}
 	}
-	if err := c.Validate(); err != nil {
-		return nil, nil, nil, false, usageError{err.Error()}
+	for _, err := range c.Problems() {
+		problems = append(problems, usageError{err.Error()})
 	}
 	if c.MetricsListen != "" {
 		if err := metrics.CheckAddr(c.MetricsListen); err != nil {
-			return nil, nil, nil, false, usageError{err.Error()}
+			problems = append(problems, usageError{err.Error()})
 		}
 	}
 	if x.statusGroup != "" {
 		if _, err := user.LookupGroup(x.statusGroup); err != nil {
-			return nil, nil, nil, false, usageError{fmt.Sprintf("--status-group %q: no such group", x.statusGroup)}
+			problems = append(problems, usageError{fmt.Sprintf("--status-group %q: no such group", x.statusGroup)})
 		}
 	}
+	if len(problems) > 0 && !*check {
+		return nil, nil, nil, false, problems[0]
+	}
+	x.flagProblems = problems
 	return &o, &c, &x, *check, nil
 }
 
@@ -114,7 +120,11 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if check {
-		problems := checkDaemonConfig(ctx, o, c)
+		var problems []string
+		for _, p := range x.flagProblems {
+			problems = append(problems, p.Error())
+		}
+		problems = append(problems, checkDaemonConfig(ctx, o, c)...)
 		// One line of JSON, every value a string: exact to compare, even
 		// for regular expressions with spaces or quotes.
 		re := func(r *regexp.Regexp) string {

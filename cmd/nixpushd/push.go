@@ -77,14 +77,24 @@ func (o *targetOptions) registerCache(fs *flag.FlagSet) {
 }
 
 func (o *targetOptions) validate() error {
+	if p := o.problems(); len(p) > 0 {
+		return p[0]
+	}
+	return nil
+}
+
+// problems checks the options, all of them: --check-config reports every
+// problem, not only the first.
+func (o *targetOptions) problems() []error {
+	var ps []error
 	if o.jobs < 1 {
-		return usageError{fmt.Sprintf("--jobs %d: must be at least 1", o.jobs)}
+		ps = append(ps, usageError{fmt.Sprintf("--jobs %d: must be at least 1", o.jobs)})
 	}
 	if o.ioJobs < 1 {
-		return usageError{fmt.Sprintf("--io-jobs %d: must be at least 1", o.ioJobs)}
+		ps = append(ps, usageError{fmt.Sprintf("--io-jobs %d: must be at least 1", o.ioJobs)})
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
-		return err
+		ps = append(ps, err)
 	}
 	if o.to == "" {
 		o.to = defaultTarget(o.stateDir)
@@ -92,21 +102,21 @@ func (o *targetOptions) validate() error {
 	if o.credentialsFile != "" {
 		env, err := loadEnvFile(o.credentialsFile)
 		if err != nil {
-			return err
+			ps = append(ps, err)
 		}
 		o.credentialsEnv = env
 	}
 	if strings.HasPrefix(o.to, "s3://") {
 		if _, err := s3.ParseURL(o.to); err != nil {
-			return usageError{err.Error()}
+			ps = append(ps, usageError{err.Error()})
 		}
 	} else if dir, ok := strings.CutPrefix(o.to, "file://"); !ok || !filepath.IsAbs(dir) {
-		return usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)}
+		ps = append(ps, usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)})
 	}
 	if _, err := compression.New(compression.Options{Method: o.compression, Level: o.level, Threads: 1}); err != nil {
-		return usageError{"--compression: " + err.Error()}
+		ps = append(ps, usageError{"--compression: " + err.Error()})
 	}
-	return nil
+	return ps
 }
 
 // openTarget opens the cache with the CA and credentials the flags give.
