@@ -189,7 +189,7 @@ func Validate(cfg Config) error {
 	if cfg.KeyName != "" {
 		// Checked now, not when the key is made after the server steps.
 		if _, err := nar.GenerateSecretKey(cfg.KeyName); err != nil {
-			return problemf("--key-name: %s", strings.TrimPrefix(err.Error(), "nar: "))
+			return problemf("--key-name: %s", nar.ErrorReason(err))
 		}
 	}
 	if cfg.SecretKeyFile == "" || cfg.CredentialsFile == "" {
@@ -428,7 +428,7 @@ func (r *runner) signingKey(_ context.Context) error {
 	if err == nil {
 		key, err := nar.LoadSecretKeyFile(path)
 		if err != nil {
-			return problemf("%s: fix or remove it (init never replaces a signing key that clients may trust)", strings.TrimPrefix(err.Error(), "nar: "))
+			return problemf("%s: fix or remove it (init never replaces a signing key that clients may trust)", nar.ErrorReason(err))
 		}
 		r.res.PublicKey = key.Public().String()
 		notes := []string{path + " (" + key.Name + ")"}
@@ -444,11 +444,15 @@ func (r *runner) signingKey(_ context.Context) error {
 	if !errors.Is(err, os.ErrNotExist) {
 		return problemf("signing key: %v", err)
 	}
-	key, err := nar.GenerateSecretKey(r.cfg.KeyName)
-	if err != nil {
-		return problemf("--key-name: %s", strings.TrimPrefix(err.Error(), "nar: "))
+	if err := ensureDir(path); err != nil {
+		return problemf("writing the signing key: %v", err)
 	}
-	if err := createSecretFile(path, []byte(key.Encode()+"\n")); err != nil {
+	key, err := nar.NewSecretKeyFile(path, r.cfg.KeyName)
+	var ke *nar.KeyError
+	switch {
+	case errors.As(err, &ke):
+		return problemf("--key-name: %s", ke.Reason())
+	case err != nil:
 		return problemf("writing the signing key: %v", err)
 	}
 	r.res.PublicKey = key.Public().String()
