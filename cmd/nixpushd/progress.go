@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,8 +10,6 @@ import (
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/upload"
 )
-
-func rand64() float64 { return rand.Float64() }
 
 // progress draws one status line on a terminal: paths done/total, bytes,
 // rate. Without a terminal it draws nothing.
