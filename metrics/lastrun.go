@@ -61,29 +61,8 @@ func WriteLastRun(stateDir, command string, r RunResult) error {
 		return err
 	}
 	path := LastRunPath(stateDir, command)
-	f, err := os.CreateTemp(stateDir, ".last-"+command+"-*.tmp")
-	if err != nil {
-		return fmt.Errorf("record last %s run in %s: %w", command, stateDir, err)
-	}
-	defer os.Remove(f.Name()) // after a successful rename: nothing to remove
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		// Readable by the daemon even if gc ran as another user (root).
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err == nil {
-		err = fsutil.SyncDir(stateDir)
-	}
-	if err != nil {
+	// 0644: readable by the daemon even if gc ran as another user (root).
+	if err := fsutil.WriteFileAtomic(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("record last %s run in %s: %w", command, path, err)
 	}
 	return nil

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/nixpushd/nixpushd/internal/fsutil"
 )
 
 // SecretKey is a Nix signing key, "name:base64(64 bytes)" on disk.
@@ -21,15 +24,51 @@ type PublicKey struct {
 	Key  ed25519.PublicKey
 }
 
+// KeyError is a key, key name or key file that cannot be used. Error
+// starts with "nar: "; Reason is the same text without it, for a message
+// that says for itself what it is about (a flag, a file).
+type KeyError struct {
+	File string // the secret key file whose content is wrong, or ""
+	Msg  string // what is wrong
+	Err  error  // the cause, such as reading the file failed, or nil
+}
+
+func keyErrorf(format string, args ...any) *KeyError {
+	return &KeyError{Msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *KeyError) Error() string { return "nar: " + e.Reason() }
+
+// Reason is Error without the package's "nar: ".
+func (e *KeyError) Reason() string {
+	if e.File != "" {
+		return "secret key file " + e.File + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// ErrorReason is the text of an error from this file's functions (a
+// *KeyError or a *PublicKeyError) without its "nar: "; any other error's
+// text as it is.
+func ErrorReason(err error) string {
+	var r interface{ Reason() string }
+	if errors.As(err, &r) {
+		return r.Reason()
+	}
+	return err.Error()
+}
+
 // splitKey splits "name:data" and decodes data. Errors never quote data.
 func splitKey(what, s string) (string, []byte, error) {
 	name, data, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok || name == "" || data == "" {
-		return "", nil, fmt.Errorf("%s is not in the form NAME:BASE64", what)
+		return "", nil, keyErrorf("%s is not in the form NAME:BASE64", what)
 	}
 	raw, err := base64.StdEncoding.DecodeString(data)
 	if err != nil {
-		return "", nil, fmt.Errorf("%s %q: key data is not valid base64", what, name)
+		return "", nil, keyErrorf("%s %q: key data is not valid base64", what, name)
 	}
 	return name, raw, nil
 }
@@ -38,19 +77,19 @@ func splitKey(what, s string) (string, []byte, error) {
 func ParseSecretKey(s string) (*SecretKey, error) {
 	name, raw, err := splitKey("secret key", s)
 	if err != nil {
-		return nil, fmt.Errorf("nar: %w", err)
+		return nil, err
 	}
 	if len(raw) != ed25519.PrivateKeySize {
 		hint := ""
 		if len(raw) == ed25519.PublicKeySize {
 			hint = " (is this a public key?)"
 		}
-		return nil, fmt.Errorf("nar: secret key %q: key data is %d bytes, want %d%s", name, len(raw), ed25519.PrivateKeySize, hint)
+		return nil, keyErrorf("secret key %q: key data is %d bytes, want %d%s", name, len(raw), ed25519.PrivateKeySize, hint)
 	}
 	key := ed25519.PrivateKey(raw)
 	// A mismatched public half would yield signatures nobody can verify.
 	if !bytes.Equal(ed25519.NewKeyFromSeed(key.Seed())[32:], key[32:]) {
-		return nil, fmt.Errorf("nar: secret key %q is corrupt: its public half does not match its seed", name)
+		return nil, keyErrorf("secret key %q is corrupt: its public half does not match its seed", name)
 	}
 	return &SecretKey{Name: name, Key: key}, nil
 }
@@ -62,14 +101,14 @@ func ParseSecretKey(s string) (*SecretKey, error) {
 func LoadSecretKeyFile(path string) (*SecretKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("nar: secret key file: %w", err)
+		return nil, &KeyError{Msg: "secret key file: " + err.Error(), Err: err}
 	}
 	k, err := ParseSecretKey(string(b))
 	if err != nil {
 		if pk, perr := ParsePublicKey(string(b)); perr == nil {
 			return nil, &PublicKeyError{Path: path, Name: pk.Name}
 		}
-		return nil, fmt.Errorf("nar: secret key file %s: %s", path, strings.TrimPrefix(err.Error(), "nar: "))
+		return nil, &KeyError{File: path, Msg: ErrorReason(err)}
 	}
 	return k, nil
 }
@@ -77,18 +116,21 @@ func LoadSecretKeyFile(path string) (*SecretKey, error) {
 // PublicKeyError is a public key found where a secret key was expected.
 type PublicKeyError struct{ Path, Name string }
 
-func (e *PublicKeyError) Error() string {
-	return fmt.Sprintf("nar: secret key file %s holds the public key %s, not a secret key", e.Path, e.Name)
+func (e *PublicKeyError) Error() string { return "nar: " + e.Reason() }
+
+// Reason is Error without the package's "nar: ".
+func (e *PublicKeyError) Reason() string {
+	return fmt.Sprintf("secret key file %s holds the public key %s, not a secret key", e.Path, e.Name)
 }
 
 // ParsePublicKey parses "name:base64(32 bytes)".
 func ParsePublicKey(s string) (*PublicKey, error) {
 	name, raw, err := splitKey("public key", s)
 	if err != nil {
-		return nil, fmt.Errorf("nar: %w", err)
+		return nil, err
 	}
 	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("nar: public key %q: key data is %d bytes, want %d", name, len(raw), ed25519.PublicKeySize)
+		return nil, keyErrorf("public key %q: key data is %d bytes, want %d", name, len(raw), ed25519.PublicKeySize)
 	}
 	return &PublicKey{Name: name, Key: ed25519.PublicKey(raw)}, nil
 }
@@ -134,13 +176,29 @@ func (k *PublicKey) Verify(msg []byte, sig string) bool {
 // "cache.example.org-1"), as `nix key generate-secret --key-name` does.
 func GenerateSecretKey(name string) (*SecretKey, error) {
 	if name == "" || strings.ContainsAny(name, ": \t\n") {
-		return nil, fmt.Errorf("nar: key name %q: use a non-empty name without ':' or spaces, e.g. cache.example.org-1", name)
+		return nil, keyErrorf("key name %q: use a non-empty name without ':' or spaces, e.g. cache.example.org-1", name)
 	}
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
-		return nil, fmt.Errorf("nar: generating key: %w", err)
+		return nil, &KeyError{Msg: "generating key: " + err.Error(), Err: err}
 	}
 	return &SecretKey{Name: name, Key: priv}, nil
+}
+
+// NewSecretKeyFile makes a signing key named name, as GenerateSecretKey
+// does, and writes it to path, a new file readable by its owner only. It
+// never replaces an existing file (clients may trust the key in it): the
+// error then wraps fs.ErrExist. The file appears whole or not at all.
+// A bad name is a *KeyError; nothing is written then.
+func NewSecretKeyFile(path, name string) (*SecretKey, error) {
+	k, err := GenerateSecretKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsutil.WriteFileNew(path, []byte(k.Encode()+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // Encode returns the key as Nix writes it to a file: "name:base64(64 bytes)".

@@ -149,3 +149,64 @@ func TestGenerateSecretKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestNewSecretKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/secret-key"
+	k, err := NewSecretKeyFile(path, "test-cache-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := LoadSecretKeyFile(path); err != nil || !back.Key.Equal(k.Key) || back.Name != "test-cache-1" {
+		t.Fatalf("LoadSecretKeyFile of the new file: %v, %v", back, err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	// Never over an existing key.
+	if _, err := NewSecretKeyFile(path, "test-cache-2"); !errors.Is(err, os.ErrExist) {
+		t.Errorf("over an existing file: %v, want ErrExist", err)
+	}
+	if back, _ := LoadSecretKeyFile(path); back == nil || back.Name != "test-cache-1" {
+		t.Errorf("the existing key was replaced: %v", back)
+	}
+	var ke *KeyError
+	if _, err := NewSecretKeyFile(dir+"/other", "a:b"); !errors.As(err, &ke) {
+		t.Errorf("bad name: %v, want a *KeyError", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%s holds %d entries, want 1", dir, len(ents))
+	}
+}
+
+// Errors start with "nar: "; ErrorReason is the rest, for callers' own
+// messages.
+func TestKeyErrorReason(t *testing.T) {
+	dir := t.TempDir()
+	bad, pub := dir+"/bad", dir+"/pub"
+	os.WriteFile(bad, []byte("test-1:AAAA\n"), 0o600)
+	os.WriteFile(pub, []byte(testPublicKey), 0o600)
+	_, badName := GenerateSecretKey("a b")
+	_, badFile := LoadSecretKeyFile(bad)
+	_, pubFile := LoadSecretKeyFile(pub)
+	_, missing := LoadSecretKeyFile(dir + "/missing")
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{badName, `key name "a b": use a non-empty name without ':' or spaces, e.g. cache.example.org-1`},
+		{badFile, `secret key file ` + bad + `: secret key "test-1": key data is 3 bytes, want 64`},
+		{pubFile, `secret key file ` + pub + ` holds the public key test-1, not a secret key`},
+		{missing, `secret key file: open ` + dir + `/missing: no such file or directory`},
+	} {
+		if got := ErrorReason(tc.err); got != tc.want {
+			t.Errorf("ErrorReason = %q, want %q", got, tc.want)
+		}
+		if got := tc.err.Error(); got != "nar: "+tc.want {
+			t.Errorf("Error = %q, want %q", got, "nar: "+tc.want)
+		}
+	}
+	if got := ErrorReason(errors.New("nar: other")); got != "nar: other" {
+		t.Errorf("ErrorReason of another error = %q", got)
+	}
+}

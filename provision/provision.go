@@ -26,6 +26,7 @@ import (
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
 // Credentials are an S3 key pair. String never shows the secret.
@@ -189,7 +190,7 @@ func Validate(cfg Config) error {
 	if cfg.KeyName != "" {
 		// Checked now, not when the key is made after the server steps.
 		if _, err := nar.GenerateSecretKey(cfg.KeyName); err != nil {
-			return problemf("--key-name: %s", strings.TrimPrefix(err.Error(), "nar: "))
+			return problemf("--key-name: %s", nar.ErrorReason(err))
 		}
 	}
 	if cfg.SecretKeyFile == "" || cfg.CredentialsFile == "" {
@@ -380,14 +381,14 @@ func oneLine(b []byte) string {
 func (r *runner) anonymous(ctx context.Context) error {
 	const name = "anonymous download"
 	b := r.cfg.Target.Bucket
-	want := DownloadPolicy(b)
+	want := policy.Download(b)
 	octx, cancel := opContext(ctx)
 	defer cancel()
 	have, err := r.s3.GetBucketPolicy(octx, b)
 	if !r.cfg.Public {
 		// Not asked for; but a bucket made public before is read over
 		// HTTP by clients, and the snippets must say so.
-		if err == nil && SamePolicy([]byte(have), want, true) {
+		if err == nil && policy.Same([]byte(have), want, true) {
 			r.res.Public = true
 			r.step(Step{Name: name, Status: StatusExists, Detail: "the bucket was already public"})
 			return nil
@@ -402,7 +403,7 @@ func (r *runner) anonymous(ctx context.Context) error {
 	status := StatusCreated
 	switch {
 	case have == "":
-	case SamePolicy([]byte(have), want, true):
+	case policy.Same([]byte(have), want, true):
 		r.step(Step{Name: name, Status: StatusExists})
 		return nil
 	case !r.cfg.Force:
@@ -428,7 +429,7 @@ func (r *runner) signingKey(_ context.Context) error {
 	if err == nil {
 		key, err := nar.LoadSecretKeyFile(path)
 		if err != nil {
-			return problemf("%s: fix or remove it (init never replaces a signing key that clients may trust)", strings.TrimPrefix(err.Error(), "nar: "))
+			return problemf("%s: fix or remove it (init never replaces a signing key that clients may trust)", nar.ErrorReason(err))
 		}
 		r.res.PublicKey = key.Public().String()
 		notes := []string{path + " (" + key.Name + ")"}
@@ -444,11 +445,15 @@ func (r *runner) signingKey(_ context.Context) error {
 	if !errors.Is(err, os.ErrNotExist) {
 		return problemf("signing key: %v", err)
 	}
-	key, err := nar.GenerateSecretKey(r.cfg.KeyName)
-	if err != nil {
-		return problemf("--key-name: %s", strings.TrimPrefix(err.Error(), "nar: "))
+	if err := ensureDir(path); err != nil {
+		return problemf("writing the signing key: %v", err)
 	}
-	if err := createSecretFile(path, []byte(key.Encode()+"\n")); err != nil {
+	key, err := nar.NewSecretKeyFile(path, r.cfg.KeyName)
+	var ke *nar.KeyError
+	switch {
+	case errors.As(err, &ke):
+		return problemf("--key-name: %s", ke.Reason())
+	case err != nil:
 		return problemf("writing the signing key: %v", err)
 	}
 	r.res.PublicKey = key.Public().String()
@@ -558,7 +563,7 @@ func (r *runner) minioWriter(ctx context.Context, adm *madmin.AdminClient) error
 
 func (r *runner) writerPolicy(ctx context.Context, adm *madmin.AdminClient) error {
 	name := "policy " + r.policy
-	want := WriterPolicy(r.cfg.Target.Bucket, r.cfg.WriterUser)
+	want := policy.Writer(r.cfg.Target.Bucket, r.cfg.WriterUser)
 	octx, cancel := opContext(ctx)
 	defer cancel()
 	info, err := adm.InfoCannedPolicyV2(octx, r.policy)
@@ -567,7 +572,7 @@ func (r *runner) writerPolicy(ctx context.Context, adm *madmin.AdminClient) erro
 	case madmin.ToErrorResponse(err).Code == "XMinioAdminNoSuchPolicy":
 	case err != nil:
 		return s3Problem("reading policy "+r.policy, r.host, err)
-	case SamePolicy(info.Policy, want, false):
+	case policy.Same(info.Policy, want, false):
 		r.step(Step{Name: name, Status: StatusExists})
 		return nil
 	case !r.cfg.Force:
@@ -708,7 +713,7 @@ func (r *runner) attach(ctx context.Context, adm *madmin.AdminClient) error {
 // manualWriter is the writer step on a server without MinIO's admin API:
 // the policy is printed to apply by hand; existing keys are checked.
 func (r *runner) manualWriter(ctx context.Context) error {
-	r.res.ManualPolicy = IdentityPolicy(r.cfg.Target.Bucket)
+	r.res.ManualPolicy = policy.Identity(r.cfg.Target.Bucket)
 	r.step(Step{Name: "writer policy", Status: StatusManual, Detail: "not MinIO: apply the policy printed below to the writer user"})
 	name := "writer user " + r.cfg.WriterUser
 	if have := r.cfg.ExistingWriter; have != nil {

@@ -1,8 +1,6 @@
 package provision
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -19,82 +17,6 @@ import (
 	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/nar"
 )
-
-// The writer policy is the guides' nix-cache-write.json, byte for byte
-// once the JSON is normalised, with the bucket and user substituted.
-func TestWriterPolicyIsTheSeeds(t *testing.T) {
-	seed := `{
-  "Id": "AuthenticatedWrite",
-  "Version": "2012-10-17",
-  "Statement": [
-    {
-      "Sid": "AuthenticatedWrite",
-      "Action": [
-        "s3:AbortMultipartUpload",
-        "s3:GetBucketLocation",
-        "s3:GetObject",
-        "s3:ListBucket",
-        "s3:ListBucketMultipartUploads",
-        "s3:ListMultipartUploadParts",
-        "s3:PutObject"
-      ],
-      "Effect": "Allow",
-      "Resource": ["arn:aws:s3:::nix-cache", "arn:aws:s3:::nix-cache/*"],
-      "Principal": "nixbuilder"
-    }
-  ]
-}`
-	var want, got bytes.Buffer
-	if err := json.Compact(&want, []byte(seed)); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Compact(&got, WriterPolicy("nix-cache", "nixbuilder")); err != nil {
-		t.Fatal(err)
-	}
-	if got.String() != want.String() {
-		t.Errorf("WriterPolicy:\n got %s\nwant %s", got.String(), want.String())
-	}
-	if strings.Contains(string(WriterPolicy("nix-cache", "nixbuilder")), "Delete") {
-		t.Error("the writer policy grants a delete")
-	}
-	if strings.Contains(string(IdentityPolicy("b")), "Principal") {
-		t.Error("IdentityPolicy has a Principal, which AWS IAM rejects in a user policy")
-	}
-	if !SamePolicy(IdentityPolicy("nix-cache"), WriterPolicy("nix-cache", "nixbuilder"), false) {
-		t.Error("IdentityPolicy grants something else than WriterPolicy")
-	}
-}
-
-func TestSamePolicy(t *testing.T) {
-	// What MinIO gives back for the seed policy: actions reordered, "ID",
-	// no Principal.
-	minioWriter := `{"ID":"AuthenticatedWrite","Version":"2012-10-17","Statement":[{"Sid":"AuthenticatedWrite","Effect":"Allow","Action":["s3:ListBucketMultipartUploads","s3:ListMultipartUploadParts","s3:PutObject","s3:AbortMultipartUpload","s3:GetBucketLocation","s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::t1/*","arn:aws:s3:::t1"]}]}`
-	// What `mc anonymous get-json` shows after `mc anonymous set download`.
-	mcDownload := `{"Statement":[{"Action":["s3:GetBucketLocation","s3:ListBucket"],"Effect":"Allow","Principal":{"AWS":["*"]},"Resource":["arn:aws:s3:::tt1"]},{"Action":["s3:GetObject"],"Effect":"Allow","Principal":{"AWS":["*"]},"Resource":["arn:aws:s3:::tt1/*"]}],"Version":"2012-10-17"}`
-	tests := []struct {
-		name          string
-		a, b          string
-		withPrincipal bool
-		want          bool
-	}{
-		{"minio's copy of the seed policy", minioWriter, string(WriterPolicy("t1", "nixbuilder")), false, true},
-		{"another bucket", minioWriter, string(WriterPolicy("t2", "nixbuilder")), false, false},
-		{"plus delete", strings.Replace(minioWriter, `"s3:PutObject"`, `"s3:PutObject","s3:DeleteObject"`, 1), string(WriterPolicy("t1", "x")), false, false},
-		{"mc download", mcDownload, string(DownloadPolicy("tt1")), true, true},
-		{"bare * principal and single strings", `{"Statement":[{"Action":"s3:GetObject","Effect":"Allow","Principal":"*","Resource":"arn:aws:s3:::tt1/*"},{"Action":["s3:ListBucket","s3:GetBucketLocation"],"Effect":"Allow","Principal":{"AWS":"*"},"Resource":["arn:aws:s3:::tt1"]}]}`, string(DownloadPolicy("tt1")), true, true},
-		{"public upload is not download", strings.Replace(mcDownload, `["s3:GetObject"]`, `["s3:GetObject","s3:PutObject"]`, 1), string(DownloadPolicy("tt1")), true, false},
-		{"one user, not anyone", strings.ReplaceAll(mcDownload, `"*"`, `"arn:aws:iam::1:root"`), string(DownloadPolicy("tt1")), true, false},
-		{"a condition", strings.Replace(mcDownload, `"Effect":"Allow",`, `"Effect":"Allow","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}},`, 1), string(DownloadPolicy("tt1")), true, false},
-		{"not JSON", "{", string(DownloadPolicy("tt1")), true, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := SamePolicy([]byte(tt.a), []byte(tt.b), tt.withPrincipal); got != tt.want {
-				t.Errorf("SamePolicy = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
 
 func TestSubstituterAndKeyName(t *testing.T) {
 	tests := []struct {

@@ -39,7 +39,10 @@ type daemonExtra struct {
 	flagProblems []error
 }
 
-func daemonFlagsAll(args []string) (*targetOptions, *daemon.Config, *daemonExtra, bool, error) {
+// daemonFlags parses the daemon's command line. It is its own function so
+// that `daemon --check-config` (used by the NixOS module's tests) runs the
+// very parser the service uses.
+func daemonFlags(args []string) (*targetOptions, *daemon.Config, *daemonExtra, bool, error) {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	var o targetOptions
 	o.register(fs)
@@ -115,7 +118,7 @@ func daemonFlagsAll(args []string) (*targetOptions, *daemon.Config, *daemonExtra
 }
 
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, c, x, check, err := daemonFlagsAll(args)
+	o, c, x, check, err := daemonFlags(args)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/internal/testenv"
 	"github.com/nixpushd/nixpushd/provision"
+	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
 func initRandName(prefix string) string {
@@ -158,9 +159,9 @@ func TestInitFromZero(t *testing.T) {
 		}
 		return p
 	}
-	policy := policyInfo()
-	if !provision.SamePolicy(policy.Policy, provision.WriterPolicy(bucket, writer), false) {
-		t.Errorf("policy %s on the server is not the seed policy: %s", policyName, policy.Policy)
+	onServer := policyInfo()
+	if !policy.Same(onServer.Policy, policy.Writer(bucket, writer), false) {
+		t.Errorf("policy %s on the server is not the seed policy: %s", policyName, onServer.Policy)
 	}
 	userInfo := string(m.MC(t, "admin", "user", "info", testenv.MCAlias, writer, "--json"))
 	if !strings.Contains(userInfo, `"policyName":"`+policyName+`"`) {
@@ -211,8 +212,8 @@ func TestInitFromZero(t *testing.T) {
 	}
 	// MinIO lists a policy's actions in a random order: compare what it
 	// grants and when it was last written.
-	if got := policyInfo(); got.UpdateDate != policy.UpdateDate || !provision.SamePolicy(got.Policy, policy.Policy, true) {
-		t.Errorf("second init changed the policy: %s, updated %s; was %s, updated %s", got.Policy, got.UpdateDate, policy.Policy, policy.UpdateDate)
+	if got := policyInfo(); got.UpdateDate != onServer.UpdateDate || !policy.Same(got.Policy, onServer.Policy, true) {
+		t.Errorf("second init changed the policy: %s, updated %s; was %s, updated %s", got.Policy, got.UpdateDate, onServer.Policy, onServer.UpdateDate)
 	}
 	if got := m.Objects(t, bucket); fmt.Sprint(got) != fmt.Sprint(objectsBefore) {
 		t.Errorf("second init changed the bucket: %v, was %v", got, objectsBefore)
@@ -409,7 +410,7 @@ func TestInitNotMinIO(t *testing.T) {
 	// The operator does it by hand, as printed.
 	secret := initRandName("secret-")
 	policyFile := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(policyFile, provision.IdentityPolicy(bucket), 0o600); err != nil {
+	if err := os.WriteFile(policyFile, policy.Identity(bucket), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	m.MC(t, "admin", "user", "add", testenv.MCAlias, writer, secret)

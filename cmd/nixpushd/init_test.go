@@ -9,6 +9,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/provision"
+	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
 func initTestFile(t *testing.T, dir, name, content string) string {
@@ -155,7 +156,7 @@ func TestInitHints(t *testing.T) {
 		}, notWant: []string{"not public", "caFile", "no MinIO admin API"}},
 		{name: "private", want: []string{`extra-substituters = [ "s3://nix-cache?endpoint=s3.homelab.local" ];`, "The bucket is not public"}},
 		{name: "ca file", public: true, caFile: "/etc/ca dir/ca.pem", want: []string{`caFile = "/etc/ca dir/ca.pem";`, "--ca-file '/etc/ca dir/ca.pem' /run"}},
-		{name: "manual policy", public: true, manual: provision.IdentityPolicy("nix-cache"), want: []string{"no MinIO admin API", `"arn:aws:s3:::nix-cache/*"`}},
+		{name: "manual policy", public: true, manual: policy.Identity("nix-cache"), want: []string{"no MinIO admin API", `"arn:aws:s3:::nix-cache/*"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,7 +244,7 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, proble
 		}
 		fmt.Fprintf(stderr, "repaired: %d paths uploaded again (%d in their closures already cached)\n", res.Uploaded, res.Present)
 		if len(res.Failed) > 0 {
-			for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
+			for _, path := range slices.Sorted(maps.Keys(res.Failed)) {
 				fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
 			}
 			return fmt.Errorf("verify --repair: %d paths could not be repaired", len(res.Failed))

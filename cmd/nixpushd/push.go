@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +23,7 @@ import (
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/hook"
+	"github.com/nixpushd/nixpushd/internal/fsutil"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/store"
@@ -231,7 +233,7 @@ func pushAndReport(ctx context.Context, p *upload.Pusher, closure []*store.PathI
 		return err
 	}
 	if len(res.Failed) > 0 {
-		for _, path := range slices.Sorted(mapsKeys(res.Failed)) {
+		for _, path := range slices.Sorted(maps.Keys(res.Failed)) {
 			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
 		}
 		return fmt.Errorf("%d of %s failed", len(res.Failed), plural(res.Total, "path"))
@@ -262,16 +264,6 @@ func storePathArgs(args []string) ([]string, error) {
 		return nil, fmt.Errorf("push: %s", bad[0])
 	}
 	return nil, fmt.Errorf("push: %d arguments are not store paths:\n  %s", len(bad), strings.Join(bad, "\n  "))
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // summary is push's last line. Its counts add up to the closure's size,
@@ -423,7 +415,11 @@ func loadSecretKey(file string) (*nar.SecretKey, error) {
 	case errors.As(err, &pke):
 		return nil, fmt.Errorf("--secret-key-file %s holds the public key %s, not a secret key: give the file that 'nix key generate-secret' wrote, or make a new key pair with %s", file, pke.Name, keyHowto(other))
 	}
-	msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "nar: "), "secret key file ")
+	msg := nar.ErrorReason(err)
+	var ke *nar.KeyError
+	if errors.As(err, &ke) && ke.File != "" {
+		msg = ke.File + ": " + ke.Msg // the flag's name says what the file is
+	}
 	return nil, fmt.Errorf("--secret-key-file %s; give the file that 'nix key generate-secret' wrote, or make a new one with %s", msg, keyHowto(other))
 }
 
@@ -439,26 +435,9 @@ func ensureDefaultKey(stateDir string) (created bool, err error) {
 		}
 		return false, writePublicKey(stateDir, k)
 	}
-	k, err := nar.GenerateSecretKey(keyName())
-	if err != nil {
-		return false, err
-	}
-	fh, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	k, err := nar.NewSecretKeyFile(f, keyName())
 	if err != nil {
 		return false, fmt.Errorf("create the signing key: %w", err)
-	}
-	if _, err := fh.WriteString(k.Encode() + "\n"); err != nil {
-		fh.Close()
-		os.Remove(f)
-		return false, fmt.Errorf("create the signing key %s: %w", f, err)
-	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		os.Remove(f)
-		return false, fmt.Errorf("create the signing key %s: %w", f, err)
-	}
-	if err := fh.Close(); err != nil {
-		return false, fmt.Errorf("create the signing key %s: %w", f, err)
 	}
 	return true, writePublicKey(stateDir, k)
 }
@@ -470,13 +449,8 @@ func writePublicKey(stateDir string, k *nar.SecretKey) error {
 	if b, err := os.ReadFile(f); err == nil && string(b) == want {
 		return nil
 	}
-	tmp := f + ".tmp"
-	if err := os.WriteFile(tmp, []byte(want), 0o644); err != nil {
-		return fmt.Errorf("write the public key: %w", err)
-	}
-	os.Chmod(tmp, 0o644) // whatever the umask: clients need to read it
-	if err := os.Rename(tmp, f); err != nil {
-		os.Remove(tmp)
+	// 0644 whatever the umask: clients need to read it.
+	if err := fsutil.WriteFileAtomic(f, []byte(want), 0o644); err != nil {
 		return fmt.Errorf("write the public key: %w", err)
 	}
 	return nil

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/internal/testenv"
-	"github.com/nixpushd/nixpushd/provision"
+	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
 // ---------------------------------------------------------------- parsing
@@ -510,9 +510,9 @@ func (e *readmeEnv) runShell(t *testing.T, text string, extraEnv ...string) (std
 // --------------------------------------------------------------- the seeds
 
 // seedPolicy is nix-cache-write.json as the seed guides write it:
-// provision.WriterPolicy, which provision's tests hold to the seeds' text,
+// policy.Writer, which its tests hold to the seeds' text,
 // and which is checked here against the guides when they are there.
-var seedPolicy = string(provision.WriterPolicy("nix-cache", "nixbuilder"))
+var seedPolicy = string(policy.Writer("nix-cache", "nixbuilder"))
 
 func jsonValue(t *testing.T, what, s string) any {
 	t.Helper()

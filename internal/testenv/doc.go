@@ -23,7 +23,7 @@
 //     fail under CI. Tests outside testenv use these rather than t.Skip.
 //
 // Nix (nix.go):
-//   - HaveNix / RequireNix: are the Nix binaries and /nix/store usable?
+//   - RequireNix: are the Nix binaries and /nix/store usable?
 //   - NixEnv: NIX_CONFIG entries that make Nix work here as root (no build
 //     users, no sandbox, nix-command on, no substituters, no narinfo caching).
 //   - NixCmd / Nix / RunNix: run a Nix binary with that environment and a

@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
 // GCActions are the "nixgc" policy's actions: the writer's (gc also reads,
 // lists and writes its lock) plus s3:DeleteObject, which only gc needs.
 func GCActions() []string {
-	actions := append(slices.Clone(writerActions), "s3:DeleteObject")
+	actions := append(policy.WriterActions(), "s3:DeleteObject")
 	slices.Sort(actions)
 	return actions
 }

@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
 const (
@@ -595,21 +595,10 @@ type Cache struct {
 	MinIO    *MinIO
 }
 
-// writerActions is the seeds' least-privilege writer policy: notably no
-// s3:DeleteObject, so a pusher that needs to delete fails our tests.
-var writerActions = []string{
-	"s3:AbortMultipartUpload",
-	"s3:GetBucketLocation",
-	"s3:GetObject",
-	"s3:ListBucket",
-	"s3:ListBucketMultipartUploads",
-	"s3:ListMultipartUploadParts",
-	"s3:PutObject",
-}
-
 // NewCache creates a bucket exactly as the seed guides do, with mc: `mc mb`,
 // `mc admin user add` (a writer with a random name and secret), `mc admin
-// policy create` (writerActions on the bucket and its objects), `mc admin
+// policy create` (policy.Writer, the writer's least privilege: notably no
+// s3:DeleteObject, so a pusher that needs to delete fails our tests), `mc admin
 // policy attach --user`, `mc anonymous set download`. Unlike the guides it
 // does NOT write nix-cache-info: the pusher must. bucket "" picks a random
 // name.
@@ -633,24 +622,8 @@ func (m *MinIO) NewCache(t testing.TB, bucket string) *Cache {
 	if m.CA == nil {
 		c.S3URL += "&scheme=http"
 	}
-	policy, err := json.MarshalIndent(map[string]any{
-		"Id":      "AuthenticatedWrite",
-		"Version": "2012-10-17",
-		"Statement": []map[string]any{{
-			"Sid":      "AuthenticatedWrite",
-			"Action":   writerActions,
-			"Effect":   "Allow",
-			"Resource": []string{"arn:aws:s3:::" + bucket, "arn:aws:s3:::" + bucket + "/*"},
-			// As in the seeds. MinIO accepts and drops it: identity
-			// policies apply to whoever they are attached to.
-			"Principal": c.AccessKey,
-		}},
-	}, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
 	policyFile := filepath.Join(t.TempDir(), "nix-cache-write.json")
-	if err := os.WriteFile(policyFile, policy, 0o600); err != nil {
+	if err := os.WriteFile(policyFile, policy.Writer(bucket, c.AccessKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	target := MCAlias + "/" + bucket

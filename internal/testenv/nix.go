@@ -88,9 +88,6 @@ func probeNix() error {
 	return nil
 }
 
-// HaveNix reports whether the Nix binaries and /nix/store are usable.
-func HaveNix() bool { return nixProblem() == nil }
-
 // RequireNix skips the test when Nix is missing, or fails it under CI=true
 // (or when Nix is present but broken).
 func RequireNix(t testing.TB) {

@@ -1,4 +1,9 @@
-package provision
+// Package policy holds the IAM policy documents a Nix cache on S3 uses:
+// the least-privilege writer's, anonymous download, and a comparison that
+// sees through how servers respell them. It depends on nothing else in
+// nixpushd, so that the test environment builds its MinIO users from the
+// same documents init applies.
+package policy
 
 import (
 	"encoding/json"
@@ -18,10 +23,13 @@ var writerActions = []string{
 	"s3:PutObject",
 }
 
-// WriterPolicy is the guides' nix-cache-write.json with the bucket and the
+// WriterActions returns the writer's actions, sorted (a copy).
+func WriterActions() []string { return slices.Clone(writerActions) }
+
+// Writer is the guides' nix-cache-write.json with the bucket and the
 // writer's name substituted, key for key. MinIO accepts the Principal and
 // drops it (identity policies apply to whoever they are attached to).
-func WriterPolicy(bucket, user string) []byte {
+func Writer(bucket, user string) []byte {
 	type statement struct {
 		Sid       string
 		Action    []string
@@ -46,15 +54,15 @@ func WriterPolicy(bucket, user string) []byte {
 	})
 }
 
-// IdentityPolicy is WriterPolicy without the Principal, for servers whose
+// Identity is Writer without the Principal, for servers whose
 // IAM rejects a Principal in a user policy (AWS: "Policy document should
 // not specify a principal").
-func IdentityPolicy(bucket string) []byte { return WriterPolicy(bucket, "") }
+func Identity(bucket string) []byte { return Writer(bucket, "") }
 
-// DownloadPolicy is the bucket policy `mc anonymous set download` sets:
+// Download is the bucket policy `mc anonymous set download` sets:
 // anyone may locate and list the bucket and read its objects, nothing
 // more.
-func DownloadPolicy(bucket string) []byte {
+func Download(bucket string) []byte {
 	type principal struct{ AWS []string }
 	type statement struct {
 		Action    []string
@@ -177,9 +185,9 @@ func policyGrants(doc []byte, withPrincipal bool) ([]statementKey, error) {
 	return keys, nil
 }
 
-// SamePolicy reports whether two policy documents grant the same thing.
+// Same reports whether two policy documents grant the same thing.
 // A document that does not parse is never the same.
-func SamePolicy(a, b []byte, withPrincipal bool) bool {
+func Same(a, b []byte, withPrincipal bool) bool {
 	ka, err := policyGrants(a, withPrincipal)
 	if err != nil {
 		return false
