@@ -106,8 +106,8 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
-	if code != 1 || !strings.HasPrefix(stdout, "{") {
-		t.Errorf("exit %d, stdout %q: want 1 and the configuration as JSON", code, stdout)
+	if code != 2 || !strings.HasPrefix(stdout, "{") {
+		t.Errorf("exit %d, stdout %q: want 2 (bad flags) and the configuration as JSON", code, stdout)
 	}
 	_, stderr, code = runBin(t, nil, "daemon", "--jobs", "0", "--max-active", "0", "--state-dir", dir)
 	if code != 2 || strings.Count(stderr, "must be at least 1") != 1 {

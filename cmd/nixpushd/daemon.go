@@ -124,10 +124,16 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if check {
 		var problems []string
+		causes := map[string]bool{} // a bad --to is a flag and a target problem: say it once
 		for _, p := range x.flagProblems {
 			problems = append(problems, p.Error())
+			causes[lastCause(p.Error())] = true
 		}
-		problems = append(problems, checkDaemonConfig(ctx, o, c)...)
+		for _, p := range checkDaemonConfig(ctx, o, c) {
+			if !causes[lastCause(p)] {
+				problems = append(problems, p)
+			}
+		}
 		// One line of JSON, every value a string: exact to compare, even
 		// for regular expressions with spaces or quotes.
 		re := func(r *regexp.Regexp) string {
@@ -154,6 +160,10 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "%s\n", b)
 		for _, p := range problems {
 			fmt.Fprintln(stderr, "nixpushd: config:", p)
+		}
+		if len(x.flagProblems) > 0 {
+			// Bad flags are a usage error (exit 2), as without --check-config.
+			return usageError{checkFailed{len(problems)}.Error()}
 		}
 		if len(problems) > 0 {
 			return checkFailed{len(problems)}
@@ -346,6 +356,14 @@ func (p *pinFlag) Set(v string) error {
 	}
 	p.m[name] = path
 	return nil
+}
+
+// lastCause is the innermost part of an error's text, after its last ": ".
+func lastCause(msg string) string {
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
 }
 
 // checkFailed is `daemon --check-config` finding problems (exit 1; each
