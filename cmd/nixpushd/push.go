@@ -116,15 +116,20 @@ func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
 
 // pusher builds the upload pipeline the options describe.
 func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.Pusher, error) {
+	key, err := o.signingKey(log)
+	if err != nil {
+		return nil, err
+	}
+	return o.pusherWithKey(ctx, log, key)
+}
+
+// pusherWithKey is pusher, signing with key (nil: unsigned).
+func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key *nar.SecretKey) (*upload.Pusher, error) {
 	target, err := o.openTarget(ctx)
 	if err != nil {
 		return nil, err
 	}
 	comp, err := compression.New(compression.Options{Method: o.compression, Level: o.level, PureGoXZ: knobs.PureGoXZ})
-	if err != nil {
-		return nil, err
-	}
-	key, err := o.signingKey(log)
 	if err != nil {
 		return nil, err
 	}
@@ -391,6 +396,21 @@ func (o *targetOptions) signingKey(log *slog.Logger) (*nar.SecretKey, error) {
 	}
 	log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with " + keyHowto(f) + " (the daemon creates that one on its first start)")
 	return nil, nil
+}
+
+// repairKey is signingKey without the warning: the key repair signs
+// with (nil if none), and the file where one would be looked for.
+func (o *targetOptions) repairKey() (*nar.SecretKey, string, error) {
+	if o.secretKeyFile != "" {
+		k, err := loadSecretKey(o.secretKeyFile)
+		return k, o.secretKeyFile, err
+	}
+	f := defaultKeyFile(o.stateDir)
+	if _, err := os.Stat(f); err == nil {
+		k, err := loadSecretKey(f)
+		return k, f, err
+	}
+	return nil, f, nil
 }
 
 // loadSecretKey reads a secret key, with a hint that never suggests
