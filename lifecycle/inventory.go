@@ -31,6 +31,9 @@ type Inventory struct {
 	Locks     []cache.ObjectInfo
 	CacheInfo *cache.ObjectInfo
 	Other     int // objects nixpushd does not know; left alone
+	// Stray are the *.narinfo objects whose name is not a hash part (in
+	// Other too): no client asks for them.
+	Stray []cache.ObjectInfo
 	// Newest is the newest Last-Modified seen: the server's "now", as near
 	// as a listing tells it.
 	Newest time.Time
@@ -66,6 +69,9 @@ func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
 			inv.Listings[strings.TrimSuffix(k, ".ls")] = o
 		default:
 			inv.Other++
+			if strings.HasSuffix(k, ".narinfo") && !strings.Contains(k, "/") {
+				inv.Stray = append(inv.Stray, o)
+			}
 		}
 		return nil
 	})

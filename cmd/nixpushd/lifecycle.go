@@ -87,9 +87,12 @@ func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args [
 	level, _ := parseLevel(o.logLevel)
 	log := newLogger(stderr, level)
 	t, err := o.openTarget(ctx)
-	if err == nil {
+	if err == nil && (o.listOptional == nil || !o.listOptional()) {
 		if _, ok := t.(cache.Lister); !ok {
 			err = fmt.Errorf("%s cannot be listed", t)
+			if fs.Name() == "verify" {
+				err = fmt.Errorf("%s cannot be listed: name the store paths to check (verify --root PATH, or as arguments), and verify walks their closures", t)
+			}
 		}
 	}
 	if err != nil {
@@ -105,7 +108,8 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keep, grace := 30*24*time.Hour, time.Hour
 	fs.Var(ageFlag{&keep}, "keep", "narinfos written within this age are roots, kept with their closures (30d, 12h, …)")
 	fs.Var(ageFlag{&grace}, "grace", "NAR files younger than this are never deleted, referenced or not")
-	dryRun := fs.Bool("dry-run", false, "print what would be deleted and how many bytes, delete nothing")
+	dryRun := fs.Bool("dry-run", false, "print what would be deleted and how many bytes, delete nothing (works with read access only, anonymously if no credentials resolve)")
+	o.readOnly = func() bool { return *dryRun }
 	log, t, err := openCommand(ctx, fs, &o, args, true, stderr)
 	if err != nil {
 		return err
@@ -147,9 +151,17 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	full := fs.Bool("full", false, "also download every NAR and check FileHash, NarHash and NarSize")
 	repair := fs.Bool("repair", false, "upload again, from the local store, what is missing or bad (needs the writer's credentials, and the signing key to rewrite a signed narinfo)")
 	dryRun := fs.Bool("dry-run", false, "with --repair: print what repair would do, change nothing")
-	log, t, err := openCommand(ctx, fs, &o, args, true, stderr)
+	o.readOnly = func() bool { return !*repair || *dryRun }
+	var rootArgs stringsFlag
+	fs.Var(&rootArgs, "root", "store path (or ./result) whose closure to verify, walked from narinfo to narinfo without listing the cache (repeatable; positional arguments too): for http(s):// caches, or without s3:ListBucket")
+	o.listOptional = func() bool { return len(rootArgs) > 0 || fs.NArg() > 0 }
+	log, t, err := openCommand(ctx, fs, &o, args, false, stderr)
 	if err != nil {
 		return err
+	}
+	roots, err := rootPaths(append(slices.Clone(rootArgs), fs.Args()...))
+	if err != nil {
+		return usageError{"verify: " + err.Error()}
 	}
 	if *dryRun && !*repair {
 		return usageError{"verify: --dry-run only applies to --repair (verify alone changes nothing)"}
@@ -164,7 +176,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var problems []lifecycle.Problem
 	start := time.Now()
-	res, err := lifecycle.Verify(ctx, t, lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log}, func(p lifecycle.Problem) {
+	vo := lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log, Roots: roots,
+		Note: func(n lifecycle.Note) { fmt.Fprintln(stderr, "note: "+n.String()) }}
+	res, err := lifecycle.Verify(ctx, t, vo, func(p lifecycle.Problem) {
 		fmt.Fprintln(stdout, p)
 		problems = append(problems, p)
 	})
@@ -180,6 +194,34 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("verify: %d problems in %s (run again with --repair to upload what the local store has)", res.Problems, t)
 	}
 	return repairCache(ctx, &o, log, t, trusted, problems, *dryRun, stderr)
+}
+
+// stringsFlag is a flag that may be given many times.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, " ") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// rootPaths turns verify's roots into store paths: a store path is taken
+// as it is (the local store need not have it), anything else (./result)
+// is resolved.
+func rootPaths(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if rest, ok := strings.CutPrefix(a, nar.StoreDir+"/"); ok {
+			base, _, _ := strings.Cut(rest, "/")
+			if sp, err := nar.ParseStorePath(nar.StoreDir + "/" + base); err == nil {
+				out = append(out, sp.String())
+				continue
+			}
+		}
+		p, err := store.ToStorePath(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return slices.Compact(slices.Sorted(slices.Values(out))), nil
 }
 
 // repairCache plans the repair of problems in lifecycle (the weakest

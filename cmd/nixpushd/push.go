@@ -45,6 +45,13 @@ type targetOptions struct {
 	credentialsFile string
 	caFile          string
 	credentialsEnv  map[string]string // read from credentialsFile by validate
+	// readOnly, if set, says (after the flags are parsed) that the
+	// command writes nothing: then it may read the cache anonymously
+	// when no credentials resolve.
+	readOnly func() bool
+	// listOptional, if set, says (after the flags are parsed) that the
+	// command needs no listing (verify --root).
+	listOptional func() bool
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
@@ -96,7 +103,11 @@ func (o *targetOptions) validate() error {
 		}
 		o.credentialsEnv = env
 	}
-	if strings.HasPrefix(o.to, "s3://") {
+	if strings.HasPrefix(o.to, "http://") || strings.HasPrefix(o.to, "https://") {
+		if o.readOnly == nil || !o.readOnly() {
+			return usageError{fmt.Sprintf("--to %q: an http(s):// cache can only be read (verify); to write, use its s3://BUCKET?endpoint=HOST:PORT or file:///DIR URL", o.to)}
+		}
+	} else if strings.HasPrefix(o.to, "s3://") {
 		if _, err := s3.ParseURL(o.to); err != nil {
 			return usageError{err.Error()}
 		}
@@ -111,7 +122,8 @@ func (o *targetOptions) validate() error {
 
 // openTarget opens the cache with the CA and credentials the flags give.
 func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
-	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize})
+	anon := o.readOnly != nil && o.readOnly()
+	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize, Anonymous: anon})
 }
 
 // pusher builds the upload pipeline the options describe.
