@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -138,6 +139,13 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 		if p.Kind == ProblemCacheInfo {
 			continue // a push writes a missing one
 		}
+		if p.StorePath == "" && p.Kind == ProblemNarInfo {
+			// An unparsable narinfo does not say its path, but its
+			// name is the path's hash part: the local store may have it.
+			if local := localPathOf(p.Hash); local != "" {
+				p.StorePath = local
+			}
+		}
 		if p.StorePath == "" {
 			plan.Unrepairable = append(plan.Unrepairable, fmt.Sprintf("%s.narinfo: %s: it does not say its store path, so nothing here can replace it; delete it (a client treats the path as not cached then) and push the path again", p.Hash, p.Kind))
 			continue
@@ -176,6 +184,21 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 		plan.Actions = append(plan.Actions, *a)
 	}
 	return plan, nil
+}
+
+// localPathOf is the store path in the local store whose hash part is
+// hash, or "".
+func localPathOf(hash string) string {
+	if !isHashPart(hash) {
+		return ""
+	}
+	m, _ := filepath.Glob(nar.StoreDir + "/" + hash + "-*")
+	for _, p := range m {
+		if sp, err := nar.ParseStorePath(p); err == nil && sp.Hash == hash && !strings.HasSuffix(p, ".lock") {
+			return p
+		}
+	}
+	return ""
 }
 
 func keyTrusted(k *nar.SecretKey, trusted []*nar.PublicKey) bool {

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -184,7 +185,9 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		add(Problem{Kind: ProblemCacheInfo, Detail: "missing; clients cannot use the cache (nixpushd push writes it)"})
 	} else {
 		res.Requests++
-		checkCacheInfoObject(ctx, t, add)
+		if err := checkCacheInfoObject(ctx, t, add); err != nil {
+			return nil, fmt.Errorf("verify: %s: %w", listedNotRead, err)
+		}
 	}
 
 	hashes := make([]string, 0, len(inv.NarInfos))
@@ -196,9 +199,14 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	var full []*nar.NarInfo // --full: NARs to download, deduplicated
 	seenNAR := map[string]bool{}
 	referenced := map[string]bool{}
+	var denied error
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
 		if errors.Is(err, cache.ErrNotFound) {
 			return // deleted since the listing
+		}
+		if cache.IsConfig(err) {
+			denied = cmp.Or(denied, err) // the same for every narinfo: said once
+			return
 		}
 		if ni != nil {
 			referenced[ni.URL] = true
@@ -219,6 +227,9 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	if denied != nil {
+		return nil, fmt.Errorf("verify: %s: %w", listedNotRead, denied)
+	}
 	// What no client trips over, but someone should tidy: notes.
 	for _, k := range slices.Sorted(mapKeys(inv.NARs)) {
 		if !referenced[k] {
@@ -231,9 +242,17 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	return finishVerify(ctx, t, opts, res, add, full, start)
 }
 
-// checkCacheInfoObject reads nix-cache-info and reports what is wrong.
-func checkCacheInfoObject(ctx context.Context, t cache.Target, add func(Problem)) {
+// listedNotRead explains a listing that worked followed by reads that
+// are denied.
+const listedNotRead = "the cache can be listed but not read (the credentials' policy lacks s3:GetObject on its objects: give credentials that may read them, or verify through the URL clients use, http(s)://…, with --root)"
+
+// checkCacheInfoObject reads nix-cache-info and reports what is wrong;
+// the error is a cache that cannot be read at all (access denied).
+func checkCacheInfoObject(ctx context.Context, t cache.Target, add func(Problem)) error {
 	b, err := t.Get(ctx, "nix-cache-info")
+	if cache.IsConfig(err) {
+		return err
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		add(Problem{Kind: ProblemCacheInfo, Detail: "missing; clients cannot use the cache (nixpushd push writes it)"})
 	} else if err != nil {
@@ -241,6 +260,7 @@ func checkCacheInfoObject(ctx context.Context, t cache.Target, add func(Problem)
 	} else if msg := checkCacheInfo(b); msg != "" {
 		add(Problem{Kind: ProblemCacheInfo, Detail: msg})
 	}
+	return nil
 }
 
 // checkNarInfo reports the problems of one narinfo (h's, read as ni or
@@ -250,7 +270,7 @@ func checkCacheInfoObject(ctx context.Context, t cache.Target, add func(Problem)
 func checkNarInfo(h string, ni *nar.NarInfo, err error, opts VerifyOptions, add func(Problem), narState func(*nar.NarInfo) (ok bool, size int64, sizeKnown bool), hasRef func(hash string) bool) bool {
 	var pe *ParseError
 	if errors.As(err, &pe) {
-		add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: err.Error() + "; clients fail on it: delete it and push the path again (verify --repair cannot: it does not say its store path)"})
+		add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: err.Error() + "; clients fail on it: verify --repair writes it again if the local store has the path, else delete it and push the path again"})
 		return false
 	}
 	if err != nil {
@@ -404,7 +424,9 @@ func (c *countReader) Read(b []byte) (int, error) {
 // returns the NARs for --full.
 func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *VerifyResult, add func(Problem)) ([]*nar.NarInfo, error) {
 	res.Requests++
-	checkCacheInfoObject(ctx, t, add)
+	if err := checkCacheInfoObject(ctx, t, add); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	type got struct {
 		ni  *nar.NarInfo
 		err error
@@ -427,7 +449,12 @@ func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *V
 	for len(level) > 0 {
 		slices.Sort(level)
 		var next []string
+		var denied error
 		err := f.fetch(ctx, level, func(h string, ni *nar.NarInfo, err error) {
+			if cache.IsConfig(err) {
+				denied = cmp.Or(denied, err)
+				return
+			}
 			found[h] = got{ni, err}
 			if err != nil {
 				return
@@ -440,6 +467,9 @@ func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *V
 				}
 			}
 		})
+		if err == nil && denied != nil {
+			err = denied
+		}
 		if err != nil {
 			res.Requests += f.requests.Load()
 			return nil, fmt.Errorf("verify: %w", err)

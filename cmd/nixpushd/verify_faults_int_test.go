@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"maps"
+	"os"
 	"strings"
 	"testing"
 
@@ -207,4 +208,152 @@ func TestFaultRepairFallsBackToRewrite(t *testing.T) {
 	}
 	c.assertClean(t, "after repair")
 	c.mustSubstitute(t)
+}
+
+// Bad input in the bucket: a narinfo of garbage, a truncated NAR, a NAR
+// whose bytes do not hash to FileHash, an orphan NAR and a .narinfo whose
+// name is no store hash. verify names each object with its fix (the
+// harmless ones as notes, exit status 0 for them alone); repair fixes
+// what clients trip over from the local store, and loses nothing.
+func TestFaultBadInput(t *testing.T) {
+	c := newFaultCache(t)
+	garbage, short, wrong := c.cl.Extra[0], c.cl.Extra[1], c.cl.Leaf
+	garbageKey := narinfoKey(t, garbage)
+	c.put(t, garbageKey, []byte("this is not a narinfo\n\x00\x01"), "text/x-nix-narinfo")
+	shortURL := c.narinfo(t, short).URL
+	b := c.Get(t, shortURL)
+	c.put(t, shortURL, b[:len(b)/2], "application/x-nix-nar")
+	wrongURL := c.narinfo(t, wrong).URL
+	b = c.Get(t, wrongURL)
+	flipped := bytes.Clone(b)
+	flipped[len(flipped)/2] ^= 0xff
+	c.put(t, wrongURL, flipped, "application/x-nix-nar")
+	orphan := "nar/0000000000000000000000000000000000000000000000000000.nar.xz"
+	c.put(t, orphan, []byte("orphan"), "application/x-nix-nar")
+	stray := "not-a-store-hash.narinfo"
+	c.put(t, stray, []byte("StorePath: /nix/store/x\n"), "text/x-nix-narinfo")
+
+	r := c.run(t)
+	if r.code == 0 {
+		t.Errorf("verify of a damaged cache exited 0")
+	}
+	wantLine(t, "verify", r.stdout, garbageKey, ": narinfo: unparsable", "verify --repair writes it again", "delete it and push the path again")
+	wantLine(t, "verify", r.stdout, short, "nar-size", shortURL, "truncated")
+	wantLine(t, "verify", r.stderr, "note: "+orphan, "orphan-nar", "gc deletes it")
+	wantLine(t, "verify", r.stderr, "note: "+stray, "stray-narinfo", "delete it")
+	// The referrer of the garbage narinfo is fine as far as a listing
+	// tells: its reference has a narinfo (a bad one, reported itself).
+	r = c.run(t, "--full")
+	wantLine(t, "verify --full", r.stdout, wrong, "file-hash", wrongURL)
+
+	before := c.Objects(t)
+	r = c.run(t, "--full", "--repair", "--secret-key-file", c.secret)
+	if r.code != 0 {
+		t.Fatalf("repair: %v", r)
+	}
+	wantLine(t, "repair", r.stderr, "repair: "+garbage, "new signed narinfo", "narinfo")
+	wantLine(t, "repair", r.stderr, "repair: "+short, "upload its NAR file "+shortURL)
+	wantLine(t, "repair", r.stderr, "repair: "+wrong, "upload its NAR file "+wrongURL)
+	after := c.Objects(t)
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			t.Errorf("repair lost %s", k)
+		}
+	}
+	r = c.run(t, "--full")
+	if r.code != 0 || r.stdout != "" {
+		t.Errorf("verify --full after repair: %v", r)
+	}
+	wantLine(t, "verify after repair", r.stderr, "notes: 1 orphan-nar, 1 stray-narinfo", "no problems")
+	c.mustSubstitute(t)
+}
+
+// Read-only access: verify of a bucket anyone may download from works
+// with no credentials at all through --root (walking the closure), and
+// says in one line that listing needs s3:ListBucket; an http:// URL is
+// read as Nix reads it; a user who may list but not read is told so once.
+func TestFaultReadOnlyAccess(t *testing.T) {
+	c := newFaultCache(t)
+	anon := []string{"AWS_EC2_METADATA_DISABLED=true"}
+	verify := func(env []string, args ...string) lcResult {
+		t.Helper()
+		r := lcRun(t, env, append([]string{"verify", "--trusted-public-keys", c.public, "--state-dir", c.stateDir}, args...)...)
+		t.Logf("verify %s: %v", strings.Join(args, " "), r)
+		return r
+	}
+	// MinIO's "download" grants anonymous listing too (and verify works
+	// anonymously then, see below); a policy of s3:GetObject only, as
+	// many public caches have, does not.
+	m := c.MinIO
+	getOnly := t.TempDir() + "/get-only.json"
+	if err := os.WriteFile(getOnly, []byte(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::`+c.Bucket+`/*"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := verify(anon, "--to", c.S3URL); r.code != 0 || !strings.Contains(r.stderr, "no problems") {
+		t.Errorf("anonymous verify of a bucket anyone may list: %v", r)
+	}
+	m.MC(t, "anonymous", "set-json", getOnly, testenv.MCAlias+"/"+c.Bucket)
+
+	r := verify(anon, "--to", c.S3URL)
+	if r.code == 0 || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("anonymous verify that cannot list: want one line and a non-zero exit: %v", r)
+	}
+	wantLine(t, "anonymous listing", r.stderr, "anonymous access", "s3:ListBucket", "verify --root PATH")
+	r = lcRun(t, anon, "gc", "--dry-run", "--to", c.S3URL, "--state-dir", c.stateDir)
+	if r.code == 0 {
+		t.Errorf("anonymous gc --dry-run listed a bucket whose policy grants no listing: %v", r)
+	}
+	wantLine(t, "anonymous gc --dry-run", r.stderr, "s3:ListBucket")
+	if strings.Contains(r.stderr, "no S3 credentials") {
+		t.Errorf("gc --dry-run asked for credentials: %v", r)
+	}
+	r = verify(anon, "--to", c.S3URL, "--root", c.cl.Top)
+	if r.code != 0 || r.stdout != "" {
+		t.Errorf("anonymous verify --root: %v", r)
+	}
+	wantLine(t, "anonymous verify --root", r.stderr, "closure of 1 roots", "5 narinfos", "no problems")
+	// Writing still needs credentials.
+	r = verify(anon, "--to", c.S3URL, "--repair", c.cl.Top)
+	if r.code == 0 || !strings.Contains(r.stderr, "no S3 credentials") {
+		t.Errorf("anonymous verify --repair: %v", r)
+	}
+
+	r = verify(nil, "--to", c.HTTPURL)
+	if r.code == 0 {
+		t.Errorf("verify of an http URL without roots exited 0")
+	}
+	wantLine(t, "http without roots", r.stderr, "cannot be listed", "--root")
+	r = verify(nil, "--to", c.HTTPURL, c.cl.Top)
+	if r.code != 0 || r.stdout != "" {
+		t.Errorf("verify http:// ROOT: %v", r)
+	}
+	wantLine(t, "http", r.stderr, c.HTTPURL, "closure of 1 roots", "no problems")
+	gone := c.narinfo(t, c.cl.Mid).URL
+	c.remove(t, gone)
+	r = verify(nil, "--to", c.HTTPURL, "--full", c.cl.Top)
+	if r.code == 0 {
+		t.Errorf("verify http:// of a damaged closure exited 0")
+	}
+	wantLine(t, "http damaged", r.stdout, c.cl.Mid, "nar-missing", gone)
+	r = lcRun(t, nil, "push", "--to", c.HTTPURL, c.cl.Top)
+	if r.code == 0 || !strings.Contains(r.stderr, "can only be read") {
+		t.Errorf("push to http://: %v", r)
+	}
+
+	// A user whose policy allows listing but not reading.
+	user, secret := "nixlist-"+strings.ToLower(c.Bucket[len(c.Bucket)-8:]), "listonlysecret1234"
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::` + c.Bucket + `"]}]}`
+	file := t.TempDir() + "/listonly.json"
+	if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.MC(t, "admin", "user", "add", testenv.MCAlias, user, secret)
+	m.MC(t, "admin", "policy", "create", testenv.MCAlias, c.Bucket+"-list", file)
+	m.MC(t, "admin", "policy", "attach", testenv.MCAlias, c.Bucket+"-list", "--user", user)
+	m.MC(t, "anonymous", "set", "none", testenv.MCAlias+"/"+c.Bucket)
+	r = verify([]string{"AWS_ACCESS_KEY_ID=" + user, "AWS_SECRET_ACCESS_KEY=" + secret}, "--to", c.S3URL)
+	if r.code == 0 || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("verify as a list-only user: want one line and a non-zero exit: %v", r)
+	}
+	wantLine(t, "list-only user", r.stderr, "can be listed but not read", "s3:GetObject")
 }
