@@ -272,6 +272,9 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 	var p *upload.Pusher
 	for _, a := range plan.Actions {
 		if a.Kind != lifecycle.ActionNAR {
+			if key == nil {
+				log.Warn("no signing key: the narinfos repair writes (for paths missing, or whose narinfo is unsigned or unparsable today) are unsigned; nothing signed is replaced, but clients with require-sigs reject them: give --secret-key-file, or create " + keyFile)
+			}
 			if p, err = o.pusherWithKey(ctx, log, key); err != nil {
 				return fmt.Errorf("verify --repair: %w", err)
 			}
