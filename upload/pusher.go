@@ -1066,6 +1066,17 @@ func (r *run) externalDone(n *node, err error) {
 // writeNarInfo signs and writes pi's narinfo; the caller has checked
 // its references and, for a cache.Barrierer, synced.
 func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
+	if p.Key == nil {
+		// Unsigned: the narinfo found missing may have been written since
+		// (by a signing writer); never replace it by a weaker one. One
+		// read per narinfo, paid only by unsigned pushers.
+		if err := p.checkNotWeaker(ctx, pi); errors.Is(err, ErrWeaker) {
+			p.log().Info("not writing an unsigned narinfo over the signed one written meanwhile", "STORE_PATH", pi.Path)
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
 	if p.Key != nil {
 		info.Sigs = slices.DeleteFunc(info.Sigs, func(s string) bool { return strings.HasPrefix(s, p.Key.Name+":") })
 		info.Sign(p.Key)

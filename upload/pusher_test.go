@@ -419,3 +419,30 @@ func TestPushForceNeverWeakens(t *testing.T) {
 		t.Errorf("rewritten narinfo not signed by the key:\n%s", m.Objects[keyB])
 	}
 }
+
+// An unsigned push whose narinfo was written, signed, since it was found
+// missing leaves the signed one in place.
+func TestUnsignedPushKeepsSignedNarInfo(t *testing.T) {
+	m := cachetest.NewMem()
+	a := info("a")
+	signed := newTestPusher(t, m, nil)
+	if res, err := signed.Push(context.Background(), []*store.PathInfo{a}); err != nil || len(res.Failed) > 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	key := narinfoKeyOf(t, a.Path)
+	before := string(m.Objects[key])
+	unsigned := newTestPusher(t, m, nil)
+	unsigned.Key = nil
+	// As if Missing had answered before the signed write.
+	unsigned.init()
+	info, _, _, err := unsigned.uploadNAR(context.Background(), a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unsigned.writeNarInfo(context.Background(), a, info); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(m.Objects[key]); got != before {
+		t.Errorf("unsigned write replaced the signed narinfo:\n%s", got)
+	}
+}
