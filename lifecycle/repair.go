@@ -227,7 +227,7 @@ func planPath(ctx context.Context, t cache.Target, path, hash string, kinds []st
 		switch k {
 		case ProblemNARGone, ProblemNARSize, ProblemFileHash, ProblemNarHash:
 			narBad = true
-		case ProblemReference:
+		case ProblemReference, ProblemNotCached:
 		default: // signature, narinfo: only a new narinfo helps
 			rewrite = true
 		}

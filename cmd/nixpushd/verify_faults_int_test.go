@@ -340,6 +340,17 @@ func TestFaultReadOnlyAccess(t *testing.T) {
 		t.Errorf("push to http://: %v", r)
 	}
 
+	// Repair from a walk: the writer, with --root, restores the NAR.
+	r = c.run(t, "--repair", "--secret-key-file", c.secret, "--root", c.cl.Top)
+	if r.code != 0 {
+		t.Errorf("repair of a walked closure: %v", r)
+	}
+	wantLine(t, "repair of a walked closure", r.stderr, "repair: "+c.cl.Mid, "upload its NAR file "+gone)
+	if r = verify(nil, "--to", c.HTTPURL, "--full", c.cl.Top); r.code != 0 {
+		t.Errorf("verify http:// after repair: %v", r)
+	}
+	c.mustSubstitute(t)
+
 	// A user whose policy allows listing but not reading.
 	user, secret := "nixlist-"+strings.ToLower(c.Bucket[len(c.Bucket)-8:]), "listonlysecret1234"
 	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::` + c.Bucket + `"]}]}`
