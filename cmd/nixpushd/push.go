@@ -73,7 +73,7 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 // registerCache registers the flags every command that talks to a cache
 // takes (gc and verify need no more).
 func (o *targetOptions) registerCache(fs *flag.FlagSet) {
-	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
+	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache); verify also reads http(s)://HOST/PATH")
 	fs.IntVar(&o.ioJobs, "io-jobs", upload.DefaultIOJobs, "requests to the cache in flight (network-bound)")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: queue, signing key, default file:// cache (default /var/lib/nixpushd as root, else $XDG_STATE_HOME/nixpushd)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
