@@ -6,6 +6,7 @@
 //
 // It knows nothing of Nix beyond the content types and the nix-cache-info
 // text, and nothing of any one backend: cache/file and cache/s3 implement
-// Target, cache/cacheurl picks one from a URL, and cache/retry wraps one
+// Target (cache/http too, read-only: no listing, no writes), cache/cacheurl
+// picks one from a URL, and cache/retry wraps one
 // with the retry policy.
 package cache

@@ -1,8 +1,13 @@
 // Package lifecycle keeps a binary cache healthy over its whole life:
 // closure-safe garbage collection (gc), named roots stored in the cache
-// (pins), and verification with repair (verify). It reads formats through
-// nar and reaches the cache through cache.Target and its Lister and Deleter,
-// counting requests with cache/count.
+// (pins), and verification with repair (verify). Verify lists the cache,
+// or walks the closures of given roots where it cannot be listed (an
+// http(s):// cache, no s3:ListBucket). Repair is planned (PlanRepair: per
+// path the smallest change, never a narinfo weaker than the one it
+// replaces, refused as a whole when a rewrite lacks its key) and then
+// executed (ExecuteRepair). It reads formats through nar and reaches the
+// cache through cache.Target and its capabilities, counting requests with
+// cache/count.
 package lifecycle
 
 import (
@@ -31,6 +36,9 @@ type Inventory struct {
 	Locks     []cache.ObjectInfo
 	CacheInfo *cache.ObjectInfo
 	Other     int // objects nixpushd does not know; left alone
+	// Stray are the *.narinfo objects whose name is not a hash part (in
+	// Other too): no client asks for them.
+	Stray []cache.ObjectInfo
 	// Newest is the newest Last-Modified seen: the server's "now", as near
 	// as a listing tells it.
 	Newest time.Time
@@ -66,6 +74,9 @@ func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
 			inv.Listings[strings.TrimSuffix(k, ".ls")] = o
 		default:
 			inv.Other++
+			if strings.HasSuffix(k, ".narinfo") && !strings.Contains(k, "/") {
+				inv.Stray = append(inv.Stray, o)
+			}
 		}
 		return nil
 	})

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -29,12 +30,27 @@ const (
 	ProblemCacheInfo = "cache-info" // nix-cache-info missing or wrong
 	ProblemNarInfo   = "narinfo"    // unreadable or unparsable narinfo
 	ProblemNARGone   = "nar-missing"
-	ProblemNARSize   = "nar-size"  // the NAR file's size is not FileSize
-	ProblemReference = "reference" // a reference has no narinfo
-	ProblemSignature = "signature" // no valid signature by a trusted key
-	ProblemFileHash  = "file-hash" // --full: the NAR file does not hash to FileHash
-	ProblemNarHash   = "nar-hash"  // --full: the decompressed NAR is not NarHash/NarSize
+	ProblemNARSize   = "nar-size"   // the NAR file's size is not FileSize
+	ProblemReference = "reference"  // a reference has no narinfo
+	ProblemSignature = "signature"  // no valid signature by a trusted key
+	ProblemFileHash  = "file-hash"  // --full: the NAR file does not hash to FileHash
+	ProblemNarHash   = "nar-hash"   // --full: the decompressed NAR is not NarHash/NarSize
+	ProblemNotCached = "not-cached" // --root: a root has no narinfo
 )
+
+// Note kinds: what no client trips over, but someone may want to tidy.
+// Notes do not count as problems.
+const (
+	NoteOrphanNAR    = "orphan-nar"    // a NAR file no narinfo names
+	NoteStrayNarInfo = "stray-narinfo" // a .narinfo whose name is not a hash part
+)
+
+// Note is one thing verify saw that is harmless to clients.
+type Note struct {
+	Kind, Key, Detail string
+}
+
+func (n Note) String() string { return fmt.Sprintf("%s: %s: %s", n.Key, n.Kind, n.Detail) }
 
 // Problem is one thing a client would trip over.
 type Problem struct {
@@ -64,6 +80,13 @@ type VerifyOptions struct {
 	Full        bool // download every NAR and check FileHash and NarHash
 	Jobs        int  // reads in flight
 	Log         *slog.Logger
+	// Roots, if any, are store paths whose closures are verified, walked
+	// from narinfo to narinfo instead of listing the cache: for a cache
+	// that cannot be listed (http://, or no s3:ListBucket). NAR files
+	// are checked for presence only (their sizes need --full).
+	Roots []string
+	// Note, if set, is called (serialised) for each note.
+	Note func(Note)
 }
 
 // VerifyResult sums up a verification.
@@ -75,14 +98,36 @@ type VerifyResult struct {
 	BytesRead int64 // NAR bytes downloaded by --full
 	Requests  int64
 	Duration  time.Duration
+	Roots     int // --root: the roots whose closure was walked
+	Notes     map[string]int
+}
+
+func (r *VerifyResult) note(opts VerifyOptions, n Note) {
+	if r.Notes == nil {
+		r.Notes = map[string]int{}
+	}
+	r.Notes[n.Kind]++
+	if opts.Note != nil {
+		opts.Note(n)
+	}
 }
 
 func (r *VerifyResult) String() string {
 	s := fmt.Sprintf("verified %d narinfos and %d NAR files in %.1fs (%d requests", r.NarInfos, r.NARs, r.Duration.Seconds(), r.Requests)
+	if r.Roots > 0 {
+		s = fmt.Sprintf("verified the closure of %d roots, walked without listing: %d narinfos and %d NAR files in %.1fs (%d requests", r.Roots, r.NarInfos, r.NARs, r.Duration.Seconds(), r.Requests)
+	}
 	if r.BytesRead > 0 {
 		s += ", " + HumanBytes(r.BytesRead) + " downloaded"
 	}
 	s += "): "
+	if len(r.Notes) > 0 {
+		var notes []string
+		for _, k := range slices.Sorted(mapKeys(r.Notes)) {
+			notes = append(notes, fmt.Sprintf("%d %s", r.Notes[k], k))
+		}
+		s = strings.TrimSuffix(s, ": ") + " [notes: " + strings.Join(notes, ", ") + "]: "
+	}
 	if r.Problems == 0 {
 		return s + "no problems"
 	}
@@ -113,6 +158,12 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	}
 	res := &VerifyResult{ByKind: map[string]int{}}
 	t, counter := count.Wrap(t)
+	counted := func(r *VerifyResult, err error) (*VerifyResult, error) {
+		if r != nil {
+			r.Requests = counter.Requests()
+		}
+		return r, err
+	}
 	var mu sync.Mutex
 	add := func(p Problem) {
 		mu.Lock()
@@ -124,6 +175,13 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		}
 	}
 
+	if len(opts.Roots) > 0 {
+		full, err := walkClosure(ctx, t, opts, res, add)
+		if err != nil {
+			return nil, err
+		}
+		return counted(finishVerify(ctx, t, opts, res, add, full, start))
+	}
 	inv, err := Scan(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("verify: list: %w", err)
@@ -133,11 +191,8 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	if inv.CacheInfo == nil {
 		add(Problem{Kind: ProblemCacheInfo, Detail: "missing; clients cannot use the cache (nixpushd push writes it)"})
 	} else {
-		b, err := t.Get(ctx, "nix-cache-info")
-		if err != nil {
-			add(Problem{Kind: ProblemCacheInfo, Detail: err.Error()})
-		} else if msg := checkCacheInfo(b); msg != "" {
-			add(Problem{Kind: ProblemCacheInfo, Detail: msg})
+		if err := checkCacheInfoObject(ctx, t, add); err != nil {
+			return nil, fmt.Errorf("verify: %s: %w", listedNotRead, err)
 		}
 	}
 
@@ -149,60 +204,125 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
 	var full []*nar.NarInfo // --full: NARs to download, deduplicated
 	seenNAR := map[string]bool{}
+	referenced := map[string]bool{}
+	var denied error
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
 		if errors.Is(err, cache.ErrNotFound) {
 			return // deleted since the listing
 		}
-		var pe *ParseError
-		if errors.As(err, &pe) {
-			add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: err.Error()})
+		if cache.IsConfig(err) {
+			denied = cmp.Or(denied, err) // the same for every narinfo: said once
 			return
 		}
-		if err != nil {
-			add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: "cannot read it: " + err.Error()})
-			return
+		if ni != nil {
+			referenced[ni.URL] = true
 		}
-		p := Problem{Hash: h, StorePath: ni.StorePath}
-		if o, ok := inv.NARs[ni.URL]; !ok {
-			p.Kind, p.Detail = ProblemNARGone, fmt.Sprintf("its NAR file %s is missing", ni.URL)
-			add(p)
-		} else if ni.FileSize > 0 && o.Size != ni.FileSize {
-			p.Kind, p.Detail = ProblemNARSize, fmt.Sprintf("its NAR file %s has %d bytes, the narinfo says FileSize %d (truncated?)", ni.URL, o.Size, ni.FileSize)
-			add(p)
-		} else if opts.Full && !seenNAR[ni.URL] {
+		narState := func(ni *nar.NarInfo) (bool, int64, bool) {
+			o, ok := inv.NARs[ni.URL]
+			return ok, o.Size, true
+		}
+		if checkNarInfo(h, ni, err, opts, add, narState, func(ref string) bool {
+			_, ok := inv.NarInfos[ref]
+			return ok
+		}) && opts.Full && !seenNAR[ni.URL] {
 			seenNAR[ni.URL] = true
 			full = append(full, ni)
-		}
-		for _, r := range ni.References {
-			sp, err := nar.ParseBaseName(r)
-			if err != nil || sp.Hash == h {
-				continue
-			}
-			if _, ok := inv.NarInfos[sp.Hash]; !ok {
-				p.Kind, p.Ref, p.Detail = ProblemReference, sp.Hash, fmt.Sprintf("its reference %s has no narinfo; clients fail with \"path is not valid\"", nar.StoreDir+"/"+r)
-				add(p)
-			}
-		}
-		p.Ref = ""
-		if len(opts.TrustedKeys) > 0 && ni.Verify(opts.TrustedKeys) == 0 {
-			var names []string
-			for _, s := range ni.Sigs {
-				n, _, _ := strings.Cut(s, ":")
-				names = append(names, n)
-			}
-			p.Kind, p.Detail = ProblemSignature, "no valid signature by a trusted key"
-			if len(names) > 0 {
-				p.Detail += " (signed by " + strings.Join(names, ", ") + ")"
-			} else {
-				p.Detail += " (unsigned)"
-			}
-			add(p)
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	if denied != nil {
+		return nil, fmt.Errorf("verify: %s: %w", listedNotRead, denied)
+	}
+	// What no client trips over, but someone should tidy: notes.
+	for _, k := range slices.Sorted(mapKeys(inv.NARs)) {
+		if !referenced[k] {
+			res.note(opts, Note{Kind: NoteOrphanNAR, Key: k, Detail: "no narinfo names it; harmless, gc deletes it once older than --grace"})
+		}
+	}
+	for _, o := range inv.Stray {
+		res.note(opts, Note{Kind: NoteStrayNarInfo, Key: o.Key, Detail: "its name is not the hash part of a store path, so no Nix client ever asks for it; delete it"})
+	}
+	return counted(finishVerify(ctx, t, opts, res, add, full, start))
+}
 
+// listedNotRead explains a listing that worked followed by reads that
+// are denied.
+const listedNotRead = "the cache can be listed but not read (the credentials' policy lacks s3:GetObject on its objects: give credentials that may read them, or verify through the URL clients use, http(s)://…, with --root)"
+
+// checkCacheInfoObject reads nix-cache-info and reports what is wrong;
+// the error is a cache that cannot be read at all (access denied).
+func checkCacheInfoObject(ctx context.Context, t cache.Target, add func(Problem)) error {
+	b, err := t.Get(ctx, "nix-cache-info")
+	if cache.IsConfig(err) {
+		return err
+	}
+	if errors.Is(err, cache.ErrNotFound) {
+		add(Problem{Kind: ProblemCacheInfo, Detail: "missing; clients cannot use the cache (nixpushd push writes it)"})
+	} else if err != nil {
+		add(Problem{Kind: ProblemCacheInfo, Detail: err.Error()})
+	} else if msg := checkCacheInfo(b); msg != "" {
+		add(Problem{Kind: ProblemCacheInfo, Detail: msg})
+	}
+	return nil
+}
+
+// checkNarInfo reports the problems of one narinfo (h's, read as ni or
+// failing with err): its NAR (narState says whether it is there, its
+// size, and whether the size is known), its references (hasRef), its
+// signatures. It returns whether the NAR is there to be checked further.
+func checkNarInfo(h string, ni *nar.NarInfo, err error, opts VerifyOptions, add func(Problem), narState func(*nar.NarInfo) (ok bool, size int64, sizeKnown bool), hasRef func(hash string) bool) bool {
+	var pe *ParseError
+	if errors.As(err, &pe) {
+		add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: err.Error() + "; clients fail on it: verify --repair writes it again if the local store has the path, else delete it and push the path again"})
+		return false
+	}
+	if err != nil {
+		add(Problem{Kind: ProblemNarInfo, Hash: h, Detail: "cannot read it: " + err.Error()})
+		return false
+	}
+	p := Problem{Hash: h, StorePath: ni.StorePath}
+	narOK := false
+	if ok, size, known := narState(ni); !ok {
+		p.Kind, p.Detail = ProblemNARGone, fmt.Sprintf("its NAR file %s is missing", ni.URL)
+		add(p)
+	} else if known && ni.FileSize > 0 && size != ni.FileSize {
+		p.Kind, p.Detail = ProblemNARSize, fmt.Sprintf("its NAR file %s has %d bytes, the narinfo says FileSize %d (truncated?)", ni.URL, size, ni.FileSize)
+		add(p)
+	} else {
+		narOK = true
+	}
+	for _, r := range ni.References {
+		sp, err := nar.ParseBaseName(r)
+		if err != nil || sp.Hash == h {
+			continue
+		}
+		if !hasRef(sp.Hash) {
+			p.Kind, p.Ref, p.Detail = ProblemReference, sp.Hash, fmt.Sprintf("its reference %s has no narinfo; clients fail with \"path is not valid\"", nar.StoreDir+"/"+r)
+			add(p)
+		}
+	}
+	p.Ref = ""
+	if len(opts.TrustedKeys) > 0 && ni.Verify(opts.TrustedKeys) == 0 {
+		var names []string
+		for _, s := range ni.Sigs {
+			n, _, _ := strings.Cut(s, ":")
+			names = append(names, n)
+		}
+		p.Kind, p.Detail = ProblemSignature, "no valid signature by a trusted key"
+		if len(names) > 0 {
+			p.Detail += " (signed by " + strings.Join(names, ", ") + ")"
+		} else {
+			p.Detail += " (unsigned)"
+		}
+		add(p)
+	}
+	return narOK
+}
+
+// finishVerify is --full's download of every NAR, and the duration.
+func finishVerify(ctx context.Context, t cache.Target, opts VerifyOptions, res *VerifyResult, add func(Problem), full []*nar.NarInfo, start time.Time) (*VerifyResult, error) {
 	if opts.Full {
 		var read atomic.Int64
 		g, gctx := errgroup.WithContext(ctx)
@@ -226,7 +346,6 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 			return nil, fmt.Errorf("verify: %w", err)
 		}
 	}
-	res.Requests = counter.Requests()
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -302,4 +421,132 @@ func (c *countReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
 	return n, err
+}
+
+// walkClosure verifies the closure of opts.Roots without listing: each
+// narinfo is read, its references followed, its NAR asked about. It
+// returns the NARs for --full.
+func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *VerifyResult, add func(Problem)) ([]*nar.NarInfo, error) {
+	if err := checkCacheInfoObject(ctx, t, add); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	type got struct {
+		ni  *nar.NarInfo
+		err error
+	}
+	found := map[string]got{}
+	var level []string
+	rootPath := map[string]string{}
+	for _, r := range opts.Roots {
+		sp, err := nar.ParseStorePath(r)
+		if err != nil {
+			return nil, fmt.Errorf("verify: root %s: %w", r, err)
+		}
+		if _, ok := rootPath[sp.Hash]; !ok {
+			rootPath[sp.Hash] = r
+			level = append(level, sp.Hash)
+		}
+	}
+	res.Roots = len(rootPath)
+	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
+	for len(level) > 0 {
+		slices.Sort(level)
+		var next []string
+		var denied error
+		err := f.fetch(ctx, level, func(h string, ni *nar.NarInfo, err error) {
+			if cache.IsConfig(err) {
+				denied = cmp.Or(denied, err)
+				return
+			}
+			found[h] = got{ni, err}
+			if err != nil {
+				return
+			}
+			for _, r := range ni.References {
+				if sp, err := nar.ParseBaseName(r); err == nil {
+					if _, seen := found[sp.Hash]; !seen && !slices.Contains(next, sp.Hash) && !slices.Contains(level, sp.Hash) {
+						next = append(next, sp.Hash)
+					}
+				}
+			}
+		})
+		if err == nil && denied != nil {
+			err = denied
+		}
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		level = next
+	}
+
+	// Which NAR files are there: one existence check each.
+	var infos []*nar.NarInfo
+	for _, g := range found {
+		if g.ni != nil {
+			infos = append(infos, g.ni)
+		}
+	}
+	slices.SortFunc(infos, func(a, b *nar.NarInfo) int { return strings.Compare(a.StorePath, b.StorePath) })
+	present := map[string]bool{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, ni := range infos {
+		mu.Lock()
+		_, asked := present[ni.URL]
+		present[ni.URL] = false
+		mu.Unlock()
+		if asked {
+			continue
+		}
+		g.Go(func() error {
+			var ok bool
+			err := retry.Default.Do(gctx, func() (err error) {
+				ok, err = t.Exists(gctx, ni.URL)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("check %s: %w", ni.URL, err)
+			}
+			mu.Lock()
+			present[ni.URL] = ok
+			mu.Unlock()
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+
+	hashes := slices.Sorted(mapKeys(found))
+	var full []*nar.NarInfo
+	seenNAR := map[string]bool{}
+	for _, h := range hashes {
+		g := found[h]
+		if errors.Is(g.err, cache.ErrNotFound) {
+			if p, ok := rootPath[h]; ok {
+				add(Problem{Kind: ProblemNotCached, Hash: h, StorePath: p, Detail: "the cache has no narinfo for this root; push it"})
+			}
+			continue // a missing reference: its referrer reports it
+		}
+		res.NarInfos++
+		narState := func(ni *nar.NarInfo) (bool, int64, bool) { return present[ni.URL], 0, false }
+		hasRef := func(ref string) bool {
+			r, ok := found[ref]
+			return ok && !errors.Is(r.err, cache.ErrNotFound)
+		}
+		if checkNarInfo(h, g.ni, g.err, opts, add, narState, hasRef) && !seenNAR[g.ni.URL] {
+			seenNAR[g.ni.URL] = true
+			if opts.Full {
+				full = append(full, g.ni)
+			}
+		}
+	}
+	for _, ok := range present {
+		if ok {
+			res.NARs++
+		}
+	}
+	return full, nil
 }

@@ -9,6 +9,14 @@
 // shared cache lock), and Presence, the shared answers to "is this key in
 // the cache?".
 //
+// Nothing it writes is weaker than what it replaces: an unsigned Pusher
+// (no Key) never overwrites a narinfo carrying signatures the new one
+// lacks, whether forced (PushForce fails the path with ErrWeaker) or
+// written by someone else since it was found missing (the signed one
+// stays). A signing Pusher's narinfo is signed by its Key and carries the
+// local store's signatures; a caller that wants to keep other keys'
+// signatures of the old narinfo (verify --repair) passes them in Sigs.
+//
 // It reaches the cache only through cache.Target and its capabilities,
 // and knows nothing of S3, files or URLs.
 package upload

@@ -368,11 +368,15 @@ func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force
 		}
 		for _, pi := range closure {
 			if slices.Contains(force, pi.Path) && !isMissing[pi.Path] {
+				if err := p.checkNotWeaker(ctx, pi); err != nil {
+					res.Failed[pi.Path] = err
+					continue
+				}
 				missing = append(missing, pi)
 			}
 		}
 	}
-	res.Present = len(closure) - len(missing)
+	res.Present = len(closure) - len(missing) - len(res.Failed)
 	if len(missing) == 0 {
 		return res, nil
 	}
@@ -395,6 +399,50 @@ func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force
 		return res, err
 	}
 	return res, nil
+}
+
+// ErrWeaker is returned for a forced path whose narinfo in the cache
+// carries signatures that the one the Pusher would write lacks.
+var ErrWeaker = errors.New("would replace a signed narinfo by one with fewer signatures")
+
+// checkNotWeaker refuses to overwrite pi's narinfo when, with no Key to
+// sign, the new one would lack a signature the cache's one has: nothing
+// the Pusher writes is weaker than what it replaces. With a Key the new
+// narinfo is signed by it, and callers that want to keep other keys'
+// signatures put them in pi.Sigs.
+func (p *Pusher) checkNotWeaker(ctx context.Context, pi *store.PathInfo) error {
+	if p.Key != nil {
+		return nil
+	}
+	key, err := narinfoKey(pi.Path)
+	if err != nil {
+		return &cache.PermanentError{Err: err}
+	}
+	var b []byte
+	err = p.retryDo(ctx, func() (err error) {
+		b, err = p.Target.Get(ctx, key)
+		if errors.Is(err, cache.ErrNotFound) {
+			return cache.Permanent(err)
+		}
+		return err
+	})
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: read the narinfo it would replace: %w", pi.Path, err)
+	}
+	old, err := nar.ParseNarInfo(b)
+	if err != nil {
+		return nil // garbage: nothing to weaken
+	}
+	for _, s := range old.Sigs {
+		if !slices.Contains(pi.Sigs, s) {
+			name, _, _ := strings.Cut(s, ":")
+			return cache.Permanent(fmt.Errorf("%s: %w (signed by %s) and no signing key was given", pi.Path, ErrWeaker, name))
+		}
+	}
+	return nil
 }
 
 // enterSession and leaveSession count the Push calls that may publish;
@@ -1025,6 +1073,17 @@ func (r *run) externalDone(n *node, err error) {
 // writeNarInfo signs and writes pi's narinfo; the caller has checked
 // its references and, for a cache.Barrierer, synced.
 func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo) error {
+	if p.Key == nil {
+		// Unsigned: the narinfo found missing may have been written since
+		// (by a signing writer); never replace it by a weaker one. One
+		// read per narinfo, paid only by unsigned pushers.
+		if err := p.checkNotWeaker(ctx, pi); errors.Is(err, ErrWeaker) {
+			p.log().Info("not writing an unsigned narinfo over the signed one written meanwhile", "STORE_PATH", pi.Path)
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
 	if p.Key != nil {
 		info.Sigs = slices.DeleteFunc(info.Sigs, func(s string) bool { return strings.HasPrefix(s, p.Key.Name+":") })
 		info.Sign(p.Key)

@@ -367,3 +367,82 @@ func TestPushOnePublisherWaitsOnSync(t *testing.T) {
 		}
 	})
 }
+
+// PushForce without a Key never replaces a signed narinfo by an unsigned
+// one: the path fails with ErrWeaker and its narinfo stays; with a Key it
+// is rewritten and signed.
+func TestPushForceNeverWeakens(t *testing.T) {
+	m := cachetest.NewMem()
+	a := info("a")
+	b := info("b", a)
+	signed := newTestPusher(t, m, nil)
+	if res, err := signed.Push(context.Background(), []*store.PathInfo{a, b}); err != nil || len(res.Failed) > 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	keyB := narinfoKeyOf(t, b.Path)
+	before := string(m.Objects[keyB])
+
+	unsigned := newTestPusher(t, m, nil)
+	unsigned.Key = nil
+	res, err := unsigned.PushForce(context.Background(), []*store.PathInfo{a, b}, []string{b.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res.Failed[b.Path], ErrWeaker) || !strings.Contains(res.Failed[b.Path].Error(), "signed by test-1") {
+		t.Errorf("b: want ErrWeaker naming the key, got %v", res.Failed[b.Path])
+	}
+	if res.Uploaded != 0 || res.Present != 1 {
+		t.Errorf("result %+v, want nothing uploaded, a present", res)
+	}
+	if got := string(m.Objects[keyB]); got != before {
+		t.Errorf("b's narinfo changed:\n%s\nwas\n%s", got, before)
+	}
+
+	// Its own signatures (from the local store) are not fewer: allowed.
+	ni, _ := nar.ParseNarInfo(m.Objects[keyB])
+	b2 := *b
+	b2.Sigs = ni.Sigs
+	res, err = unsigned.PushForce(context.Background(), []*store.PathInfo{a, &b2}, []string{b.Path})
+	if err != nil || len(res.Failed) > 0 || res.Uploaded != 1 {
+		t.Errorf("forced push carrying the same signatures: %+v %v", res, err)
+	}
+
+	// With a key, a rewrite is signed by it.
+	again := newTestPusher(t, m, nil)
+	res, err = again.PushForce(context.Background(), []*store.PathInfo{a, b}, []string{b.Path})
+	if err != nil || len(res.Failed) > 0 || res.Uploaded != 1 {
+		t.Fatalf("forced push with a key: %+v %v", res, err)
+	}
+	ni, _ = nar.ParseNarInfo(m.Objects[keyB])
+	pub := again.Key.Key.Public().(ed25519.PublicKey)
+	if ni.Verify([]*nar.PublicKey{{Name: "test-1", Key: pub}}) != 1 {
+		t.Errorf("rewritten narinfo not signed by the key:\n%s", m.Objects[keyB])
+	}
+}
+
+// An unsigned push whose narinfo was written, signed, since it was found
+// missing leaves the signed one in place.
+func TestUnsignedPushKeepsSignedNarInfo(t *testing.T) {
+	m := cachetest.NewMem()
+	a := info("a")
+	signed := newTestPusher(t, m, nil)
+	if res, err := signed.Push(context.Background(), []*store.PathInfo{a}); err != nil || len(res.Failed) > 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	key := narinfoKeyOf(t, a.Path)
+	before := string(m.Objects[key])
+	unsigned := newTestPusher(t, m, nil)
+	unsigned.Key = nil
+	// As if Missing had answered before the signed write.
+	unsigned.init()
+	info, _, _, err := unsigned.uploadNAR(context.Background(), a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unsigned.writeNarInfo(context.Background(), a, info); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(m.Objects[key]); got != before {
+		t.Errorf("unsigned write replaced the signed narinfo:\n%s", got)
+	}
+}

@@ -3,10 +3,12 @@ package cacheurl
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cache/file"
+	cachehttp "github.com/nixpushd/nixpushd/cache/http"
 	"github.com/nixpushd/nixpushd/cache/s3"
 )
 
@@ -14,7 +16,8 @@ import (
 // cache needs none.
 type Options = s3.Options
 
-// Open returns the target for a cache URL: s3://BUCKET?… or file:///DIR.
+// Open returns the target for a cache URL: s3://BUCKET?…, file:///DIR,
+// or http(s)://HOST/PATH, which can only be read.
 func Open(ctx context.Context, rawURL string, opts Options) (cache.Target, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "s3://"):
@@ -33,7 +36,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (cache.Target, error
 			return nil, err
 		}
 		return d, nil
+	case strings.HasPrefix(rawURL, "http://") || strings.HasPrefix(rawURL, "https://"):
+		transport, err := s3.HTTPTransport(opts.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		return cachehttp.New(rawURL, &http.Client{Transport: transport})
 	default:
-		return nil, fmt.Errorf("cache URL %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", rawURL)
+		return nil, fmt.Errorf("cache URL %q: use s3://BUCKET?endpoint=HOST:PORT, file:///DIR, or (read-only) http(s)://HOST/PATH", rawURL)
 	}
 }

@@ -100,4 +100,8 @@ type Options struct {
 	// S3's 5 MiB; 0 means 16 MiB. Tests lower it to exercise multipart
 	// uploads with small NARs.
 	MinPartSize int64
+	// Anonymous lets a read-only command go on without credentials when
+	// none resolve: requests are sent unsigned, as a public cache's
+	// clients send them. Only commands that write nothing set it.
+	Anonymous bool
 }

@@ -106,6 +106,9 @@ func resolveCredentials(ctx context.Context, profile string, o Options) (*creden
 	if c, src := fromRole(ctx, getenv); c != nil {
 		return c, src, nil
 	}
+	if o.Anonymous && profile == "" && o.Env == nil {
+		return credentials.NewStatic("", "", "", credentials.SignatureAnonymous), SourceAnonymous, nil
+	}
 
 	where := "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 	if profile != "" {
@@ -117,6 +120,9 @@ func resolveCredentials(ctx context.Context, profile string, o Options) (*creden
 	}
 	return nil, "", fmt.Errorf("no S3 credentials: give --credentials-file FILE%s, set %s, add a [%s] section to %s, or use ?profile=NAME; no instance role answered either", inFile, where, section, file)
 }
+
+// SourceAnonymous is the credential source of Options.Anonymous access.
+const SourceAnonymous = "anonymous access (no credentials found)"
 
 // Where role credentials come from; all three renew their sessions.
 const (

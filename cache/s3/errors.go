@@ -49,6 +49,15 @@ func (s *explainer) wrap(op, key string, err error) error {
 	var hint string
 	switch resp.Code {
 	case "AccessDenied":
+		if s.credSource == SourceAnonymous {
+			if op == "list" {
+				hint = fmt.Sprintf("anonymous access (no credentials found) may not list bucket %q: its policy grants anonymous users no s3:ListBucket (s3:GetObject alone lets clients read, not list). "+
+					"Give the credentials of a user with s3:ListBucket (--credentials-file FILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or name the store paths to check: verify --root PATH walks their closures without listing", s.cfg.Bucket)
+			} else {
+				hint = fmt.Sprintf("anonymous access (no credentials found) may not read bucket %q: its policy grants anonymous users no s3:GetObject; give credentials (--credentials-file FILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", s.cfg.Bucket)
+			}
+			break
+		}
 		// S3 answers AccessDenied, not NoSuchBucket, to a user whose
 		// policy does not cover a bucket, whether the bucket exists or not.
 		hint = fmt.Sprintf("bucket %q does not exist or the credentials from %s lack permission on it; S3 cannot tell these apart for a user without rights on the bucket: "+

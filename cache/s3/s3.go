@@ -81,13 +81,19 @@ func New(ctx context.Context, cfg Config, o Options) (*Bucket, error) {
 		return nil, fmt.Errorf("%s: %w", cfg, err)
 	}
 	slog.Debug("S3 credentials", "target", cfg.String(), "from", source)
-	return &Bucket{
+	b := &Bucket{
 		explainer: explainer{cfg: cfg, credSource: source, creds: creds, caFile: o.CAFile,
 			refreshes: source == srcIMDS || source == srcECS || source == srcWebIdentity},
 		client: client, big: big,
 		direct:  &direct{httpc: &http.Client{Transport: transport}, client: client, bucket: cfg.Bucket, creds: creds, pageSize: 1000},
 		minPart: cmp.Or(o.MinPartSize, defaultMinPart),
-	}, nil
+	}
+	if source == SourceAnonymous {
+		// Our own requests are signed ones (and minio-go presigns no
+		// anonymous URL): leave every request to minio-go.
+		b.direct.off.Store(true)
+	}
+	return b, nil
 }
 
 // CredentialSource says where the credentials came from, e.g.

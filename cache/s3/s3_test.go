@@ -410,3 +410,31 @@ func TestBurstsReuseConnections(t *testing.T) {
 // pusherIOJobs is the pusher's requests in flight (upload.DefaultIOJobs):
 // a burst this wide must reuse its connections.
 const pusherIOJobs = 32
+
+// With Anonymous (read-only commands), no credentials anywhere means
+// unsigned requests, not an error; credentials found still win, and a
+// named profile or credentials file that is missing still fails.
+func TestResolveCredentialsAnonymous(t *testing.T) {
+	dir := t.TempDir()
+	clearAWSEnv(t)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/none")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	c, src, err := resolveCredentials(t.Context(), "", Options{Anonymous: true})
+	if err != nil || src != SourceAnonymous {
+		t.Fatalf("anonymous: %q %v", src, err)
+	}
+	if v, err := c.GetWithContext(nil); err != nil || v.AccessKeyID != "" || !v.SignerType.IsAnonymous() {
+		t.Errorf("anonymous credentials: %+v %v", v, err)
+	}
+	if _, _, err := resolveCredentials(t.Context(), "missing", Options{Anonymous: true}); err == nil {
+		t.Error("a named profile that is missing went anonymous")
+	}
+	if _, _, err := resolveCredentials(t.Context(), "", Options{Anonymous: true, Env: map[string]string{}}); err == nil {
+		t.Error("a credentials file without keys went anonymous")
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "envuser")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
+	if _, src, err := resolveCredentials(t.Context(), "", Options{Anonymous: true}); err != nil || src == SourceAnonymous {
+		t.Errorf("credentials in the environment: %q %v", src, err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cachelock"
+	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/metrics"
 	"github.com/nixpushd/nixpushd/nar"
@@ -87,9 +88,12 @@ func openCommand(ctx context.Context, fs *flag.FlagSet, o *targetOptions, args [
 	level, _ := parseLevel(o.logLevel)
 	log := newLogger(stderr, level)
 	t, err := o.openTarget(ctx)
-	if err == nil {
+	if err == nil && (o.listOptional == nil || !o.listOptional()) {
 		if _, ok := t.(cache.Lister); !ok {
 			err = fmt.Errorf("%s cannot be listed", t)
+			if fs.Name() == "verify" {
+				err = fmt.Errorf("%s cannot be listed: name the store paths to check (verify --root PATH, or as arguments), and verify walks their closures", t)
+			}
 		}
 	}
 	if err != nil {
@@ -105,7 +109,8 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keep, grace := 30*24*time.Hour, time.Hour
 	fs.Var(ageFlag{&keep}, "keep", "narinfos written within this age are roots, kept with their closures (30d, 12h, …)")
 	fs.Var(ageFlag{&grace}, "grace", "NAR files younger than this are never deleted, referenced or not")
-	dryRun := fs.Bool("dry-run", false, "print what would be deleted and how many bytes, delete nothing")
+	dryRun := fs.Bool("dry-run", false, "print what would be deleted and how many bytes, delete nothing (works with read access only, anonymously if no credentials resolve)")
+	o.readOnly = func() bool { return *dryRun }
 	log, t, err := openCommand(ctx, fs, &o, args, true, stderr)
 	if err != nil {
 		return err
@@ -151,10 +156,22 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	o.register(fs)
 	keys := fs.String("trusted-public-keys", "", "space-separated public keys, as nix.conf writes them: every narinfo must carry a valid signature by one (empty: signatures not checked)")
 	full := fs.Bool("full", false, "also download every NAR and check FileHash, NarHash and NarSize")
-	repair := fs.Bool("repair", false, "upload again, from the local store, what is missing or bad (needs the writer's credentials and --secret-key-file)")
-	log, t, err := openCommand(ctx, fs, &o, args, true, stderr)
+	repair := fs.Bool("repair", false, "upload again, from the local store, what is missing or bad (needs the writer's credentials, and the signing key to rewrite a signed narinfo)")
+	dryRun := fs.Bool("dry-run", false, "with --repair: print what repair would do, change nothing")
+	o.readOnly = func() bool { return !*repair || *dryRun }
+	var rootArgs stringsFlag
+	fs.Var(&rootArgs, "root", "store path (or ./result) whose closure to verify, walked from narinfo to narinfo without listing the cache (repeatable; positional arguments too): for http(s):// caches, or without s3:ListBucket")
+	o.listOptional = func() bool { return len(rootArgs) > 0 || fs.NArg() > 0 }
+	log, t, err := openCommand(ctx, fs, &o, args, false, stderr)
 	if err != nil {
 		return err
+	}
+	roots, err := rootPaths(append(slices.Clone(rootArgs), fs.Args()...))
+	if err != nil {
+		return usageError{"verify: " + err.Error()}
+	}
+	if *dryRun && !*repair {
+		return usageError{"verify: --dry-run only applies to --repair (verify alone changes nothing)"}
 	}
 	var trusted []*nar.PublicKey
 	for _, k := range strings.Fields(*keys) {
@@ -166,7 +183,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var problems []lifecycle.Problem
 	start := time.Now()
-	res, err := lifecycle.Verify(ctx, t, lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log}, func(p lifecycle.Problem) {
+	vo := lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log, Roots: roots,
+		Note: func(n lifecycle.Note) { fmt.Fprintln(stderr, "note: "+n.String()) }}
+	res, err := lifecycle.Verify(ctx, t, vo, func(p lifecycle.Problem) {
 		fmt.Fprintln(stdout, p)
 		problems = append(problems, p)
 	})
@@ -181,77 +200,107 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*repair {
 		return fmt.Errorf("verify: %d problems in %s (run again with --repair to upload what the local store has)", res.Problems, t)
 	}
-	return repairCache(ctx, &o, log, problems, stderr)
+	return repairCache(ctx, &o, log, t, trusted, problems, *dryRun, stderr)
 }
 
-// repairCache pushes again, from the local store, the paths with problems
-// (forcing their NAR and narinfo) and the missing references (which a
-// normal push finds missing).
-func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, problems []lifecycle.Problem, stderr io.Writer) error {
+// stringsFlag is a flag that may be given many times.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, " ") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// rootPaths turns verify's roots into store paths: a store path is taken
+// as it is (the local store need not have it), anything else (./result)
+// is resolved.
+func rootPaths(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if rest, ok := strings.CutPrefix(a, nar.StoreDir+"/"); ok {
+			base, _, _ := strings.Cut(rest, "/")
+			if sp, err := nar.ParseStorePath(nar.StoreDir + "/" + base); err == nil {
+				out = append(out, sp.String())
+				continue
+			}
+		}
+		p, err := store.ToStorePath(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return slices.Compact(slices.Sorted(slices.Values(out))), nil
+}
+
+// repairCache plans the repair of problems in lifecycle (the weakest
+// change per path, never a narinfo weaker than the one it replaces),
+// prints the plan, and carries it out unless dryRun or a rewrite lacks
+// its key.
+func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cache.Target, trusted []*nar.PublicKey, problems []lifecycle.Problem, dryRun bool, stderr io.Writer) error {
 	st, err := store.Open(o.nixDB)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	var want, force []string
-	unrepairable := 0
-	byHash := map[string]string{}
-	for _, p := range problems {
-		if p.StorePath != "" {
-			byHash[p.Hash] = p.StorePath
-		}
+	key, keyFile, err := o.repairKey()
+	if err != nil {
+		return fmt.Errorf("verify --repair: %w", err)
 	}
-	for _, p := range problems {
-		if p.Kind == lifecycle.ProblemCacheInfo {
-			continue // the push below rewrites a missing one
-		}
-		path := p.StorePath
-		if path == "" {
-			fmt.Fprintf(stderr, "cannot repair %s.narinfo: it does not say its store path; delete it by hand\n", p.Hash)
-			unrepairable++
-			continue
-		}
-		ok, err := st.ValidPaths(ctx, []string{path})
-		if err != nil {
-			return err
-		}
-		if len(ok) == 0 {
-			fmt.Fprintf(stderr, "cannot repair %s: not in the local store\n", p)
-			unrepairable++
-			continue
-		}
-		want = append(want, path)
-		if p.Kind != lifecycle.ProblemReference {
-			force = append(force, path)
-		}
+	plan, err := lifecycle.PlanRepair(ctx, t, problems, lifecycle.RepairOptions{
+		Key: key, TrustedKeys: trusted, Store: st, TempDir: o.tempDir,
+		Compression: compression.Options{Method: o.compression, Level: o.level, PureGoXZ: knobs.PureGoXZ},
+	})
+	if err != nil {
+		return fmt.Errorf("verify --repair: %w", err)
 	}
-	want = slices.Compact(slices.Sorted(slices.Values(want)))
-	force = slices.Compact(slices.Sorted(slices.Values(force)))
-	if len(want) > 0 {
-		closure, err := st.Closure(ctx, want)
-		if err != nil {
-			// A reference may be gone locally: that dependent cannot be
-			// repaired from here.
-			return fmt.Errorf("verify --repair: %w", err)
+	defer plan.Close()
+	would := "repair: "
+	if dryRun {
+		would = "would repair: "
+	}
+	for _, a := range plan.Actions {
+		fmt.Fprintln(stderr, would+a.String())
+	}
+	for _, u := range plan.Unrepairable {
+		fmt.Fprintln(stderr, "cannot repair "+u)
+	}
+	if len(plan.Refused) > 0 {
+		for _, r := range plan.Refused {
+			fmt.Fprintln(stderr, "refused: "+r.String())
 		}
-		p, err := o.pusher(ctx, log)
-		if err != nil {
-			return fmt.Errorf("verify --repair: %w", err)
+		return fmt.Errorf("verify --repair: refused for %s: only a new narinfo repairs it, and without a signing key it would be weaker than the signed one in the cache; nothing was changed. Give the key they are signed with: --secret-key-file FILE (or put it at %s, where push and the daemon look)", plural(len(plan.Refused), "path"), keyFile)
+	}
+	if dryRun {
+		fmt.Fprintf(stderr, "verify --repair --dry-run: %d actions planned, nothing changed\n", len(plan.Actions))
+		if len(plan.Unrepairable) > 0 {
+			return fmt.Errorf("verify --repair: %d problems need the paths from another machine", len(plan.Unrepairable))
 		}
-		res, err := p.PushForce(ctx, closure, force)
-		if err != nil {
-			return fmt.Errorf("verify --repair: %w", err)
-		}
-		fmt.Fprintf(stderr, "repaired: %d paths uploaded again (%d in their closures already cached)\n", res.Uploaded, res.Present)
-		if len(res.Failed) > 0 {
-			for _, path := range slices.Sorted(maps.Keys(res.Failed)) {
-				fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
+		return nil
+	}
+	var p *upload.Pusher
+	for _, a := range plan.Actions {
+		if a.Kind != lifecycle.ActionNAR {
+			if key == nil {
+				log.Warn("no signing key: the narinfos repair writes (for paths missing, or whose narinfo is unsigned or unparsable today) are unsigned; nothing signed is replaced, but clients with require-sigs reject them: give --secret-key-file, or create " + keyFile)
 			}
-			return fmt.Errorf("verify --repair: %d paths could not be repaired", len(res.Failed))
+			if p, err = o.pusherWithKey(ctx, log, key); err != nil {
+				return fmt.Errorf("verify --repair: %w", err)
+			}
+			break
 		}
 	}
-	if unrepairable > 0 {
-		return fmt.Errorf("verify --repair: %d problems need the paths from another machine", unrepairable)
+	res, err := lifecycle.ExecuteRepair(ctx, t, p, st, plan)
+	if err != nil {
+		return fmt.Errorf("verify --repair: %w", err)
+	}
+	fmt.Fprintf(stderr, "repaired: %d paths uploaded again (%d in their closures already cached), %s restored under their narinfo's URL\n", res.Uploaded, res.Present, plural(res.NARs, "NAR file"))
+	if len(res.Failed) > 0 {
+		for _, path := range slices.Sorted(maps.Keys(res.Failed)) {
+			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
+		}
+		return fmt.Errorf("verify --repair: %d paths could not be repaired", len(res.Failed))
+	}
+	if len(plan.Unrepairable) > 0 {
+		return fmt.Errorf("verify --repair: %d problems need the paths from another machine", len(plan.Unrepairable))
 	}
 	return nil
 }

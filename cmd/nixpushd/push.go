@@ -47,6 +47,13 @@ type targetOptions struct {
 	credentialsFile string
 	caFile          string
 	credentialsEnv  map[string]string // read from credentialsFile by validate
+	// readOnly, if set, says (after the flags are parsed) that the
+	// command writes nothing: then it may read the cache anonymously
+	// when no credentials resolve.
+	readOnly func() bool
+	// listOptional, if set, says (after the flags are parsed) that the
+	// command needs no listing (verify --root).
+	listOptional func() bool
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
@@ -68,7 +75,7 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 // registerCache registers the flags every command that talks to a cache
 // takes (gc and verify need no more).
 func (o *targetOptions) registerCache(fs *flag.FlagSet) {
-	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache)")
+	fs.StringVar(&o.to, "to", "", "binary cache URL: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https&profile=P or file:///DIR (default file://STATE-DIR/cache); verify also reads http(s)://HOST/PATH")
 	fs.IntVar(&o.ioJobs, "io-jobs", upload.DefaultIOJobs, "requests to the cache in flight (network-bound)")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "state directory: queue, signing key, default file:// cache (default /var/lib/nixpushd as root, else $XDG_STATE_HOME/nixpushd)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -108,7 +115,11 @@ func (o *targetOptions) problems() []error {
 		}
 		o.credentialsEnv = env
 	}
-	if strings.HasPrefix(o.to, "s3://") {
+	if strings.HasPrefix(o.to, "http://") || strings.HasPrefix(o.to, "https://") {
+		if o.readOnly == nil || !o.readOnly() {
+			ps = append(ps, usageError{fmt.Sprintf("--to %q: an http(s):// cache can only be read (verify); to write, use its s3://BUCKET?endpoint=HOST:PORT or file:///DIR URL", o.to)})
+		}
+	} else if strings.HasPrefix(o.to, "s3://") {
 		if _, err := s3.ParseURL(o.to); err != nil {
 			ps = append(ps, usageError{err.Error()})
 		}
@@ -123,20 +134,26 @@ func (o *targetOptions) problems() []error {
 
 // openTarget opens the cache with the CA and credentials the flags give.
 func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
-	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize})
+	anon := o.readOnly != nil && o.readOnly()
+	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize, Anonymous: anon})
 }
 
 // pusher builds the upload pipeline the options describe.
 func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.Pusher, error) {
+	key, err := o.signingKey(log)
+	if err != nil {
+		return nil, err
+	}
+	return o.pusherWithKey(ctx, log, key)
+}
+
+// pusherWithKey is pusher, signing with key (nil: unsigned).
+func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key *nar.SecretKey) (*upload.Pusher, error) {
 	target, err := o.openTarget(ctx)
 	if err != nil {
 		return nil, err
 	}
 	comp, err := compression.New(compression.Options{Method: o.compression, Level: o.level, PureGoXZ: knobs.PureGoXZ})
-	if err != nil {
-		return nil, err
-	}
-	key, err := o.signingKey(log)
 	if err != nil {
 		return nil, err
 	}
@@ -393,6 +410,21 @@ func (o *targetOptions) signingKey(log *slog.Logger) (*nar.SecretKey, error) {
 	}
 	log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with " + keyHowto(f) + " (the daemon creates that one on its first start)")
 	return nil, nil
+}
+
+// repairKey is signingKey without the warning: the key repair signs
+// with (nil if none), and the file where one would be looked for.
+func (o *targetOptions) repairKey() (*nar.SecretKey, string, error) {
+	if o.secretKeyFile != "" {
+		k, err := loadSecretKey(o.secretKeyFile)
+		return k, o.secretKeyFile, err
+	}
+	f := defaultKeyFile(o.stateDir)
+	if _, err := os.Stat(f); err == nil {
+		k, err := loadSecretKey(f)
+		return k, f, err
+	}
+	return nil, f, nil
 }
 
 // loadSecretKey reads a secret key, with a hint that never suggests

@@ -102,7 +102,7 @@ var commandUsage = map[string]string{
 	"hook":     "nixpushd hook [flags]   (or nixpushd-hook, as Nix's post-build-hook)",
 	"status":   "nixpushd status [flags]",
 	"gc":       "nixpushd gc --to URL [flags]",
-	"verify":   "nixpushd verify --to URL [flags]",
+	"verify":   "nixpushd verify --to URL [flags] [STORE-PATH...]",
 	"pin":      "nixpushd pin add NAME PATH... | pin list | pin rm NAME  [flags]",
 	"pin add":  "nixpushd pin add NAME PATH... [flags]",
 	"pin list": "nixpushd pin list [flags]",
@@ -189,7 +189,7 @@ func flagHelp(fs *flag.FlagSet) string {
 var flagArgNames = map[string]string{
 	"to": "URL", "secret-key-file": "FILE", "credentials-file": "FILE", "ca-file": "FILE",
 	"temp-dir": "DIR", "state-dir": "DIR", "spool-dir": "DIR", "store-dir": "DIR", "nix-db": "FILE",
-	"socket": "PATH", "log-level": "LEVEL", "compression": "METHOD", "max-temp-size": "SIZE",
+	"socket": "PATH", "root": "PATH", "log-level": "LEVEL", "compression": "METHOD", "max-temp-size": "SIZE",
 	"include": "REGEXP", "exclude": "REGEXP", "skip-signed-by": "KEYNAMES", "pin": "NAME=PATH",
 	"status-group": "GROUP", "trusted-public-keys": "KEYS", "keep": "AGE", "grace": "AGE",
 	"metrics-listen": "ADDR", "admin-profile": "PROFILE", "admin-credentials-file": "FILE",
