@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,7 +65,10 @@ func (f *Dir) path(key string) (string, error) {
 	return filepath.Join(f.Root, key), nil
 }
 
-func (f *Dir) Exists(_ context.Context, key string) (bool, error) {
+func (f *Dir) Exists(ctx context.Context, key string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	p, err := f.path(key)
 	if err != nil {
 		return false, err
@@ -76,7 +80,10 @@ func (f *Dir) Exists(_ context.Context, key string) (bool, error) {
 	return err == nil, err
 }
 
-func (f *Dir) Get(_ context.Context, key string) ([]byte, error) {
+func (f *Dir) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	p, err := f.path(key)
 	if err != nil {
 		return nil, err
@@ -92,7 +99,10 @@ func (f *Dir) Get(_ context.Context, key string) ([]byte, error) {
 // never leaves a truncated object under its final name. It does not wait
 // for the disk: Barrier does, once for many objects, before the Pusher
 // publishes a narinfo that points at them.
-func (f *Dir) Put(_ context.Context, key string, body io.Reader, size int64, _ string) error {
+func (f *Dir) Put(ctx context.Context, key string, body io.Reader, size int64, _ string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	p, err := f.path(key)
 	if err != nil {
 		return err
@@ -127,6 +137,9 @@ func (f *Dir) Put(_ context.Context, key string, body io.Reader, size int64, _ s
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = ctx.Err() // cancelled while copying: publish nothing
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
@@ -210,42 +223,75 @@ func (b *syncRound) wait(ctx context.Context) error {
 
 func (f *Dir) List(ctx context.Context, prefix string, fn func(cache.ObjectInfo) error) error {
 	// Walk only the directory the prefix names; keys use '/'.
-	dir := f.Root
+	dir := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		dir = filepath.Join(f.Root, prefix[:i])
+		dir = prefix[:i]
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
+	var fnErr error
+	err := f.walk(ctx, dir, prefix, func(o cache.ObjectInfo) error {
+		fnErr = fn(o)
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr // as it is, as the contract says
+	}
+	if err != nil {
+		return fmt.Errorf("list %s/%s*: %w", f.Root, prefix, err)
+	}
+	return nil
+}
+
+// walk calls fn for the objects under the directory rel (a key prefix
+// without its trailing '/', "" for the root) whose keys start with prefix,
+// in key order: a directory sorts among its siblings as its name and a '/',
+// as the keys inside it do ("nar-x" and "nar.y" before "nar/1").
+func (f *Dir) walk(ctx context.Context, rel, prefix string, fn func(cache.ObjectInfo) error) error {
+	entries, err := os.ReadDir(filepath.Join(f.Root, filepath.FromSlash(rel)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no such directory, or deleted while we walked
+	}
+	if err != nil {
+		return err
+	}
+	sortName := func(e fs.DirEntry) string {
+		if e.IsDir() {
+			return e.Name() + "/"
 		}
+		return e.Name()
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(sortName(a), sortName(b)) })
+	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
-			return nil
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
 		}
-		rel, err := filepath.Rel(f.Root, p)
-		if err != nil {
-			return err
+		key := sortName(e)
+		if rel != "" {
+			key = rel + "/" + key
 		}
-		key := filepath.ToSlash(rel)
+		if e.IsDir() {
+			if strings.HasPrefix(key, prefix) || strings.HasPrefix(prefix, key) {
+				if err := f.walk(ctx, strings.TrimSuffix(key, "/"), prefix, fn); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if !strings.HasPrefix(key, prefix) {
-			return nil
+			continue
 		}
-		fi, err := d.Info()
+		fi, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted while we walked
+			continue // deleted while we walked
 		}
 		if err != nil {
 			return err
 		}
-		return fn(cache.ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime()})
-	})
-	if err != nil {
-		return fmt.Errorf("list %s/%s*: %w", f.Root, prefix, err)
+		if err := fn(cache.ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime()}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -269,7 +315,10 @@ func (f *Dir) ListRoot(ctx context.Context, fn func(cache.ObjectInfo) error) err
 	return nil
 }
 
-func (f *Dir) Open(_ context.Context, key string) (io.ReadCloser, error) {
+func (f *Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	p, err := f.path(key)
 	if err != nil {
 		return nil, err
@@ -281,8 +330,11 @@ func (f *Dir) Open(_ context.Context, key string) (io.ReadCloser, error) {
 	return r, err
 }
 
-func (f *Dir) Delete(_ context.Context, keys []string) error {
+func (f *Dir) Delete(ctx context.Context, keys []string) error {
 	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		p, err := f.path(k)
 		if err != nil {
 			return err

@@ -138,18 +138,20 @@ func (s *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	if asked {
 		switch {
-		case r.status == http.StatusOK:
+		case r.status == http.StatusOK && len(r.body) < maxObjBody:
 			return r.body, nil
 		case r.status == http.StatusNotFound && r.errorCode() == "NoSuchKey":
 			return nil, fmt.Errorf("get %s: %w", key, cache.ErrNotFound)
 		}
+		// An answer of maxObjBody bytes may have been cut short: read
+		// the object whole through minio-go.
 	}
 	obj, err := s.client.GetObject(ctx, s.cfg.Bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, s.wrap("get", key, err)
 	}
 	defer obj.Close()
-	b, err := io.ReadAll(io.LimitReader(obj, maxObjBody))
+	b, err := io.ReadAll(obj)
 	s.direct.settle(r, asked, err)
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
