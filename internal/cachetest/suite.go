@@ -484,7 +484,7 @@ func testListStops(t *testing.T, tg cache.Target) {
 	if l, ok := tg.(cache.Lister); ok {
 		ran = true
 		calls := 0
-		if err := l.List(t.Context(), "", each(&calls)); err != stop {
+		if err := l.List(t.Context(), "", each(&calls)); err != stop { //nolint:errorlint // fn's error must come back as the very value, unwrapped
 			t.Errorf("List with fn failing = %v, want fn's error as it is", err)
 		}
 		if calls != 3 {
@@ -494,7 +494,7 @@ func testListStops(t *testing.T, tg cache.Target) {
 	if l, ok := tg.(cache.RootLister); ok {
 		ran = true
 		calls := 0
-		if err := l.ListRoot(t.Context(), each(&calls)); err != stop {
+		if err := l.ListRoot(t.Context(), each(&calls)); err != stop { //nolint:errorlint // as above
 			t.Errorf("ListRoot with fn failing = %v, want fn's error as it is", err)
 		}
 		if calls != 3 {
