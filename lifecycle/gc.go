@@ -341,7 +341,9 @@ func GC(ctx context.Context, t cache.Target, opts GCOptions) (*GCResult, error) 
 	var other []string
 	var otherSizes []int64
 	for h, o := range inv.Listings {
-		if _, ok := inv.NarInfos[h]; !ok {
+		// A pusher writes a path's .ls before its narinfo: Grace covers
+		// that gap, as for NARs.
+		if _, ok := inv.NarInfos[h]; !ok && now.Sub(o.LastModified) >= opts.Grace {
 			other, otherSizes = append(other, o.Key), append(otherSizes, o.Size)
 		}
 	}
