@@ -77,6 +77,8 @@ const (
 	TypeNarInfo   = "text/x-nix-narinfo"
 	TypeNAR       = "application/x-nix-nar"
 	TypeCacheInfo = "text/x-nix-cache-info"
+	TypeJSON      = "application/json"          // .ls listings, debuginfo/ links
+	TypeLog       = "text/plain; charset=utf-8" // log/ build logs
 )
 
 // CacheInfo is the nix-cache-info written to a cache that lacks one.

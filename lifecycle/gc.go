@@ -374,8 +374,10 @@ func (p *GCPlan) mark(ctx context.Context) error {
 	// released or stale locks (not ours), listed when it gets there.
 	other := gcStep{kind: stepOther}
 	for _, h := range slices.Sorted(maps.Keys(inv.Listings)) {
-		if _, ok := inv.NarInfos[h]; !ok {
-			o := inv.Listings[h]
+		// A pusher writes a path's .ls before its narinfo: Grace covers
+		// that gap, as for NARs.
+		_, hasNarInfo := inv.NarInfos[h]
+		if o := inv.Listings[h]; !hasNarInfo && now.Sub(o.LastModified) >= opts.Grace {
 			other.keys, other.sizes = append(other.keys, o.Key), append(other.sizes, o.Size)
 		}
 	}

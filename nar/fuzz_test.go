@@ -103,3 +103,64 @@ func FuzzParseHash(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParser feeds arbitrary bytes to the NAR parser: it must never
+// panic, and whatever it accepts must be a NAR that Writer writes the
+// same way, with every narOffset inside it.
+func FuzzParser(f *testing.F) {
+	f.Add([]byte{})
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	w.WriteHeader(&Header{Type: TypeDirectory})
+	w.WriteHeader(&Header{Path: "a", Type: TypeRegular, Size: 3, Executable: true})
+	w.Write([]byte("abc"))
+	w.WriteHeader(&Header{Path: "b", Type: TypeDirectory})
+	w.WriteHeader(&Header{Path: "b/c", Type: TypeSymlink, LinkTarget: "../a"})
+	w.WriteHeader(&Header{Path: "d", Type: TypeRegular})
+	w.Close()
+	f.Add(buf.Bytes())
+	f.Add(buf.Bytes()[:100])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := parseAll(data, 0)
+		l2, err2 := parseAll(data, 5)
+		if (err == nil) != (err2 == nil) {
+			t.Fatalf("chunking changes the verdict: %v / %v", err, err2)
+		}
+		if err != nil {
+			return
+		}
+		if !reflect.DeepEqual(l, l2) {
+			t.Fatal("chunking changes the listing")
+		}
+		// Rewrite the archive from the listing and the contents.
+		var out bytes.Buffer
+		nw := NewWriter(&out)
+		var emit func(path string, n *ListingNode)
+		emit = func(path string, n *ListingNode) {
+			h := &Header{Path: path, Type: n.Type, Executable: n.Executable, Size: n.Size, LinkTarget: n.Target}
+			if err := nw.WriteHeader(h); err != nil {
+				t.Fatalf("writer refuses what the parser accepted: %v", err)
+			}
+			if n.Type == TypeRegular {
+				if n.NarOffset+n.Size > int64(len(data)) {
+					t.Fatalf("narOffset beyond the data")
+				}
+				nw.Write(data[n.NarOffset : n.NarOffset+n.Size])
+			}
+			for _, name := range sortedNames(n.Entries) {
+				p := name
+				if path != "" {
+					p = path + "/" + name
+				}
+				emit(p, n.Entries[name])
+			}
+		}
+		emit("", l.Root)
+		if err := nw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), data) {
+			t.Fatalf("accepted a NAR that is not canonical")
+		}
+	})
+}

@@ -230,6 +230,9 @@ let
     "--skip-signed-by=${lib.concatStringsSep "," cfg.skipSignedBy}"
     "--push-derivations=${lib.boolToString cfg.pushDerivations}"
   ]
+  # Only when not the daemon's defaults, like compressionLevel.
+  ++ lib.optional cfg.narListings "--nar-listings=true"
+  ++ lib.optional cfg.indexDebugInfo "--index-debug-info=true"
   ++ lib.optional (nonEmpty cfg.include) "--include=${cfg.include}"
   ++ lib.optional (nonEmpty cfg.exclude) "--exclude=${cfg.exclude}"
   ++ lib.optional (cfg.caFile != null) "--ca-file=${cfg.caFile}"
@@ -514,6 +517,29 @@ in
       type = types.bool;
       default = false;
       description = "Also push `.drv` files.";
+    };
+
+    narListings = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Also write `<hash>.ls`, the JSON listing of each NAR (what Nix writes
+        with `write-nar-listing=true`), read by `nix store ls --store`,
+        `nix store cat --store` and nix-index. One small object per path,
+        written after the NAR and before the narinfo: about 1.5 times the
+        requests and time for a closure of small paths, hence off by default.
+      '';
+    };
+
+    indexDebugInfo = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Also write `debuginfo/<build-id>` links for paths that hold
+        `lib/debug/.build-id/xx/*.debug` files (what Nix writes with
+        `index-debug-info=true`), for dwarffs and debuginfod servers.
+        `nixpushd gc` does not delete these links yet.
+      '';
     };
 
     reconcileInterval = mkOption {

@@ -344,6 +344,8 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"watch-store", "true"},
 			{"skip-signed-by", "cache.nixos.org-1"},
 			{"push-derivations", "false"},
+			{"nar-listings", "false"},
+			{"index-debug-info", "false"},
 		},
 		"full": {
 			{"to", fullURL + "&region=" + fullRegion},
@@ -355,6 +357,8 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"reconcile-interval", "10m0s"},
 			{"skip-signed-by", strings.Join(fullSkip, ",")},
 			{"push-derivations", "true"},
+			{"nar-listings", "true"},
+			{"index-debug-info", "true"},
 			{"include", fullInclude},
 			{"exclude", fullExclude},
 			{"secret-key-file", "CREDS/secret-key"},

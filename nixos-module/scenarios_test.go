@@ -184,6 +184,8 @@ func scenarios() map[string]string {
 				include = %s;
 				exclude = %s;
 				pushDerivations = true;
+				narListings = true;
+				indexDebugInfo = true;
 				reconcileInterval = "10m";
 				logLevel = "debug";
 				extraArgs = [ "--max-active=7" "--shutdown-timeout=45s" ];

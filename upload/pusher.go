@@ -62,6 +62,12 @@ type Pusher struct {
 	Locker *cachelock.Locker
 	// OnEvent, if set, is called (from many goroutines) as paths progress.
 	OnEvent func(Event)
+	// NarListings writes <hashpart>.ls, the JSON listing of each NAR
+	// (Nix's write-nar-listing), after the NAR and before the narinfo.
+	NarListings bool
+	// DebugInfo writes debuginfo/<build-id> links for the debug files
+	// under lib/debug/.build-id (Nix's index-debug-info), likewise.
+	DebugInfo bool
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64
@@ -1134,12 +1140,12 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 		if err := p.cpu.Acquire(ctx, 1); err != nil {
 			return nil, 0, 0, err
 		}
-		info, err := p.compressNAR(ctx, pi, buf)
+		info, listing, err := p.compressNAR(ctx, pi, buf)
 		p.cpu.Release(1)
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		return p.putNAR(ctx, info, bytes.NewReader(buf.Bytes()), force)
+		return p.putNARAndSidecars(ctx, pi, info, listing, bytes.NewReader(buf.Bytes()), force)
 	}
 	// Reserve temp space first, holding nothing else: compressed output is
 	// at most a little more than the NAR.
@@ -1165,12 +1171,74 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 	if err := p.cpu.Acquire(ctx, 1); err != nil {
 		return nil, 0, 0, err
 	}
-	info, err := p.compressNAR(ctx, pi, tmp)
+	info, listing, err := p.compressNAR(ctx, pi, tmp)
 	p.cpu.Release(1)
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	return p.putNAR(ctx, info, tmp, force)
+	return p.putNARAndSidecars(ctx, pi, info, listing, tmp, force)
+}
+
+// putNARAndSidecars uploads the NAR (see putNAR) and, once it is in the
+// cache, the files that describe it (the .ls listing, the debug-info
+// links), before any narinfo can point at it: a reader never finds them
+// without their NAR, and the narinfo waits for one small PUT round.
+func (p *Pusher) putNARAndSidecars(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo, listing *nar.Listing, body io.ReaderAt, force bool) (*nar.NarInfo, int64, uint64, error) {
+	info, fileSize, gen, err := p.putNAR(ctx, info, body, force)
+	if err == nil && listing != nil {
+		err = p.putSidecars(ctx, pi, info, listing)
+	}
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return info, fileSize, gen, nil
+}
+
+// putSidecars writes pi's .ls and debug-info links from its listing.
+func (p *Pusher) putSidecars(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo, listing *nar.Listing) error {
+	type object struct {
+		key  string
+		body []byte
+	}
+	var objs []object
+	if p.NarListings {
+		sp, err := nar.ParseStorePath(pi.Path)
+		if err != nil {
+			return cache.Permanent(err)
+		}
+		body, err := listing.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		objs = append(objs, object{sp.Hash + ".ls", body})
+	}
+	if p.DebugInfo {
+		// Written even when present (Nix skips existing ones): the link
+		// then names the NAR that is in the cache now.
+		for _, l := range listing.DebugInfoLinks(info.URL) {
+			objs = append(objs, object{l.Key, l.Body})
+		}
+	}
+	var g errgroup.Group
+	for _, o := range objs {
+		g.Go(func() error {
+			if err := p.io.Acquire(ctx, 1); err != nil {
+				return err
+			}
+			defer p.io.Release(1)
+			// Plain JSON, no Content-Encoding: a file:// cache has no
+			// headers to carry one, a compressed body without the header
+			// breaks readers (nix-index), and listings are small.
+			err := p.retryDo(ctx, func() error {
+				return p.Target.Put(ctx, o.key, bytes.NewReader(o.body), int64(len(o.body)), cache.TypeJSON)
+			})
+			if err != nil {
+				return fmt.Errorf("write %s: %w", o.key, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // smallPut is the largest compressed NAR sent without asking first
@@ -1216,32 +1284,40 @@ func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt
 }
 
 // compressNAR writes pi's compressed NAR to tmp and describes it.
-func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Writer) (*nar.NarInfo, error) {
+func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Writer) (*nar.NarInfo, *nar.Listing, error) {
 	fileHash := &countingHash{Hash: sha256.New()}
 	narHash := &countingHash{Hash: sha256.New()}
 	zw, err := p.Compressor.NewWriter(io.MultiWriter(tmp, fileHash))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dump := p.dump
 	if dump == nil {
 		dump = nar.DumpPath
 	}
-	dumpErr := dump(&ctxWriter{ctx: ctx, w: io.MultiWriter(narHash, zw, counter{&p.NarBytes})}, pi.Path)
+	sinks := []io.Writer{narHash, zw, counter{&p.NarBytes}}
+	var parser *nar.Parser
+	if p.NarListings || p.DebugInfo {
+		// The listing is parsed from the stream as it passes: the path
+		// is read once.
+		parser = nar.NewParser()
+		sinks = append(sinks, listingSink{parser})
+	}
+	dumpErr := dump(&ctxWriter{ctx: ctx, w: io.MultiWriter(sinks...)}, pi.Path)
 	closeErr := zw.Close()
 	switch {
 	case dumpErr != nil && ctx.Err() != nil:
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	case dumpErr != nil && errors.Is(dumpErr, fs.ErrNotExist):
-		return nil, cache.Permanent(fmt.Errorf("%w (garbage-collected before upload?): %v", ErrGone, dumpErr))
+		return nil, nil, cache.Permanent(fmt.Errorf("%w (garbage-collected before upload?): %v", ErrGone, dumpErr))
 	case dumpErr != nil:
-		return nil, dumpErr
+		return nil, nil, dumpErr
 	case closeErr != nil:
-		return nil, fmt.Errorf("compress: %w", closeErr)
+		return nil, nil, fmt.Errorf("compress: %w", closeErr)
 	}
 	got := nar.NewSHA256(narHash.Sum(nil))
 	if !got.Equal(pi.NarHash) || (pi.NarSize != 0 && narHash.n != pi.NarSize) {
-		return nil, cache.Permanent(fmt.Errorf("%w: the store registered %s (%d bytes) but the contents hash to %s (%d bytes); the path was modified after it was built, repair it with `nix-store --repair-path %s`",
+		return nil, nil, cache.Permanent(fmt.Errorf("%w: the store registered %s (%d bytes) but the contents hash to %s (%d bytes); the path was modified after it was built, repair it with `nix-store --repair-path %s`",
 			ErrCorrupt, pi.NarHash, pi.NarSize, got, narHash.n, pi.Path))
 	}
 	fh := nar.NewSHA256(fileHash.Sum(nil))
@@ -1259,7 +1335,7 @@ func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Wri
 	for _, r := range pi.References {
 		sp, err := nar.ParseStorePath(r)
 		if err != nil {
-			return nil, &cache.PermanentError{Err: fmt.Errorf("reference %s: %w", r, err)}
+			return nil, nil, &cache.PermanentError{Err: fmt.Errorf("reference %s: %w", r, err)}
 		}
 		info.References = append(info.References, sp.Base())
 	}
@@ -1268,7 +1344,25 @@ func (p *Pusher) compressNAR(ctx context.Context, pi *store.PathInfo, tmp io.Wri
 			info.Deriver = sp.Base()
 		}
 	}
-	return info, nil
+	var listing *nar.Listing
+	if parser != nil {
+		if listing, err = parser.Listing(); err != nil {
+			// The hash matched, so this is a parser bug: the path still
+			// goes up, without its listing.
+			p.log().Warn("cannot list the NAR; uploading it without .ls and debuginfo links", "STORE_PATH", pi.Path, "error", err)
+			listing = nil
+		}
+	}
+	return info, listing, nil
+}
+
+// listingSink feeds the parser but never fails the dump: a parse error
+// is reported once the NAR is complete (see compressNAR).
+type listingSink struct{ p *nar.Parser }
+
+func (l listingSink) Write(b []byte) (int, error) {
+	l.p.Write(b)
+	return len(b), nil
 }
 
 // ctxWriter stops a long serialisation promptly when the context ends.

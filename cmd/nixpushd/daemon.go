@@ -153,6 +153,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"max-retry-delay": c.MaxRetryDelay.String(), "max-active": strconv.Itoa(c.MaxActive),
 			"io-jobs": strconv.Itoa(o.ioJobs), "max-temp-size": strconv.FormatInt(int64(o.maxTempSize), 10),
 			"pin": (&pinFlag{c.Pins}).String(), "metrics-listen": c.MetricsListen, "ca-file": o.caFile, "status-group": x.statusGroup,
+			"nar-listings": strconv.FormatBool(o.narListings), "index-debug-info": strconv.FormatBool(o.indexDebugInfo),
 		})
 		if err != nil {
 			return err

@@ -53,7 +53,9 @@ type targetOptions struct {
 	readOnly func() bool
 	// listOptional, if set, says (after the flags are parsed) that the
 	// command needs no listing (verify --root).
-	listOptional func() bool
+	listOptional   func() bool
+	narListings    bool
+	indexDebugInfo bool
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
@@ -70,6 +72,8 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 	o.maxTempSize = upload.DefaultMaxTempSize
 	fs.Var(&o.maxTempSize, "max-temp-size", "bytes of compressed NARs waiting in --temp-dir at once (e.g. 4G, 512M); a bigger NAR still goes, alone")
 	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to 'nix path-info' when unreadable)")
+	fs.BoolVar(&o.narListings, "nar-listings", false, "also write <hash>.ls, the JSON listing of each NAR that Nix writes with write-nar-listing=true (used by nix store ls/cat and nix-index); one more small PUT per path")
+	fs.BoolVar(&o.indexDebugInfo, "index-debug-info", false, "also write debuginfo/<build-id> links for paths with lib/debug/.build-id/*/*.debug files, as Nix does with index-debug-info=true (for dwarffs/debuginfod)")
 }
 
 // registerCache registers the flags every command that talks to a cache
@@ -172,6 +176,8 @@ func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key
 		TempDir:     o.tempDir,
 		Log:         log,
 		Retry:       retry.Default,
+		NarListings: o.narListings,
+		DebugInfo:   o.indexDebugInfo,
 	}, nil
 }
 
