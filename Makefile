@@ -3,7 +3,7 @@
 GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build run test deps bench fuzz
+.PHONY: all build run test deps bench bench-burst fuzz
 
 all: build
 
@@ -36,9 +36,15 @@ test: deps
 # a 100k-path closure against nix copy, gc and verify on 20,000 narinfos,
 # 1 GiB NAR peak RSS, no-op re-push, hook latency, idle CPU; then the
 # micro-benchmarks (NAR, hashing, compressors, reconcile on 100k paths).
+# BenchmarkBurst (issue #21: daemon burst against the one-shot push, 3
+# runs, min–max) runs with the others; `make bench-burst` runs it alone,
+# BURST_BASE=/tmp/old/nixpushd alternating an older binary.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./cmd/nixpushd/
 	$(GO) test -run '^$$' -bench . ./nar/ ./upload/ ./compression/ ./store/
+
+bench-burst: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkBurst$$' -benchtime 1x -timeout 60m ./cmd/nixpushd/
 
 # Every fuzz target for FUZZTIME each (the seed corpora also run in `test`).
 FUZZTIME ?= 30s

@@ -11,8 +11,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfile := startCPUProfile()
 	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	if err != nil {
 		var u usageError
 		if !errors.As(err, &u) || u.msg != "" {
