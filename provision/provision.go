@@ -1,8 +1,3 @@
-// Package provision sets up a Nix binary cache on S3 from nothing, as the
-// seed guides do by hand: the bucket, nix-cache-info, anonymous download,
-// the least-privilege writer user and its policy (on MinIO), the signing
-// key and the writer's credentials file. Every step first looks at what is
-// there, so running it again changes nothing.
 package provision
 
 import (
