@@ -124,16 +124,10 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if check {
 		var problems []string
-		causes := map[string]bool{} // a bad --to is a flag and a target problem: say it once
 		for _, p := range x.flagProblems {
 			problems = append(problems, p.Error())
-			causes[lastCause(p.Error())] = true
 		}
-		for _, p := range checkDaemonConfig(ctx, o, c) {
-			if !causes[lastCause(p)] {
-				problems = append(problems, p)
-			}
-		}
+		problems = append(problems, checkDaemonConfig(ctx, o, c)...)
 		// One line of JSON, every value a string: exact to compare, even
 		// for regular expressions with spaces or quotes.
 		re := func(r *regexp.Regexp) string {
@@ -359,14 +353,6 @@ func (p *pinFlag) Set(v string) error {
 	return nil
 }
 
-// lastCause is the innermost part of an error's text, after its last ": ".
-func lastCause(msg string) string {
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		return msg[i+2:]
-	}
-	return msg
-}
-
 // checkFailed is `daemon --check-config` finding problems (exit 1; each
 // was printed on stderr).
 type checkFailed struct{ n int }
@@ -410,10 +396,13 @@ func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) 
 	}
 	if dir, ok := strings.CutPrefix(o.to, "file://"); ok {
 		add(writableDir("--to", dir))
-	} else if _, err := o.openTarget(ctx); err != nil {
+	} else if !o.badTo {
+		// (A --to the flags refused is reported once, with them.)
+		if _, err := o.openTarget(ctx); err != nil {
 		// Opening an S3 target resolves its credentials and reads the
 		// CA file; it sends no request.
-		problems = append(problems, fmt.Sprintf("--to %s: %v", o.to, err))
+			problems = append(problems, fmt.Sprintf("--to %s: %v", o.to, err))
+		}
 	}
 	return problems
 }

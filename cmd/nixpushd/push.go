@@ -47,6 +47,7 @@ type targetOptions struct {
 	credentialsFile string
 	caFile          string
 	credentialsEnv  map[string]string // read from credentialsFile by validate
+	badTo           bool              // problems found --to unusable: nothing to open
 	// readOnly, if set, says (after the flags are parsed) that the
 	// command writes nothing: then it may read the cache anonymously
 	// when no credentials resolve.
@@ -119,6 +120,7 @@ func (o *targetOptions) problems() []error {
 		}
 		o.credentialsEnv = env
 	}
+	nToProblems := len(ps)
 	if strings.HasPrefix(o.to, "http://") || strings.HasPrefix(o.to, "https://") {
 		if o.readOnly == nil || !o.readOnly() {
 			ps = append(ps, usageError{fmt.Sprintf("--to %q: an http(s):// cache can only be read (verify); to write, use its s3://BUCKET?endpoint=HOST:PORT or file:///DIR URL", o.to)})
@@ -130,6 +132,7 @@ func (o *targetOptions) problems() []error {
 	} else if dir, ok := strings.CutPrefix(o.to, "file://"); !ok || !filepath.IsAbs(dir) {
 		ps = append(ps, usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)})
 	}
+	o.badTo = len(ps) > nToProblems
 	if _, err := compression.New(compression.Options{Method: o.compression, Level: o.level, Threads: 1}); err != nil {
 		ps = append(ps, usageError{"--compression: " + err.Error()})
 	}
