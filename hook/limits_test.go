@@ -335,23 +335,7 @@ func TestServeStatusReaderFlood(t *testing.T) {
 // A daemon that answers and hangs up before reading (ERR busy) is heard:
 // the client reads the reply even though its write failed.
 func TestClientReplyBeforeRead(t *testing.T) {
-	socket := socketPath(t)
-	ln, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "ERR busy: try again\n")
-			c.Close()
-		}
-	})
+	socket := replyServer(t, "ERR busy: try again\n", false)
 	// More than the socket buffers hold: the write fails with EPIPE.
 	paths := make([]string, MaxPaths)
 	for i := range paths {
@@ -359,7 +343,7 @@ func TestClientReplyBeforeRead(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = Push(ctx, socket, paths)
+	_, err := Push(ctx, socket, paths)
 	var rerr *ReplyError
 	if !errors.As(err, &rerr) || rerr.Msg != "busy: try again" || rerr.BadRequest() {
 		t.Errorf("Push to a daemon that hung up before reading: %v", err)

@@ -693,6 +693,12 @@ func TestClientReplies(t *testing.T) {
 
 // fixedServer answers every connection with reply, after reading a line.
 func fixedServer(t *testing.T, reply string) string {
+	return replyServer(t, reply, true)
+}
+
+// replyServer answers every connection with reply, reading a line first
+// if readFirst, and hangs up.
+func replyServer(t *testing.T, reply string, readFirst bool) string {
 	t.Helper()
 	socket := socketPath(t)
 	ln, err := net.Listen("unix", socket)
@@ -707,7 +713,9 @@ func fixedServer(t *testing.T, reply string) string {
 			if err != nil {
 				return
 			}
-			bufio.NewReader(c).ReadString('\n')
+			if readFirst {
+				bufio.NewReader(c).ReadString('\n')
+			}
 			io.WriteString(c, reply)
 			c.Close()
 		}
