@@ -192,9 +192,14 @@ func PlanGC(ctx context.Context, t cache.Target, opts GCOptions) (_ *GCPlan, err
 			}
 		}()
 	}
-	p.t, p.counter = count.Wrap(t)
+	ct, counter := count.Wrap(t)
+	p.counter = counter
+	// Reads are retried, each try counted. Deletes are not: a batch is
+	// sent only while the lock is known to be valid, and after a backoff
+	// it might not be.
+	p.t = retry.Default.Wrap(ct, nil)
 	if !opts.DryRun {
-		p.del = p.t.(cache.Deleter)
+		p.del = ct.(cache.Deleter)
 	}
 	if err := p.mark(ctx); err != nil {
 		return nil, err
@@ -245,7 +250,7 @@ func (p *GCPlan) mark(ctx context.Context) error {
 
 	// Read every narinfo: the kept ones say which NARs stay, the doomed
 	// ones say in which order they may go.
-	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
+	f := &fetcher{t: t, jobs: opts.Jobs}
 	entries := make(map[string]*entry, len(inv.NarInfos))
 	hashes := make([]string, 0, len(inv.NarInfos))
 	for h := range inv.NarInfos {

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,7 +10,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nixpushd/nixpushd/cache"
-	"github.com/nixpushd/nixpushd/cache/retry"
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/nar"
 )
@@ -93,11 +91,10 @@ type entry struct {
 	err      error    // unreadable or unparsable
 }
 
-// fetcher reads narinfos in parallel.
+// fetcher reads narinfos in parallel, from a target that retries.
 type fetcher struct {
-	t     cache.Target
-	jobs  int
-	retry retry.Policy
+	t    cache.Target
+	jobs int
 }
 
 // fetch reads the narinfos of hashes and calls fn (serialised) with each.
@@ -107,14 +104,7 @@ func (f *fetcher) fetch(ctx context.Context, hashes []string, fn func(hash strin
 	g.SetLimit(f.jobs)
 	for _, h := range hashes {
 		g.Go(func() error {
-			var b []byte
-			err := f.retry.Do(gctx, func() (err error) {
-				b, err = f.t.Get(gctx, h+".narinfo")
-				if errors.Is(err, cache.ErrNotFound) {
-					return &cache.PermanentError{Err: err}
-				}
-				return err
-			})
+			b, err := f.t.Get(gctx, h+".narinfo")
 			if err != nil && gctx.Err() != nil {
 				return gctx.Err()
 			}

@@ -128,6 +128,7 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 	if opts.Key != nil && len(opts.TrustedKeys) > 0 && !keyTrusted(opts.Key, opts.TrustedKeys) {
 		return nil, fmt.Errorf("%w: %s would sign narinfos that clients trusting only %s reject; give the key whose public half is trusted", ErrUntrustedKey, opts.Key.Public(), keyNames(opts.TrustedKeys))
 	}
+	t = retry.Default.Wrap(t, nil)
 	plan := &RepairPlan{Key: opts.Key}
 	type pathProblems struct {
 		hash  string
@@ -267,16 +268,10 @@ func planPath(ctx context.Context, t cache.Target, path, hash string, kinds []st
 	return a, nil, nil
 }
 
-// readNarInfo reads hash's narinfo; nil if it is gone or unparsable.
+// readNarInfo reads hash's narinfo from a target that retries; nil if
+// it is gone or unparsable.
 func readNarInfo(ctx context.Context, t cache.Target, hash string) (*nar.NarInfo, error) {
-	var b []byte
-	err := retry.Default.Do(ctx, func() (err error) {
-		b, err = t.Get(ctx, hash+".narinfo")
-		if errors.Is(err, cache.ErrNotFound) {
-			return cache.Permanent(err)
-		}
-		return err
-	})
+	b, err := t.Get(ctx, hash+".narinfo")
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, nil
 	}
@@ -386,20 +381,14 @@ func ExecuteRepair(ctx context.Context, t cache.Target, p *upload.Pusher, st sto
 	if p != nil && p.Key != plan.Key {
 		return nil, errors.New("repair: the pusher's key is not the plan's")
 	}
+	t = retry.Default.Wrap(t, nil)
 	res := &RepairResult{Failed: map[string]error{}}
 	var want, force []string
 	sigs := map[string][]string{}
 	for _, a := range plan.Actions {
 		switch a.Kind {
 		case ActionNAR:
-			err := retry.Default.Do(ctx, func() error {
-				f, err := os.Open(a.spool)
-				if err != nil {
-					return cache.Permanent(err)
-				}
-				defer f.Close()
-				return t.Put(ctx, a.URL, f, a.size, cache.TypeNAR)
-			})
+			err := putFile(ctx, t, a.URL, a.spool, a.size)
 			if err != nil {
 				res.Failed[a.StorePath] = fmt.Errorf("%s: upload %s: %w", a.StorePath, a.URL, err)
 				continue
@@ -488,4 +477,15 @@ func oldSigsToKeep(ctx context.Context, old *nar.NarInfo, opts RepairOptions) []
 		}
 	}
 	return keep
+}
+
+// putFile uploads the file name under key; the retrying target rewinds it
+// for each try.
+func putFile(ctx context.Context, t cache.Target, key, name string, size int64) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return t.Put(ctx, key, f, size, cache.TypeNAR)
 }

@@ -158,6 +158,7 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	}
 	res := &VerifyResult{ByKind: map[string]int{}}
 	t, counter := count.Wrap(t)
+	t = retry.Default.Wrap(t, nil) // each try counted
 	counted := func(r *VerifyResult, err error) (*VerifyResult, error) {
 		if r != nil {
 			r.Requests = counter.Requests()
@@ -201,7 +202,7 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		hashes = append(hashes, h)
 	}
 	slices.Sort(hashes)
-	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
+	f := &fetcher{t: t, jobs: opts.Jobs}
 	var full []*nar.NarInfo // --full: NARs to download, deduplicated
 	seenNAR := map[string]bool{}
 	referenced := map[string]bool{}
@@ -448,7 +449,7 @@ func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *V
 		}
 	}
 	res.Roots = len(rootPath)
-	f := &fetcher{t: t, jobs: opts.Jobs, retry: retry.Default}
+	f := &fetcher{t: t, jobs: opts.Jobs}
 	for len(level) > 0 {
 		slices.Sort(level)
 		var next []string
@@ -500,11 +501,7 @@ func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *V
 			continue
 		}
 		g.Go(func() error {
-			var ok bool
-			err := retry.Default.Do(gctx, func() (err error) {
-				ok, err = t.Exists(gctx, ni.URL)
-				return err
-			})
+			ok, err := t.Exists(gctx, ni.URL)
 			if err != nil {
 				return fmt.Errorf("check %s: %w", ni.URL, err)
 			}

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
-	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cache/sema"
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/internal/cachetest"
 	"github.com/nixpushd/nixpushd/nar"
@@ -28,7 +28,7 @@ func TestPresenceSingleFlight(t *testing.T) {
 	m.Objects["k"] = []byte("x")
 	release := make(chan struct{})
 	m.ExistsHook = func(string) { <-release }
-	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
+	p := NewPresence(sema.Wrap(m, semaphore.NewWeighted(4)), time.Minute)
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	start := time.Now()
@@ -60,7 +60,7 @@ func TestPresenceFreshness(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := cachetest.NewMem()
 		m.Objects["k"] = []byte("x")
-		p := NewPresence(m, 10*time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
+		p := NewPresence(sema.Wrap(m, semaphore.NewWeighted(4)), 10*time.Minute)
 		ctx := context.Background()
 		if ok, _ := p.Recent(ctx, "k"); !ok {
 			t.Fatal("k not found")

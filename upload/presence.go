@@ -9,9 +9,8 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/cache"
-	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cache/sema"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 )
 
 // Presence answers "is this object in the cache?" with a freshness bound,
@@ -29,8 +28,6 @@ import (
 type Presence struct {
 	target cache.Target
 	ttl    time.Duration
-	io     *semaphore.Weighted
-	retry  retry.Policy
 
 	// Requests counts existence requests sent to the target.
 	Requests atomic.Int64
@@ -79,11 +76,12 @@ type probe struct {
 	err  error
 }
 
-// NewPresence returns a Presence for t that remembers answers for ttl and
-// sends requests under io (shared with the other network work).
-func NewPresence(t cache.Target, ttl time.Duration, io *semaphore.Weighted, retry retry.Policy) *Presence {
+// NewPresence returns a Presence for t that remembers answers for ttl.
+// t is the Pusher's target as wrapped (retried, and bounded by
+// cache/sema, whose Trace tells a probe when it is sent).
+func NewPresence(t cache.Target, ttl time.Duration) *Presence {
 	p := &Presence{
-		target: t, ttl: ttl, io: io, retry: retry,
+		target: t, ttl: ttl,
 		known: map[string]answer{}, cur: map[string]*probe{}, next: map[string]*probe{},
 	}
 	p.rl, _ = t.(cache.RootLister)
@@ -150,30 +148,43 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 	p.listNext = lp
 	p.mu.Unlock()
 
-	err := p.io.Acquire(ctx, 1)
-	p.mu.Lock()
-	p.listNext = nil
-	if err != nil {
+	// Sent is when the listing got its network slot: until then it is
+	// joinable by anyone (listNext), from then on by askers whose bound
+	// it meets (listCur).
+	sizeHint := 64
+	sent := func() {
+		p.mu.Lock()
+		if p.listNext == lp {
+			p.listNext = nil
+		}
+		lp.at = time.Now()
+		p.listCur = lp
+		sizeHint = p.rootCount + 64
+		p.heads = 0
 		p.mu.Unlock()
-		lp.err = err
-		close(lp.done)
-		return nil, err
 	}
-	lp.at = time.Now()
-	p.listCur = lp
-	sizeHint := p.rootCount + 64
-	p.heads = 0
-	p.mu.Unlock()
-
 	p.listings.Add(1)
-	keys := make(map[string]struct{}, sizeHint)
-	err = p.rl.ListRoot(ctx, func(o cache.ObjectInfo) error {
+	asked := time.Now()
+	var keys map[string]struct{}
+	err := p.rl.ListRoot(sema.WithTrace(ctx, &sema.Trace{GotSlot: sent}), func(o cache.ObjectInfo) error {
+		if keys == nil {
+			keys = make(map[string]struct{}, sizeHint)
+		}
 		keys[o.Key] = struct{}{}
 		return nil
 	})
-	p.io.Release(1)
+	if keys == nil {
+		keys = map[string]struct{}{}
+	}
 	p.Requests.Add(int64(len(keys)/1000 + 1))
 	p.mu.Lock()
+	if p.listNext == lp { // never sent
+		p.listNext = nil
+	}
+	if lp.at.IsZero() {
+		// A target without a slot layer (tests): sent when asked.
+		lp.at = asked
+	}
 	if p.listCur == lp {
 		p.listCur = nil
 	}
@@ -302,26 +313,32 @@ func (p *Presence) check(ctx context.Context, key string, notBefore time.Time) (
 	p.next[key] = pr
 	p.mu.Unlock()
 
-	// This caller sends the request for everybody who joins meanwhile.
-	err := p.io.Acquire(ctx, 1)
-	p.mu.Lock()
-	delete(p.next, key)
-	if err != nil {
-		p.mu.Unlock()
-		pr.err = err
-		close(pr.done)
-		return false, err
-	}
-	pr.at = time.Now()
-	p.cur[key] = pr
-	p.mu.Unlock()
-
-	err = p.retry.Do(ctx, func() (err error) {
+	// This caller sends the request for everybody who joins meanwhile:
+	// until it has a network slot anyone may join, then only askers whose
+	// bound its sending time meets. Each try is dated when it is sent.
+	asked := time.Now()
+	sent := func() {
 		p.Requests.Add(1)
-		pr.ok, err = p.target.Exists(ctx, key)
-		return err
-	})
-	p.io.Release(1)
+		p.mu.Lock()
+		if p.next[key] == pr {
+			delete(p.next, key)
+		}
+		pr.at = time.Now()
+		p.cur[key] = pr
+		p.mu.Unlock()
+	}
+	ok, err := p.target.Exists(sema.WithTrace(ctx, &sema.Trace{GotSlot: sent}), key)
+	p.mu.Lock()
+	if p.next[key] == pr { // never sent
+		delete(p.next, key)
+	}
+	if pr.at.IsZero() {
+		// A target without a slot layer (tests): sent when asked.
+		p.Requests.Add(1)
+		pr.at = asked
+	}
+	pr.ok = ok
+	p.mu.Unlock()
 	pr.err = err
 	p.mu.Lock()
 	if p.cur[key] == pr {

@@ -7,7 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cache/sema"
 	"github.com/nixpushd/nixpushd/internal/cachetest"
 	"golang.org/x/sync/semaphore"
 )
@@ -16,7 +17,8 @@ func TestPresenceStatsCountsChecksAndHits(t *testing.T) {
 	ctx := context.Background()
 	m := cachetest.NewMem()
 	m.Objects["a.narinfo"] = []byte("x")
-	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
+	pt := sema.Wrap(m, semaphore.NewWeighted(4))
+	p := NewPresence(pt, time.Minute)
 
 	steps := []struct {
 		name string
@@ -62,8 +64,9 @@ func TestPresenceStatsCountsListings(t *testing.T) {
 			m.Objects[k] = []byte("x")
 		}
 	}
-	p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
-	if ok, err := p.Prime(ctx, m, keys); err != nil || !ok {
+	pt := sema.Wrap(m, semaphore.NewWeighted(4))
+	p := NewPresence(pt, time.Minute)
+	if ok, err := p.Prime(ctx, pt.(cache.RootLister), keys); err != nil || !ok {
 		t.Fatalf("Prime: %v %v", ok, err)
 	}
 	if got, want := p.Stats(), (PresenceStats{Requests: 1, Listings: 1}); got != want {
@@ -93,7 +96,8 @@ func TestPresenceStatsCountsSharedRequests(t *testing.T) {
 		m := cachetest.NewMem()
 		release := make(chan struct{})
 		m.ExistsHook = func(string) { <-release }
-		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
+		pt := sema.Wrap(m, semaphore.NewWeighted(4))
+		p := NewPresence(pt, time.Minute)
 		done := make(chan error, 2)
 		ask := func() {
 			_, err := p.Check(ctx, "a.narinfo", time.Time{})
@@ -151,8 +155,9 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 			}
 			return n
 		}
-		p := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
-		if ok, err := p.Prime(ctx, m, keys[:20]); err != nil || !ok {
+		pt := sema.Wrap(m, semaphore.NewWeighted(4))
+		p := NewPresence(pt, time.Minute)
+		if ok, err := p.Prime(ctx, pt.(cache.RootLister), keys[:20]); err != nil || !ok {
 			t.Fatalf("Prime: %v %v", ok, err)
 		}
 		for i := range 50 {
@@ -203,8 +208,9 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 			t.Fatalf("after Reset: %v %v, %d requests, want the key asked again", ok, err, heads())
 		}
 		// An hour on, the listing is older than any question accepts.
-		p2 := NewPresence(m, time.Minute, semaphore.NewWeighted(4), retry.Policy{Attempts: 1})
-		p2.Prime(ctx, m, keys[:20])
+		p2t := sema.Wrap(m, semaphore.NewWeighted(4))
+		p2 := NewPresence(p2t, time.Minute)
+		p2.Prime(ctx, p2t.(cache.RootLister), keys[:20])
 		time.Sleep(time.Hour)
 		if _, err := p2.Recent(ctx, "n001.narinfo"); err != nil || heads() != 12 {
 			t.Fatalf("an expired listing answered: %d requests, %v", heads(), err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cache/retry"
+	"github.com/nixpushd/nixpushd/cache/sema"
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/internal/fsutil"
@@ -76,7 +77,10 @@ type Pusher struct {
 	dump func(w io.Writer, path string) error
 
 	initOnce sync.Once
-	cpu, io  *semaphore.Weighted
+	// t is Target as the Pusher sends to it: retried under Retry (cut
+	// short by StopRetrying) around a bound of IOJobs requests in flight.
+	t        cache.Target
+	cpu      *semaphore.Weighted
 	tmp      *semaphore.Weighted // bytes of TempDir
 	smallNAR int64               // NARs up to this size compress in memory
 	maxTemp  int64
@@ -109,17 +113,6 @@ type Pusher struct {
 func (p *Pusher) StopRetrying() {
 	p.init()
 	p.stopRetrys()
-}
-
-// retryDo is p.Retry.Do, cut short by StopRetrying: op keeps ctx (a
-// request under way finishes), the waits and further tries do not.
-func (p *Pusher) retryDo(ctx context.Context, op func() error) error {
-	p.init()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(p.stopped, cancel)
-	defer stop()
-	return p.Retry.Do(wctx, op)
 }
 
 // primeMin is the number of unknown paths from which a listing of the
@@ -210,23 +203,12 @@ func (p *Pusher) init() {
 		}
 		p.tmp = semaphore.NewWeighted(p.maxTemp)
 		p.stopped, p.stopRetrys = context.WithCancel(context.Background())
-		if delay := p.Retry.Delay; delay != nil {
-			// Existence checks (Presence) retry with this policy too:
-			// after StopRetrying their next try comes at once, and fails
-			// as fast as the cache does.
-			p.Retry.Delay = func(n int) time.Duration {
-				if p.stopped.Err() != nil {
-					return 0
-				}
-				return delay(n)
-			}
-		}
 		if p.smallNAR == 0 {
 			p.smallNAR = smallNAR
 		}
 		p.cpu = semaphore.NewWeighted(int64(jobs))
-		p.io = semaphore.NewWeighted(int64(ioJobs))
-		p.presence = NewPresence(p.Target, ttl, p.io, p.Retry)
+		p.t = p.Retry.Wrap(sema.Wrap(p.Target, semaphore.NewWeighted(int64(ioJobs))), p.stopped)
+		p.presence = NewPresence(p.t, ttl)
 		p.inflight = map[string]*pathState{}
 	})
 }
@@ -266,17 +248,12 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 		return nil
 	}
 	var ok bool
-	err := p.retryDo(ctx, func() (err error) {
-		ok, err = p.Target.Exists(ctx, "nix-cache-info")
-		return err
-	})
+	ok, err := p.t.Exists(ctx, "nix-cache-info")
 	if err != nil {
 		return err
 	}
 	if !ok {
-		err = p.retryDo(ctx, func() error {
-			return p.Target.Put(ctx, "nix-cache-info", bytes.NewReader([]byte(cache.CacheInfo)), int64(len(cache.CacheInfo)), cache.TypeCacheInfo)
-		})
+		err = p.t.Put(ctx, "nix-cache-info", bytes.NewReader([]byte(cache.CacheInfo)), int64(len(cache.CacheInfo)), cache.TypeCacheInfo)
 		if err != nil {
 			return err
 		}
@@ -301,7 +278,7 @@ func (p *Pusher) CheckCache(ctx context.Context) error {
 func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store.PathInfo, error) {
 	p.init()
 	// Many paths not known yet: one listing may answer them all.
-	if rl, ok := p.Target.(cache.RootLister); ok && len(infos) >= primeMin {
+	if rl, ok := p.t.(cache.RootLister); ok && len(infos) >= primeMin {
 		var unknown []string
 		for _, pi := range infos {
 			if key, err := narinfoKey(pi.Path); err == nil && !p.presence.Answered(key) {
@@ -424,14 +401,7 @@ func (p *Pusher) checkNotWeaker(ctx context.Context, pi *store.PathInfo) error {
 	if err != nil {
 		return &cache.PermanentError{Err: err}
 	}
-	var b []byte
-	err = p.retryDo(ctx, func() (err error) {
-		b, err = p.Target.Get(ctx, key)
-		if errors.Is(err, cache.ErrNotFound) {
-			return cache.Permanent(err)
-		}
-		return err
-	})
+	b, err := p.t.Get(ctx, key)
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil
 	}
@@ -579,7 +549,7 @@ type node struct {
 func newRun(ctx context.Context, p *Pusher, closure []*store.PathInfo, res *Result) *run {
 	r := &run{ctx: ctx, p: p, res: res, nodes: map[string]*node{}, byPath: make(map[string]*store.PathInfo, len(closure)), reuploaded: map[string]bool{}, force: map[string]bool{}}
 	r.cond = sync.NewCond(&r.mu)
-	_, r.groupCommit = p.Target.(cache.Barrierer)
+	_, r.groupCommit = p.t.(cache.Barrierer)
 	for _, pi := range closure {
 		r.byPath[pi.Path] = pi
 	}
@@ -795,7 +765,7 @@ func (r *run) publish(batch []*node) {
 			batch = ready // the lock lapsed while we checked: again
 			continue
 		}
-		if b, isB := p.Target.(cache.Barrierer); isB && len(ready) > 0 {
+		if b, isB := p.t.(cache.Barrierer); isB && len(ready) > 0 {
 			if err := b.Barrier(r.ctx); err != nil {
 				release()
 				for _, n := range ready {
@@ -1099,13 +1069,7 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 		return err
 	}
 	key, _ := narinfoKey(pi.Path)
-	if err := p.io.Acquire(ctx, 1); err != nil {
-		return err
-	}
-	defer p.io.Release(1)
-	return p.retryDo(ctx, func() error {
-		return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
-	})
+	return p.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
 }
 
 // countingHash is a hash.Hash that also counts what it sees.
@@ -1222,16 +1186,10 @@ func (p *Pusher) putSidecars(ctx context.Context, pi *store.PathInfo, info *nar.
 	var g errgroup.Group
 	for _, o := range objs {
 		g.Go(func() error {
-			if err := p.io.Acquire(ctx, 1); err != nil {
-				return err
-			}
-			defer p.io.Release(1)
 			// Plain JSON, no Content-Encoding: a file:// cache has no
 			// headers to carry one, a compressed body without the header
 			// breaks readers (nix-index), and listings are small.
-			err := p.retryDo(ctx, func() error {
-				return p.Target.Put(ctx, o.key, bytes.NewReader(o.body), int64(len(o.body)), cache.TypeJSON)
-			})
+			err := p.t.Put(ctx, o.key, bytes.NewReader(o.body), int64(len(o.body)), cache.TypeJSON)
 			if err != nil {
 				return fmt.Errorf("write %s: %w", o.key, err)
 			}
@@ -1267,13 +1225,7 @@ func (p *Pusher) putNAR(ctx context.Context, info *nar.NarInfo, body io.ReaderAt
 	if exists {
 		return info, 0, gen, nil
 	}
-	if err := p.io.Acquire(ctx, 1); err != nil {
-		return nil, 0, 0, err
-	}
-	err = p.retryDo(ctx, func() error {
-		return p.Target.Put(ctx, info.URL, io.NewSectionReader(body, 0, info.FileSize), info.FileSize, cache.TypeNAR)
-	})
-	p.io.Release(1)
+	err = p.t.Put(ctx, info.URL, io.NewSectionReader(body, 0, info.FileSize), info.FileSize, cache.TypeNAR)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -1415,17 +1367,11 @@ func (p *Pusher) PublishReferring(ctx context.Context, key string, body []byte, 
 			release()
 			continue
 		}
-		if b, ok := p.Target.(cache.Barrierer); ok {
+		if b, ok := p.t.(cache.Barrierer); ok {
 			err = b.Barrier(ctx)
 		}
 		if err == nil {
-			err = p.io.Acquire(ctx, 1)
-		}
-		if err == nil {
-			err = p.retryDo(ctx, func() error {
-				return p.Target.Put(ctx, key, bytes.NewReader(body), int64(len(body)), contentType)
-			})
-			p.io.Release(1)
+			err = p.t.Put(ctx, key, bytes.NewReader(body), int64(len(body)), contentType)
 		}
 		release()
 		if err != nil {

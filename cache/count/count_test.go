@@ -9,45 +9,22 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cache/file"
+	"github.com/nixpushd/nixpushd/cache/layer"
 	"github.com/nixpushd/nixpushd/internal/cachetest"
 )
-
-// capsOf is the capability mask a type assertion finds on t.
-func capsOf(t cache.Target) int {
-	m := 0
-	if _, ok := t.(cache.Lister); ok {
-		m |= 1
-	}
-	if _, ok := t.(cache.RootLister); ok {
-		m |= 2
-	}
-	if _, ok := t.(cache.Opener); ok {
-		m |= 4
-	}
-	if _, ok := t.(cache.Deleter); ok {
-		m |= 8
-	}
-	if _, ok := t.(cache.Barrierer); ok {
-		m |= 16
-	}
-	if _, ok := t.(cache.Local); ok {
-		m |= 32
-	}
-	return m
-}
 
 // Every combination of capabilities: the wrapper has exactly the inner
 // target's, forwards each call to it, and counts it.
 func TestWrapKeepsCapabilities(t *testing.T) {
 	ctx := context.Background()
-	for mask := 0; mask < combinations; mask++ {
-		f := &fakeBase{}
-		inner := fake(f, mask)
-		if got := capsOf(inner); got != mask {
+	for mask := 0; mask < 64; mask++ {
+		f := &cachetest.Recorder{}
+		inner := cachetest.WithCaps(f, mask)
+		if got := layer.Mask(inner); got != mask {
 			t.Fatalf("fake %d has capabilities %d", mask, got)
 		}
 		w, c := Wrap(inner)
-		if got := capsOf(w); got != mask {
+		if got := layer.Mask(w); got != mask {
 			t.Errorf("inner capabilities %06b, wrapper's %06b", mask, got)
 			continue
 		}
@@ -89,8 +66,8 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 			}
 			want = append(want, "IsLocal") // not a request
 		}
-		if !slices.Equal(f.calls, want) {
-			t.Errorf("mask %06b: inner saw %v, want %v", mask, f.calls, want)
+		if !slices.Equal(f.Seen(), want) {
+			t.Errorf("mask %06b: inner saw %v, want %v", mask, f.Seen(), want)
 		}
 		if got := c.Requests(); got != calls {
 			t.Errorf("mask %06b: counted %d requests, want %d", mask, got, calls)
@@ -103,8 +80,8 @@ func TestWrapKeepsCapabilities(t *testing.T) {
 func TestListingCounts(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ keys, want int }{{0, 1}, {1, 1}, {999, 1}, {1000, 2}, {2500, 3}, {20001, 21}} {
-		f := &fakeBase{listKeys: tc.keys}
-		w, c := Wrap(fake(f, 3))
+		f := &cachetest.Recorder{ListKeys: tc.keys}
+		w, c := Wrap(cachetest.WithCaps(f, 3))
 		seen := 0
 		if err := w.(cache.Lister).List(ctx, "", func(cache.ObjectInfo) error { seen++; return nil }); err != nil {
 			t.Fatal(err)
@@ -118,8 +95,8 @@ func TestListingCounts(t *testing.T) {
 			t.Errorf("ListRoot of %d keys: counted %d, want %d", tc.keys, got, tc.want)
 		}
 	}
-	f := &fakeBase{listKeys: 5000}
-	w, c := Wrap(fake(f, 1))
+	f := &cachetest.Recorder{ListKeys: 5000}
+	w, c := Wrap(cachetest.WithCaps(f, 1))
 	stop := errors.New("stop")
 	n := 0
 	err := w.(cache.Lister).List(ctx, "", func(cache.ObjectInfo) error {
@@ -143,8 +120,8 @@ func TestWrapRealTargets(t *testing.T) {
 	}
 	for _, inner := range []cache.Target{dir, cachetest.NewMem()} {
 		w, c := Wrap(inner)
-		if capsOf(w) != capsOf(inner) {
-			t.Errorf("%s: capabilities %06b, inner %06b", inner, capsOf(w), capsOf(inner))
+		if layer.Mask(w) != layer.Mask(inner) {
+			t.Errorf("%s: capabilities %06b, inner %06b", inner, layer.Mask(w), layer.Mask(inner))
 		}
 		if err := w.Put(ctx, "a.narinfo", strings.NewReader("x"), 1, cache.TypeNarInfo); err != nil {
 			t.Fatal(err)
@@ -166,7 +143,7 @@ func TestWrapRealTargets(t *testing.T) {
 	if l, ok := w.(cache.Local); !ok || !l.IsLocal() {
 		t.Error("file:// is no longer local")
 	}
-	if w, _ := Wrap(cachetest.NewMem()); capsOf(w)&32 != 0 {
+	if w, _ := Wrap(cachetest.NewMem()); layer.Mask(w)&32 != 0 {
 		t.Error("the wrapper of a remote target claims to be local")
 	}
 }

@@ -1,7 +1,9 @@
 // Package retry is nixpushd's one retry policy: how often and how long to
 // wait before asking a cache again after a transient failure, by the
-// classification of package cache. Push, gc, verify and init retry with
-// it; the daemon's durable queue spaces its retries with Backoff too.
+// classification of package cache. Policy.Wrap applies it to every
+// request of a cache.Target (a cache/layer layer); push, gc, verify and
+// init send through it. The daemon's durable queue spaces its retries
+// with Backoff too.
 //
-// It knows nothing of what is retried.
+// It knows cache.Target's contract, nothing of what is stored.
 package retry

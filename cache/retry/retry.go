@@ -29,12 +29,18 @@ var Default = Policy{
 // the context ends or the attempts run out. A cancelled context is never
 // retried.
 func (p Policy) Do(ctx context.Context, op func() error) error {
+	return p.do(ctx, op, nil)
+}
+
+// do is Do where final(err) also ends the tries.
+func (p Policy) do(ctx context.Context, op func() error, final func(error) bool) error {
 	attempts := max(p.Attempts, 1)
 	var err error
 	for i := 1; ; i++ {
 		err = op()
 		if err == nil || cache.IsPermanent(err) || ctx.Err() != nil ||
-			errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || i >= attempts {
+			errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || i >= attempts ||
+			(final != nil && final(err)) {
 			return err
 		}
 		var d time.Duration
