@@ -110,9 +110,6 @@ func (d *dumper) dir(full, rel string) error {
 	return nil
 }
 
-// errReplaced says a name no longer points at the file that was stat'ed.
-var errReplaced = errors.New("replaced while being archived")
-
 func (d *dumper) file(full, rel string, fi fs.FileInfo) error {
 	f, size, exec, err := openRegular(full, fi)
 	if errors.Is(err, errReplaced) {

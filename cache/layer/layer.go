@@ -81,6 +81,3 @@ func (in Inner) Barrier(ctx context.Context) error { return in.Barrierer.Barrier
 func (in Inner) IsLocal() bool { return in.Local.IsLocal() }
 
 var _ Layer = Inner{}
-
-// Wrap returns l as a cache.Target with exactly in's capabilities.
-func Wrap(in Inner, l Layer) cache.Target { return wrap(l, in.Mask()) }

@@ -4,12 +4,9 @@ package layer
 
 import "github.com/nixpushd/nixpushd/cache"
 
-// combinations is the number of capability combinations.
-const combinations = 64
-
-// wrap returns l with only mask's capabilities.
-func wrap(l Layer, mask int) cache.Target {
-	switch mask {
+// Wrap returns l as a cache.Target with exactly in's capabilities.
+func Wrap(in Inner, l Layer) cache.Target {
+	switch in.Mask() {
 	case 0:
 		return struct{ cache.Target }{l}
 	case 1:
