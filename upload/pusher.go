@@ -242,6 +242,7 @@ func narinfoKey(storePath string) (string, error) {
 
 // EnsureCacheInfo writes nix-cache-info if the cache has none.
 func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
+	p.init()
 	p.cacheInfoOnce.Lock()
 	defer p.cacheInfoOnce.Unlock()
 	if p.cacheInfoOK {

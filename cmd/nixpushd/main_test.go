@@ -18,6 +18,9 @@ var srv *testenv.MinIO
 
 // bin is the nixpushd binary under test, built once: the tests run it as
 // a user would, as a separate process with its own environment.
+// NIXPUSHD_TEST_BIN=FILE runs them (the benchmarks, in practice) against
+// a binary built elsewhere, such as an older commit's for before/after
+// figures (.ci/bench-compare).
 var bin string
 
 func TestMain(m *testing.M) {
@@ -27,7 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "nixpushd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if b := os.Getenv("NIXPUSHD_TEST_BIN"); b != "" {
+		bin = b
+	} else if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build nixpushd: %v\n%s", err, out)
 		os.Exit(1)
 	}
