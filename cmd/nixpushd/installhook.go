@@ -75,7 +75,12 @@ func runInstallHook(_ context.Context, argv0 string, args []string, stdout, _ io
 		if strings.HasPrefix(target, "/nix/store/") {
 			return fmt.Errorf("install-hook: %s is in the Nix store (NixOS): set nix.settings.post-build-hook, or services.nixpushd.postBuildHook, instead", *conf)
 		}
-		return fmt.Errorf("install-hook: cannot write %s: %w; add the line above by hand, or run as root", *conf, errors.Unwrap(err))
+		// The cause alone: the path may be writeConf's temp file.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("install-hook: cannot write %s: %w; add the line above by hand, or run as root", *conf, err)
 	}
 	verb := "Added"
 	if edit.replaced != "" {

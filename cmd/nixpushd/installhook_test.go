@@ -2,9 +2,12 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
 // #23: what install-hook does to a nix.conf's text.
@@ -187,6 +190,39 @@ func TestInstallHookCommand(t *testing.T) {
 		}
 		if readString(t, ro) != debian {
 			t.Errorf("the read-only nix.conf changed")
+		}
+	})
+
+	t.Run("not root: /etc/nix is not writable", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root, to run the binary as nobody")
+		}
+		testenv.LookPath(t, "setpriv", "install util-linux")
+		// A root-owned 0755 directory and 0644 file, as /etc/nix; a copy of
+		// the binary nobody can run.
+		d := t.TempDir()
+		os.Chmod(d, 0o755)
+		os.Chmod(filepath.Dir(d), 0o755)
+		os.Chmod(filepath.Dir(nixpushd), 0o755)
+		os.Chmod(filepath.Dir(filepath.Dir(nixpushd)), 0o755)
+		etc := filepath.Join(d, "nix.conf")
+		os.WriteFile(etc, []byte(debian), 0o644)
+		cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", nixpushd, "install-hook", "--nix-conf", etc)
+		cmd.Env = cleanEnv()
+		var o, e strings.Builder
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("as nobody: %v, want exit 1\n%s%s", err, o.String(), e.String())
+		}
+		if !strings.Contains(o.String(), "\n\n"+line+"\n\n") {
+			t.Errorf("stdout:\n%s", o.String())
+		}
+		if want := "nixpushd: install-hook: cannot write " + etc + ": permission denied; add the line above by hand, or run as root\n"; e.String() != want {
+			t.Errorf("stderr:\n%s\nwant:\n%s", e.String(), want)
+		}
+		if readString(t, etc) != debian {
+			t.Errorf("nix.conf changed")
 		}
 	})
 
