@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,7 +213,8 @@ func TestInstallHookCommand(t *testing.T) {
 		var o, e strings.Builder
 		cmd.Stdout, cmd.Stderr = &o, &e
 		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Fatalf("as nobody: %v, want exit 1\n%s%s", err, o.String(), e.String())
 		}
 		if !strings.Contains(o.String(), "\n\n"+line+"\n\n") {
