@@ -3,12 +3,30 @@
 GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build run test deps bench bench-burst fuzz
+.PHONY: all build install run test deps bench bench-burst fuzz
 
 all: build
 
 build:
 	$(GO) build -o nixpushd ./cmd/nixpushd
+
+# Installs the daemon, the hook link (nixpushd-hook, the name Nix's
+# post-build-hook runs it by) and the shipped systemd units, with their
+# paths rewritten for PREFIX. TO, when given, replaces the units' example
+# --to (an `&` in it is kept). DESTDIR stages the tree for a package.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+TO ?=
+install: build
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)"
+	install -m 0755 nixpushd "$(DESTDIR)$(BINDIR)/nixpushd"
+	ln -sfn nixpushd "$(DESTDIR)$(BINDIR)/nixpushd-hook"
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+	  $(if $(TO),-e 's|--to=s3://nix-cache?endpoint=s3.example.org |--to=$(subst &,\&,$(TO)) |') \
+	  nixos-module/nixpushd.service >"$(DESTDIR)$(UNITDIR)/nixpushd.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/nixpushd.service"
+	install -m 0644 nixos-module/nixpushd.socket "$(DESTDIR)$(UNITDIR)/nixpushd.socket"
 
 # The main job: the daemon, in the foreground. With no --to it pushes into
 # the local file:// cache in its state directory, signed with a key it

@@ -723,8 +723,11 @@ func TestReadmeQuickStart(t *testing.T) {
 	os.MkdirAll(e.etc, 0o700)
 	key, _ := testenv.GenerateKey(t, e.etc, "quickstart-1")
 	os.Rename(key, filepath.Join(e.etc, "secret-key"))
+	// The writer's keys in the file init writes; none in the environment,
+	// as under sudo.
+	os.WriteFile(filepath.Join(e.etc, "aws-credentials"), []byte("AWS_ACCESS_KEY_ID="+e.m.RootUser+"\nAWS_SECRET_ACCESS_KEY="+e.m.RootPassword+"\n"), 0o600)
 	e.m.MC(t, "mb", testenv.MCAlias+"/nix-cache")
-	_, ds = e.runShell(t, e.apply(secQuick, sh[2].text), "AWS_ACCESS_KEY_ID="+e.m.RootUser, "AWS_SECRET_ACCESS_KEY="+e.m.RootPassword)
+	_, ds = e.runShell(t, e.apply(secQuick, sh[2].text))
 	if len(ds) != 1 {
 		t.Fatalf("the third snippet started %d daemons, want 1", len(ds))
 	}

@@ -27,6 +27,7 @@ commands:
   push PATH...   upload store paths and their closures to a binary cache
   daemon         run the service: watch the store, take hook notifications, upload
   hook           Nix's post-build-hook (also installed as nixpushd-hook)
+  install-hook   set post-build-hook = nixpushd-hook in /etc/nix/nix.conf
   status         show the daemon's queue
   gc             delete what no root needs, never breaking a closure
   verify         check the cache as clients rely on it (--repair fixes it)
@@ -75,6 +76,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runDaemon(ctx, rest, stdout, stderr)
 	case "hook":
 		return runHook(ctx, rest, stdout, stderr)
+	case "install-hook":
+		return runInstallHook(ctx, args[0], rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "gc":
@@ -107,6 +110,8 @@ var commandUsage = map[string]string{
 	"pin add":  "nixpushd pin add NAME PATH... [flags]",
 	"pin list": "nixpushd pin list [flags]",
 	"pin rm":   "nixpushd pin rm NAME [flags]",
+
+	"install-hook": "nixpushd install-hook [flags]",
 }
 
 // parseFlags parses and turns flag errors into usage errors, and -h into
@@ -194,6 +199,7 @@ var flagArgNames = map[string]string{
 	"status-group": "GROUP", "trusted-public-keys": "KEYS", "keep": "AGE", "grace": "AGE",
 	"metrics-listen": "ADDR", "admin-profile": "PROFILE", "admin-credentials-file": "FILE",
 	"key-name": "NAME", "writer-user": "USER", "policy-name": "NAME",
+	"nix-conf": "FILE", "hook": "PATH",
 }
 
 // plural writes "1 path", "2 paths".
