@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nixpushd/nixpushd/cache/file"
@@ -267,4 +268,92 @@ func TestPrefilterReadsOnce(t *testing.T) {
 	if _, ok, _ := q.Get(failed); ok {
 		t.Error("a watcher candidate that is not valid was queued")
 	}
+}
+
+// gateStore is countingStore whose Closure records each batch's roots
+// and waits for gate to close, as a batch busy uploading does.
+type gateStore struct {
+	*countingStore
+	gate    chan struct{}
+	batches chan []string
+}
+
+func (s *gateStore) Closure(ctx context.Context, paths []string) ([]*store.PathInfo, error) {
+	s.batches <- slices.Clone(paths)
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+	}
+	return nil, fmt.Errorf("closure: %w", context.Canceled) // the batch is retried
+}
+
+// In a burst, paths that arrive while two young batches are in flight
+// wait and go together into the next batch, once one of them finishes or
+// the newest is batchGather old; an idle daemon starts a batch at once.
+func TestDispatchGathersArrivalsInABurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := func(i int) string { return fmt.Sprintf("/nix/store/%032d-burst-%d", i, i) }
+		st := &gateStore{countingStore: &countingStore{valid: map[string]*store.PathInfo{}, calls: map[string]int{}},
+			gate: make(chan struct{}), batches: make(chan []string, 100)}
+		d, _ := newTestDaemon(t, st, nil)
+		d.cfg.MaxActive = 100
+		ctx, cancel := context.WithCancel(t.Context())
+		var workers sync.WaitGroup
+		stopped := make(chan struct{})
+		go func() {
+			d.dispatch(ctx, ctx, &workers)
+			close(stopped)
+		}()
+		enqueue := func(from, to int) {
+			t.Helper()
+			var ps []string
+			for i := from; i < to; i++ {
+				ps = append(ps, path(i))
+			}
+			if _, err := d.q.Enqueue(ps, "watch", time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			d.poke()
+			synctest.Wait()
+		}
+		batch := func() []string {
+			t.Helper()
+			select {
+			case b := <-st.batches:
+				return b
+			default:
+				return nil
+			}
+		}
+		enqueue(0, 1)
+		if b := batch(); len(b) != 1 {
+			t.Fatalf("idle daemon: first batch %v, want it started at once", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+		enqueue(1, 2)
+		if b := batch(); len(b) != 1 {
+			t.Fatalf("one batch in flight: second batch %v, want it started at once", b)
+		}
+		for i := 2; i < 10; i++ {
+			time.Sleep(10 * time.Millisecond)
+			enqueue(i, i+1)
+		}
+		if b := batch(); b != nil {
+			t.Fatalf("two young batches in flight: batch %v started, want the arrivals held", b)
+		}
+		time.Sleep(batchGather)
+		synctest.Wait()
+		if b := batch(); len(b) != 8 {
+			t.Fatalf("after %v: batch of %d paths, want the 8 held ones together", batchGather, len(b))
+		}
+		close(st.gate) // every batch finishes (and is retried later)
+		synctest.Wait()
+		enqueue(10, 11)
+		if b := batch(); len(b) != 1 {
+			t.Fatalf("idle again: batch %v, want it started at once", b)
+		}
+		cancel()
+		<-stopped
+		workers.Wait()
+	})
 }
