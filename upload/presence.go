@@ -284,6 +284,25 @@ func (lp *listProbe) wait(ctx context.Context) (*listProbe, error) {
 	}
 }
 
+// remembered answers Check(key, notBefore) from memory (a remembered
+// answer or the snapshot) when it can, without a request or a goroutine:
+// a batch's closure is mostly paths answered already.
+func (p *Presence) remembered(key string, notBefore time.Time) (ok, answered bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, found := p.known[key]; found && a.at.After(notBefore) {
+		ok, answered = a.ok, true
+	} else if s := p.snap; s != nil && p.rl != nil && s.at.After(notBefore) && strings.IndexByte(key, '/') < 0 {
+		_, ok = s.keys[key]
+		answered = true
+	}
+	if answered {
+		p.checks.Add(1)
+		p.hits.Add(1)
+	}
+	return ok, answered
+}
+
 // Recent reports whether key exists, accepting an answer younger than the
 // TTL.
 func (p *Presence) Recent(ctx context.Context, key string) (bool, error) {
