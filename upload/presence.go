@@ -168,6 +168,10 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time, budget int)
 	lp.at = time.Now()
 	p.listCur = lp
 	sizeHint := p.rootCount + 64
+	// The requests sent from now on count towards the next listing; a
+	// question that arrives meanwhile is asked itself until they cost
+	// one, rather than every question waiting for the next listing.
+	p.heads = 0
 	p.mu.Unlock()
 
 	p.listings.Add(1)
@@ -188,12 +192,11 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time, budget int)
 	switch {
 	case err == nil:
 		p.rootCount = len(keys)
-		p.heads = 0
 		lp.keys = keys
 		p.keepSnap(lp)
 	case errors.Is(err, errEnough):
-		// Bigger than thought: try again once the requests sent
-		// since have doubled, so that the listings given up cost at
+		// Bigger than thought: try again once twice as many
+		// requests were sent, so that the listings given up cost at
 		// most what the requests they tried to replace did.
 		p.rootAtLeast = max(p.rootAtLeast, 2*budget)
 	}

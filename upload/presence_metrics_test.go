@@ -226,7 +226,9 @@ func TestPresenceListsCacheOfUnknownSize(t *testing.T) {
 		asked, lists int
 	}{
 		{"small cache", 5, listPage / listPerCheck, 1},
-		{"larger than a page", 2500, 4 * listPage / listPerCheck, 3},
+		// Tried at the 100th question (budget 1,000 objects), after
+		// 199 more (2,000), after 399 more (4,000: complete).
+		{"larger than a page", 2500, 100 + 199 + 399, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
