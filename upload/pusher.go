@@ -317,7 +317,8 @@ func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store
 	present := make([]bool, len(infos))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(int(max(p.IOJobs, DefaultIOJobs)) * 2) // waiting askers join queued requests
-	bound := time.Now().Add(-p.presence.ttl) // Recent's
+	// Recent's bound.
+	bound := time.Now().Add(-p.presence.ttl)
 	for i, pi := range infos {
 		key, err := narinfoKey(pi.Path)
 		if err != nil {
