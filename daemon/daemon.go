@@ -43,7 +43,6 @@ type Daemon struct {
 
 	wake      chan struct{} // something was enqueued or finished
 	active    atomic.Int64  // queue items being worked on
-	batches   atomic.Int64  // batches being worked on
 	started   time.Time
 	heartbeat atomic.Int64 // unix nanos of the dispatcher's last turn
 
@@ -313,35 +312,17 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// In a burst of new paths, a batch claimed as soon as the watcher hands
-// over a few paths would hold only those, and each batch costs a closure
-// of its roots (in a deep DAG, most of what came before), a pass over it
-// for presence, its own reference checks and queue transactions. While
-// gatherBatches batches are in flight, the newest younger than
-// batchGather, new arrivals wait and gather into the next one. An idle
-// daemon starts a batch at once; a busy one (a large upload) holds new
-// paths for at most batchGather.
-const (
-	gatherBatches = 2
-	batchGather   = time.Second
-)
-
 // dispatch claims due items while there is room and starts a worker for
 // each, until ctx ends. It sleeps until something is enqueued, a worker
 // finishes, or the next retry is due: an idle daemon uses no CPU.
 func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup) {
-	var lastStart time.Time // of the newest batch
 	for {
 		d.heartbeat.Store(time.Now().UnixNano())
 		if ctx.Err() != nil {
 			return
 		}
 		free := d.cfg.MaxActive - int(d.active.Load())
-		var hold time.Duration // until a batch may start
-		if d.batches.Load() >= gatherBatches {
-			hold = batchGather - time.Since(lastStart)
-		}
-		if free > 0 && hold <= 0 {
+		if free > 0 {
 			// Items claimed together are one batch: one closure, one
 			// set of existence checks, one pool.
 			items, err := d.q.Claim(time.Now(), free)
@@ -349,15 +330,12 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 				d.log.Error("reading the queue", "err", err)
 			}
 			if len(items) > 0 {
-				lastStart = time.Now()
 				d.active.Add(int64(len(items)))
-				d.batches.Add(1)
 				workers.Add(1)
 				go func() {
 					defer workers.Done()
 					d.processBatch(workCtx, items)
 					d.active.Add(-int64(len(items)))
-					d.batches.Add(-1)
 					d.poke()
 				}()
 			}
@@ -368,8 +346,6 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 			wait = max(time.Until(next), 0)
 			if wait == 0 && free <= 0 {
 				wait = -1 // due, but no room: a finishing worker pokes us
-			} else if hold > 0 {
-				wait = max(wait, hold) // or a finishing batch, sooner
 			}
 		}
 		if d.notify.Watchdog > 0 && (wait < 0 || wait > d.notify.Watchdog/3) {
