@@ -9,7 +9,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/nixpushd/nixpushd/cache/file"
 	"github.com/nixpushd/nixpushd/cache/retry"
@@ -267,4 +270,61 @@ func TestPrefilterReadsOnce(t *testing.T) {
 	if _, ok, _ := q.Get(failed); ok {
 		t.Error("a watcher candidate that is not valid was queued")
 	}
+}
+
+// The watcher hands over a build's lock removals after settle; in a
+// stream of them (a burst) it gathers for burstSettle, so that the
+// stream costs a queue write and a database read per burstSettle.
+func TestWatcherGathersLongerInABurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := func(i int) string { return fmt.Sprintf("/nix/store/%032d-w-%d", i, i) }
+		st := &countingStore{valid: map[string]*store.PathInfo{}, calls: map[string]int{}}
+		for i := range 200 {
+			st.valid[path(i)] = &store.PathInfo{Path: path(i), NarSize: 1, Ultimate: true}
+		}
+		d, q := newTestDaemon(t, st, nil)
+		events := make(chan fsnotify.Event)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			d.watchEvents(ctx, events, make(chan error), make(chan struct{}, 1))
+			close(done)
+		}()
+		remove := func(i int) {
+			events <- fsnotify.Event{Name: path(i) + ".lock", Op: fsnotify.Remove}
+		}
+		flushes := func() int {
+			synctest.Wait()
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			return st.calls["PathInfos"]
+		}
+		remove(0)
+		time.Sleep(settle)
+		if n := flushes(); n != 1 {
+			t.Fatalf("one build: %d flushes after %v, want 1", n, settle)
+		}
+		// A path every 10 ms for 2 s, starting within burstWindow.
+		for i := 1; i <= 200; i++ {
+			time.Sleep(10 * time.Millisecond)
+			remove(i % 200)
+		}
+		time.Sleep(burstSettle)
+		if n := flushes() - 1; n < 2000/int(burstSettle/time.Millisecond) || n > 2000/int(burstSettle/time.Millisecond)+1 {
+			t.Fatalf("a 2 s stream: %d flushes, want one per %v", n, burstSettle)
+		}
+		if s, err := q.Stats(); err != nil || s.Pending != 200 {
+			t.Fatalf("queue %+v %v, want all 200 paths pending", s, err)
+		}
+		// Quiet for a while: a build is handed over after settle again.
+		time.Sleep(2 * burstWindow)
+		before := flushes()
+		remove(5)
+		time.Sleep(settle)
+		if n := flushes(); n != before+1 {
+			t.Fatalf("after a quiet spell: %d flushes, want %d", n, before+1)
+		}
+		cancel()
+		<-done
+	})
 }

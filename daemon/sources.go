@@ -43,15 +43,31 @@ func lockTarget(storeDir, name string) string {
 	return p
 }
 
+// How long the watcher gathers lock removals before it hands them over:
+// a build registers its outputs together. In a burst (a flush less than
+// burstWindow ago) it gathers longer, so that a stream of new paths costs
+// a durable queue write and a database read per burstSettle, not per
+// settle.
+const (
+	settle      = 50 * time.Millisecond
+	burstSettle = 250 * time.Millisecond
+	burstWindow = time.Second
+)
+
 // watch turns lock removals into candidates, batches them for a moment (a
 // build registers its outputs together), keeps the valid ones and enqueues
 // them. An event overflow asks reconcile to run at once.
 func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow chan<- struct{}) {
 	defer w.Close()
-	const settle = 50 * time.Millisecond
+	d.watchEvents(ctx, w.Events, w.Errors, reconcileNow)
+}
+
+// watchEvents is watch's loop over the watcher's channels.
+func (d *Daemon) watchEvents(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error, reconcileNow chan<- struct{}) {
 	pending := map[string]bool{}
 	var flush <-chan time.Time
 	var t *time.Timer
+	var lastFlush time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,7 +75,7 @@ func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow ch
 				t.Stop()
 			}
 			return
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return
 			}
@@ -69,11 +85,15 @@ func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow ch
 			if p := lockTarget(d.cfg.StoreDir, ev.Name); p != "" {
 				pending[p] = true
 				if flush == nil {
-					t = time.NewTimer(settle)
+					wait := settle
+					if time.Since(lastFlush) < burstWindow {
+						wait = burstSettle
+					}
+					t = time.NewTimer(wait)
 					flush = t.C
 				}
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return
 			}
@@ -87,7 +107,7 @@ func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow ch
 				d.log.Warn("store watcher", "err", err)
 			}
 		case <-flush:
-			flush, t = nil, nil
+			flush, t, lastFlush = nil, nil, time.Now()
 			paths := make([]string, 0, len(pending))
 			for p := range pending {
 				paths = append(paths, p)

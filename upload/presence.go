@@ -55,6 +55,10 @@ type Presence struct {
 	// follow share that listing.
 	snap  *listProbe
 	heads int
+	// rootAtLeast is a lower bound on the objects at the top of the
+	// cache while rootCount is unknown: a listing that stopped at its
+	// budget saw more than that.
+	rootAtLeast int
 }
 
 type listProbe struct {
@@ -104,7 +108,7 @@ func (p *Presence) CheckMany(ctx context.Context, keys []string, notBefore time.
 	useList := p.rl != nil && p.rootCount > 0 && len(keys) >= 16 && len(keys)*listPerCheck >= p.rootCount
 	p.mu.Unlock()
 	if useList {
-		lp, err := p.listing(ctx, notBefore)
+		lp, err := p.listing(ctx, notBefore, 0)
 		if err == nil {
 			p.checks.Add(int64(len(keys)))
 			p.mu.Lock()
@@ -133,8 +137,10 @@ func (p *Presence) CheckMany(ctx context.Context, keys []string, notBefore time.
 }
 
 // listing returns a listing of the top of the cache sent after notBefore,
-// joining one in flight or queued when it can.
-func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe, error) {
+// joining one in flight or queued when it can. A budget above 0 stops a
+// listing of more objects than that with errEnough (the cache's size
+// being unknown).
+func (p *Presence) listing(ctx context.Context, notBefore time.Time, budget int) (*listProbe, error) {
 	p.mu.Lock()
 	if lp := p.listCur; lp != nil && lp.at.After(notBefore) {
 		p.mu.Unlock()
@@ -170,6 +176,9 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 		if keys == nil {
 			keys = make(map[string]struct{}, sizeHint)
 		}
+		if budget > 0 && len(keys) >= budget {
+			return errEnough
+		}
 		keys[o.Key] = struct{}{}
 		return nil
 	})
@@ -188,10 +197,16 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time) (*listProbe
 	if p.listCur == lp {
 		p.listCur = nil
 	}
-	if err == nil {
+	switch {
+	case err == nil:
 		p.rootCount = len(keys)
 		lp.keys = keys
 		p.keepSnap(lp)
+	case errors.Is(err, errEnough):
+		// Bigger than thought: try again once twice as many
+		// requests were sent, so that the listings given up cost at
+		// most what the requests they tried to replace did.
+		p.rootAtLeast = max(p.rootAtLeast, 2*budget)
 	}
 	p.mu.Unlock()
 	lp.err = err
@@ -232,7 +247,15 @@ func (p *Presence) fromListings(ctx context.Context, key string, notBefore time.
 	if lp := p.listCur; lp != nil && lp.at.After(notBefore) {
 		join = lp
 	}
-	buy := join == nil && p.rootCount > 0 && (p.heads+1)*listPerCheck >= p.rootCount
+	// Of a cache whose size is unknown (a daemon's first small batches
+	// never made Prime list), a listing costs at least a page, and one
+	// that finds more objects than the requests it replaces is given up.
+	size, budget := p.rootCount, 0
+	if size == 0 {
+		size = max(p.rootAtLeast, listPage)
+		budget = (p.heads + 1) * listPerCheck
+	}
+	buy := join == nil && (p.heads+1)*listPerCheck >= size
 	if join == nil && !buy {
 		p.heads++
 		return false, false, nil
@@ -246,7 +269,7 @@ func (p *Presence) fromListings(ctx context.Context, key string, notBefore time.
 			p.shared.Add(1)
 		}
 	} else {
-		lp, err = p.listing(ctx, notBefore)
+		lp, err = p.listing(ctx, notBefore, budget)
 	}
 	p.mu.Lock()
 	if err != nil {
@@ -270,6 +293,25 @@ func (lp *listProbe) wait(ctx context.Context) (*listProbe, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// remembered answers Check(key, notBefore) from memory (a remembered
+// answer or the snapshot) when it can, without a request or a goroutine:
+// a batch's closure is mostly paths answered already.
+func (p *Presence) remembered(key string, notBefore time.Time) (ok, answered bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, found := p.known[key]; found && a.at.After(notBefore) {
+		ok, answered = a.ok, true
+	} else if s := p.snap; s != nil && p.rl != nil && s.at.After(notBefore) && strings.IndexByte(key, '/') < 0 {
+		_, ok = s.keys[key]
+		answered = true
+	}
+	if answered {
+		p.checks.Add(1)
+		p.hits.Add(1)
+	}
+	return ok, answered
 }
 
 // Recent reports whether key exists, accepting an answer younger than the
@@ -378,6 +420,11 @@ func (pr *probe) wait(ctx context.Context) (bool, error) {
 // server, so the listing must pay on both sides.
 const listPerCheck = 10
 
+// listPage is how many objects one listing request returns at most
+// (S3's default max-keys): what the server reads for a listing of a
+// cache of unknown size, however early it is given up.
+const listPage = 1000
+
 // errEnough stops a listing that costs more than the checks it replaces.
 var errEnough = errors.New("listing longer than the checks it would save")
 
@@ -415,6 +462,9 @@ func (p *Presence) Prime(ctx context.Context, l cache.RootLister, keys []string)
 	p.Requests.Add(int64(seen/1000 + 1))
 	p.listings.Add(1)
 	if errors.Is(err, errEnough) {
+		p.mu.Lock()
+		p.rootAtLeast = max(p.rootAtLeast, budget)
+		p.mu.Unlock()
 		return false, nil
 	}
 	if err != nil {

@@ -217,3 +217,65 @@ func TestPresenceListingAnswersAbsentKeys(t *testing.T) {
 		}
 	})
 }
+
+// A Presence that never primed (a daemon's first batches are small) does
+// not know the cache's size: once the existence requests it sent cost a
+// listing page, it lists with a budget of what they cost. A small cache
+// is listed whole and answers later questions; a larger one is given up
+// at the budget and tried again once the requests have doubled.
+func TestPresenceListsCacheOfUnknownSize(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		objects int
+		// questions before the listing that completes, and the
+		// listings tried by then (the last one completing)
+		asked, lists int
+	}{
+		{"small cache", 5, listPage / listPerCheck, 1},
+		// Tried at the 100th question (budget 1,000 objects), after
+		// 199 more (2,000), after 399 more (4,000: complete).
+		{"larger than a page", 2500, 100 + 199 + 399, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				m := cachetest.NewMem()
+				for i := range tc.objects {
+					m.Objects[fmt.Sprintf("o%05d.narinfo", i)] = []byte("x")
+				}
+				heads := func() (n int) {
+					for _, c := range m.Checks {
+						n += c
+					}
+					return n
+				}
+				p := NewPresence(sema.Wrap(m, semaphore.NewWeighted(4)), time.Minute)
+				for i := range tc.asked {
+					if ok, err := p.Recent(ctx, fmt.Sprintf("n%05d.narinfo", i)); ok || err != nil {
+						t.Fatalf("absent key %d: %v %v", i, ok, err)
+					}
+				}
+				if heads() != tc.asked-1 || m.Lists != tc.lists {
+					t.Fatalf("%d requests, %d listings, want %d and %d", heads(), m.Lists, tc.asked-1, tc.lists)
+				}
+				// The listing answers, present or absent, what it
+				// holds or lacks, with no request.
+				if ok, err := p.Recent(ctx, "o00001.narinfo"); !ok || err != nil {
+					t.Fatalf("present key: %v %v", ok, err)
+				}
+				if ok, err := p.Recent(ctx, "n99999.narinfo"); ok || err != nil {
+					t.Fatalf("absent key: %v %v", ok, err)
+				}
+				if heads() != tc.asked-1 || m.Lists != tc.lists {
+					t.Fatalf("after the listing: %d requests, %d listings, want %d and %d", heads(), m.Lists, tc.asked-1, tc.lists)
+				}
+				// It never answers a question bound after it was sent:
+				// that takes a request or a listing sent after.
+				time.Sleep(time.Millisecond)
+				if _, err := p.Check(ctx, "o00001.narinfo", time.Now()); err != nil || heads()+m.Lists != tc.asked+tc.lists {
+					t.Fatalf("a fresh check: %d requests, %d listings, %v, want one more of either", heads(), m.Lists, err)
+				}
+			})
+		})
+	}
+}

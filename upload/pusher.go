@@ -295,10 +295,16 @@ func (p *Pusher) Missing(ctx context.Context, infos []*store.PathInfo) ([]*store
 	present := make([]bool, len(infos))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(int(max(p.IOJobs, DefaultIOJobs)) * 2) // waiting askers join queued requests
+	// Recent's bound.
+	bound := time.Now().Add(-p.presence.ttl)
 	for i, pi := range infos {
 		key, err := narinfoKey(pi.Path)
 		if err != nil {
 			return nil, &cache.PermanentError{Err: err}
+		}
+		if ok, answered := p.presence.remembered(key, bound); answered {
+			present[i] = ok
+			continue
 		}
 		g.Go(func() error {
 			ok, err := p.presence.Recent(gctx, key)
