@@ -32,11 +32,17 @@ func validName(name string) bool {
 type ConflictError struct {
 	Cache      string         // the cache, as its Target names itself
 	Have, Want *nar.PublicKey // recorded, ours
+	// Fix is the one fix the message ends with; "" is init's.
+	Fix string
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("the cache %s already has a key named %s with a different public key (from another machine?): reuse that key (copy its secret key here) or pick a new name with --key-name",
-		e.Cache, e.Want.Name)
+	fix := e.Fix
+	if fix == "" {
+		fix = "reuse that key (copy its secret key here) or pick a new name with --key-name"
+	}
+	return fmt.Sprintf("the cache %s already has a key named %s with a different public key (from another machine?): %s",
+		e.Cache, e.Want.Name, fix)
 }
 
 // Lookup returns the public key the cache records for name, nil when it

@@ -68,6 +68,11 @@ type Pusher struct {
 	// DebugInfo writes debuginfo/<build-id> links for the debug files
 	// under lib/debug/.build-id (Nix's index-debug-info), likewise.
 	DebugInfo bool
+	// CheckKey, if set, runs with the nix-cache-info check, before the
+	// first path is signed (and again after CheckCache): the caller's
+	// check that the cache accepts Key (a name it records with another
+	// public key must not sign). Its error fails the Push.
+	CheckKey func(ctx context.Context) error
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64
@@ -281,6 +286,11 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 			return err
 		}
 		p.log().Info("wrote nix-cache-info", "target", p.Target.String())
+	}
+	if p.CheckKey != nil {
+		if err := p.retryDo(ctx, func() error { return p.CheckKey(ctx) }); err != nil {
+			return err
+		}
 	}
 	p.cacheInfoOK = true
 	return nil

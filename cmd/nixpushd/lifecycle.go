@@ -282,7 +282,7 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 			if key == nil {
 				log.Warn("no signing key: the narinfos repair writes (for paths missing, or whose narinfo is unsigned or unparsable today) are unsigned; nothing signed is replaced, but clients with require-sigs reject them: give --secret-key-file, or create " + keyFile)
 			}
-			if p, err = o.pusherWithKey(ctx, log, key); err != nil {
+			if p, err = o.pusherWithKey(ctx, log, key, keyFile); err != nil {
 				return fmt.Errorf("verify --repair: %w", err)
 			}
 			break
