@@ -73,6 +73,10 @@ type Pusher struct {
 	// check that the cache accepts Key (a name it records with another
 	// public key must not sign). Its error fails the Push.
 	CheckKey func(ctx context.Context) error
+	// SignPresent makes a path "already cached" only if its narinfo has
+	// a valid signature by Key: one that lacks it gets Key's signature
+	// added (Result.Signed), or is named in Result.NotSigned.
+	SignPresent bool
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64
@@ -89,6 +93,7 @@ type Pusher struct {
 
 	mu       sync.Mutex
 	inflight map[string]*pathState // paths being uploaded by any Push call
+	signedOK map[string]bool       // cached narinfos seen signed by Key
 
 	// The shared lock: publishers hold sessMu for reading; renewing the
 	// lock (after gc asked for the cache) holds it for writing.
@@ -171,10 +176,16 @@ type Result struct {
 	// their narinfo was written, and they add nothing to FileBytes.
 	ReusedNARs int
 	Failed     map[string]error
+	// Signed are cached paths whose narinfo lacked a valid signature by
+	// the Key and got it (not in Present).
+	Signed int
+	// NotSigned are cached paths (in Present) whose narinfo lacks the
+	// Key's signature and could not get it, with the reason.
+	NotSigned map[string]string
 }
 
-// Outcomes of a Result add up: Present + Uploaded + len(Failed) + paths
-// not attempted (a push that stopped) = Total.
+// Outcomes of a Result add up: Present + Signed + Uploaded + len(Failed)
+// + paths not attempted (a push that stopped) = Total.
 
 // Err summarises the failures, or nil.
 func (r *Result) Err() error {
@@ -393,6 +404,24 @@ func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force
 		}
 	}
 	res.Present = len(closure) - len(missing) - len(res.Failed)
+	if p.SignPresent && p.Key != nil {
+		skip := map[string]bool{}
+		for _, pi := range missing {
+			skip[pi.Path] = true
+		}
+		var present []*store.PathInfo
+		for _, pi := range closure {
+			if !skip[pi.Path] && res.Failed[pi.Path] == nil {
+				present = append(present, pi)
+			}
+		}
+		signed, notSigned, err := p.signPresent(ctx, present)
+		if err != nil {
+			return res, err
+		}
+		res.Signed, res.NotSigned = len(signed), notSigned
+		res.Present -= len(signed)
+	}
 	if len(missing) == 0 {
 		return res, nil
 	}

@@ -198,6 +198,7 @@ func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key
 	}
 	return &upload.Pusher{
 		CheckKey:    check,
+		SignPresent: true,
 		Target:      target,
 		Compressor:  comp,
 		Key:         key,
@@ -284,6 +285,9 @@ func pushAndReport(ctx context.Context, p *upload.Pusher, closure []*store.PathI
 	stopProg()
 	p.OnEvent = nil
 	fmt.Fprintln(stderr, summary(res, p, time.Since(start), err))
+	for _, path := range slices.Sorted(maps.Keys(res.NotSigned)) {
+		fmt.Fprintf(stderr, "cached but not signed by %s: %s: %s\n", p.Key.Name, path, res.NotSigned[path])
+	}
 	if err != nil {
 		return err
 	}
@@ -325,12 +329,18 @@ func storePathArgs(args []string) ([]string, error) {
 // and a push that stopped (err) does not begin with "pushed".
 func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration, err error) string {
 	failed := len(res.Failed)
-	rest := res.Total - res.Uploaded - res.Present - failed
+	rest := res.Total - res.Uploaded - res.Present - res.Signed - failed
 	head := fmt.Sprintf("pushed %s to %s", plural(res.Total, "path"), p.Target)
 	if err != nil || failed > 0 {
 		head = fmt.Sprintf("push of %s to %s incomplete", plural(res.Total, "path"), p.Target)
 	}
 	s := fmt.Sprintf("%s: %d uploaded, %d already cached", head, res.Uploaded, res.Present)
+	if res.Signed > 0 {
+		s += fmt.Sprintf(", %d signed", res.Signed)
+	}
+	if n := len(res.NotSigned); n > 0 {
+		s += fmt.Sprintf(" (%d without our signature: see below)", n)
+	}
 	if failed > 0 || err != nil {
 		s += fmt.Sprintf(", %d failed", failed)
 	}
