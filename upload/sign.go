@@ -39,33 +39,78 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) (si
 	if len(todo) == 0 {
 		return nil, nil, nil
 	}
-	_, release, err := p.readSession(ctx) // rewrites race no gc sweep
+	// Read without the lock (most narinfos are signed already); those to
+	// sign are read again and written under it, so that no rewrite races
+	// a gc sweep and each starts from the narinfo as it is then.
+	need, notSigned, err := p.eachNarInfo(ctx, todo, nil)
+	if err != nil || len(need) == 0 {
+		return nil, notSigned, err
+	}
+	p.enterSession()
+	defer p.leaveSession()
+	_, release, err := p.readSession(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer release()
-	notSigned = map[string]string{}
+	var again []*store.PathInfo
+	for _, pi := range todo {
+		if need[pi.Path] {
+			again = append(again, pi)
+		}
+	}
+	done, why, err := p.eachNarInfo(ctx, again, func(ctx context.Context, pi *store.PathInfo, key string, text []byte) error {
+		return p.retryDo(ctx, func() error {
+			if err := p.io.Acquire(ctx, 1); err != nil {
+				return err
+			}
+			defer p.io.Release(1)
+			return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
+		})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for path, r := range why {
+		notSigned[path] = r
+	}
+	for path := range done {
+		signed = append(signed, path)
+		p.rememberSigned(path)
+		p.log().Info("signed the narinfo already in the cache", "STORE_PATH", path, "key_name", p.Key.Name)
+	}
+	slices.Sort(signed)
+	return signed, notSigned, nil
+}
+
+// eachNarInfo reads the narinfos of paths (IOJobs at once) and returns
+// those that need Key's signature and may get it (after write, if set,
+// wrote the signed text), and the reasons of those that need it but may
+// not. Narinfos found signed are remembered. A failed read or write only
+// leaves the narinfo as it was: it is reported, not fatal.
+func (p *Pusher) eachNarInfo(ctx context.Context, paths []*store.PathInfo, write func(context.Context, *store.PathInfo, string, []byte) error) (map[string]bool, map[string]string, error) {
+	need, notSigned := map[string]bool{}, map[string]string{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(p.IOJobs, 1))
-	for _, pi := range todo {
+	for _, pi := range paths {
 		g.Go(func() error {
-			done, why, err := p.signOne(gctx, pi)
-			if err != nil {
-				// The path is in the cache; a failed read or write only
-				// leaves it as it was: said, not fatal.
-				why = "could not add the signature: " + err.Error()
-				if errors.Is(err, context.Canceled) {
-					return err
-				}
+			key, text, why, err := p.readForSigning(gctx, pi)
+			if err == nil && text != nil && write != nil {
+				err = write(gctx, pi, key, text)
+			}
+			if errors.Is(err, context.Canceled) {
+				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case done:
-				signed = append(signed, pi.Path)
+			case err != nil:
+				notSigned[pi.Path] = "could not add the signature: " + err.Error()
 			case why != "":
 				notSigned[pi.Path] = why
+			case text != nil:
+				need[pi.Path] = true
 			}
 			return nil
 		})
@@ -73,16 +118,15 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) (si
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
-	slices.Sort(signed)
-	return signed, notSigned, nil
+	return need, notSigned, nil
 }
 
-// signOne reads pi's narinfo and signs it if it needs it and may be.
-// done: a signature was added; why: why it was not although needed.
-func (p *Pusher) signOne(ctx context.Context, pi *store.PathInfo) (done bool, why string, err error) {
-	key, err := narinfoKey(pi.Path)
+// readForSigning reads pi's narinfo: text is it signed by Key when it
+// needs the signature and may get it, why the reason it may not.
+func (p *Pusher) readForSigning(ctx context.Context, pi *store.PathInfo) (key string, text []byte, why string, err error) {
+	key, err = narinfoKey(pi.Path)
 	if err != nil {
-		return false, "", err
+		return "", nil, "", err
 	}
 	var b []byte
 	err = p.retryDo(ctx, func() (err error) {
@@ -97,32 +141,16 @@ func (p *Pusher) signOne(ctx context.Context, pi *store.PathInfo) (done bool, wh
 		return err
 	})
 	if errors.Is(err, cache.ErrNotFound) {
-		return false, "", nil // deleted since: the next push uploads it
+		return key, nil, "", nil // deleted since: the next push uploads it
 	}
 	if err != nil {
-		return false, "", err
+		return key, nil, "", err
 	}
-	text, why := AddSignature(b, pi, p.Key)
-	if why != "" {
-		return false, why, nil
-	}
-	if text == nil {
+	text, why = AddSignature(b, pi, p.Key)
+	if text == nil && why == "" {
 		p.rememberSigned(pi.Path)
-		return false, "", nil
 	}
-	err = p.retryDo(ctx, func() error {
-		if err := p.io.Acquire(ctx, 1); err != nil {
-			return err
-		}
-		defer p.io.Release(1)
-		return p.Target.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
-	})
-	if err != nil {
-		return false, "", err
-	}
-	p.rememberSigned(pi.Path)
-	p.log().Info("signed the narinfo already in the cache", "STORE_PATH", pi.Path, "key_name", p.Key.Name)
-	return true, "", nil
+	return key, text, why, nil
 }
 
 func (p *Pusher) rememberSigned(path string) {
