@@ -516,7 +516,7 @@ func startKey(ctx context.Context, o *targetOptions, p *upload.Pusher, c keyChoi
 	if c.Key == nil {
 		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if isNew {
 		have, err := cachekeys.Lookup(cctx, p.Target, c.Key.Name)

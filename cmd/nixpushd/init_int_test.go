@@ -196,8 +196,8 @@ func TestInitFromZero(t *testing.T) {
 	}
 	t.Logf("second init:\n%s", out)
 	steps = initStepLines(out)
-	if len(steps) != 7 {
-		t.Errorf("second init shows %d steps, want 7:\n%s", len(steps), out)
+	if len(steps) != 8 {
+		t.Errorf("second init shows %d steps, want 8:\n%s", len(steps), out)
 	}
 	for name, status := range steps {
 		if !strings.HasPrefix(status, provision.StatusExists) {

@@ -405,9 +405,10 @@ func (e *readmeEnv) readmeSubsts(result, helloPath string) {
 		{section: secZero, old: "/tmp/init-readme/client", new: filepath.Join(e.work, "client"), why: "the client store"},
 		{section: secZero, old: "/root/elsewhere", new: filepath.Join(e.work, "elsewhere"), why: "a directory without credentials"},
 		{section: secZero, re: regexp.MustCompile(`/nix/store/[0-9a-z]{32}-hello-nixpushd`), new: helloPath, why: "the path hello.nix builds here"},
-		{section: secZero, re: regexp.MustCompile(`trusted-public-keys 127\.0\.0\.1-1:[A-Za-z0-9+/]{43}=`),
+		{section: secZero, re: regexp.MustCompile(`trusted-public-keys builder1-nixpushd-1:[A-Za-z0-9+/]{43}=`),
 			new: `trusted-public-keys "$(nix --extra-experimental-features nix-command key convert-secret-to-public < ` + e.etc + `/secret-key)"`,
 			why: "the public key init printed in this run (from its key file)"},
+		{section: secZero, old: "builder1-nixpushd-1", new: keyName(), why: "the key is named after this machine"},
 	}
 }
 
