@@ -17,7 +17,9 @@ const DefaultSkipKey = "cache.nixos.org-1"
 
 // Config is what the daemon is told on its command line.
 type Config struct {
-	StateDir          string
+	StateDir string
+	// SecretKeyFile is where the signing key comes from, for status.
+	SecretKeyFile     string
 	Socket            string
 	SpoolDir          string
 	WatchStore        bool

@@ -518,11 +518,12 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	}
 	for i, it := range done {
 		// The counts are the batch's (batch_paths: the union of the
-		// closures of its roots): uploaded + already_cached + failed =
-		// batch_paths; stored_bytes leaves out NAR files that were
+		// closures of its roots): uploaded + already_cached + signed +
+		// failed = batch_paths (signed: cached, and given our signature);
+		// stored_bytes leaves out NAR files that were
 		// already there (reused_nars).
 		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", sizes[i], "batch", len(roots), "batch_paths", res.Total,
-			"uploaded", res.Uploaded, "already_cached", res.Present, "failed", len(res.Failed), "reused_nars", res.ReusedNARs,
+			"uploaded", res.Uploaded, "already_cached", res.Present, "signed", res.Signed, "failed", len(res.Failed), "reused_nars", res.ReusedNARs,
 			"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
 	}
 }

@@ -30,8 +30,10 @@ type Status struct {
 	Degraded bool `json:"degraded,omitempty"`
 	// PublicKey is the signing key's public half, for clients'
 	// trusted-public-keys ("" when unsigned).
-	PublicKey string       `json:"public_key,omitempty"`
-	Items     []queue.Item `json:"items"` // failed, in flight, pending (first ones), recent done
+	PublicKey string `json:"public_key,omitempty"`
+	// SecretKeyFile is the file the signing key was read from.
+	SecretKeyFile string       `json:"secret_key_file,omitempty"`
+	Items         []queue.Item `json:"items"` // failed, in flight, pending (first ones), recent done
 }
 
 // QueueStatus reads the status straight from a queue (used by `nixpushd
@@ -76,6 +78,7 @@ func (d *Daemon) Snapshot() (*Status, error) {
 	d.mu.Unlock()
 	if d.p.Key != nil {
 		st.PublicKey = d.p.Key.Public().String()
+		st.SecretKeyFile = d.cfg.SecretKeyFile
 	}
 	return st, nil
 }

@@ -306,20 +306,31 @@ func checkNarInfo(h string, ni *nar.NarInfo, err error, opts VerifyOptions, add 
 	}
 	p.Ref = ""
 	if len(opts.TrustedKeys) > 0 && ni.Verify(opts.TrustedKeys) == 0 {
-		var names []string
-		for _, s := range ni.Sigs {
-			n, _, _ := strings.Cut(s, ":")
-			names = append(names, n)
-		}
-		p.Kind, p.Detail = ProblemSignature, "no valid signature by a trusted key"
-		if len(names) > 0 {
-			p.Detail += " (signed by " + strings.Join(names, ", ") + ")"
-		} else {
-			p.Detail += " (unsigned)"
-		}
+		p.Kind, p.Detail = ProblemSignature, signatureDetail(ni, opts.TrustedKeys)
 		add(p)
 	}
 	return narOK
+}
+
+// signatureDetail says why ni has no valid signature by keys: unsigned,
+// signed by other names, or signed under a trusted name by another key
+// of that name, which Nix cannot tell apart (one key per name).
+func signatureDetail(ni *nar.NarInfo, keys []*nar.PublicKey) string {
+	var names, clashes []string
+	for _, s := range ni.Sigs {
+		n, _, _ := strings.Cut(s, ":")
+		names = append(names, n)
+		if slices.ContainsFunc(keys, func(k *nar.PublicKey) bool { return k.Name == n }) && !slices.Contains(clashes, n) {
+			clashes = append(clashes, n)
+		}
+	}
+	switch {
+	case len(clashes) > 0:
+		return fmt.Sprintf("no valid signature by a trusted key: signed as %s, but by another public key than the trusted key of that name (two machines with one key name?); sign with the trusted key: verify --repair --secret-key-file THAT-KEY", strings.Join(clashes, ", "))
+	case len(names) > 0:
+		return "no valid signature by a trusted key (signed by " + strings.Join(names, ", ") + ")"
+	}
+	return "no valid signature by a trusted key (unsigned)"
 }
 
 // finishVerify is --full's download of every NAR, and the duration.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cache/file"
+	"github.com/nixpushd/nixpushd/nar"
 )
 
 // noList hides a target's listing, as an http:// cache has none.
@@ -78,5 +79,45 @@ func TestVerifyNotes(t *testing.T) {
 	}
 	if s := res.String(); !strings.Contains(s, "notes: 1 orphan-nar, 1 stray-narinfo") || !strings.HasSuffix(s, "no problems") {
 		t.Errorf("summary %s", s)
+	}
+}
+
+// A signature under a trusted key's name by another key of that name is
+// named as such: Nix keeps one key per name, so that is two machines
+// sharing a name, not an unknown signer.
+func TestSignatureDetail(t *testing.T) {
+	ours, _ := nar.GenerateSecretKey("b1-nixpushd-1")
+	twin, _ := nar.GenerateSecretKey("b1-nixpushd-1")
+	other, _ := nar.GenerateSecretKey("b2-nixpushd-1")
+	trusted := []*nar.PublicKey{ours.Public()}
+	base := func() *nar.NarInfo {
+		return &nar.NarInfo{StorePath: storePath("x"), NarHash: nar.Hash{Algo: "sha256", Digest: make([]byte, 32)}, NarSize: 8}
+	}
+	for _, tt := range []struct {
+		name  string
+		sign  []*nar.SecretKey
+		want  string
+		valid bool
+	}{
+		{"unsigned", nil, "(unsigned)", false},
+		{"other name", []*nar.SecretKey{other}, "(signed by b2-nixpushd-1)", false},
+		{"same name, other key", []*nar.SecretKey{twin}, "signed as b1-nixpushd-1, but by another public key than the trusted key of that name", false},
+		{"ours", []*nar.SecretKey{ours}, "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ni := base()
+			for _, k := range tt.sign {
+				ni.Sign(k)
+			}
+			if got := ni.Verify(trusted) > 0; got != tt.valid {
+				t.Fatalf("valid = %v, want %v", got, tt.valid)
+			}
+			if tt.valid {
+				return
+			}
+			if d := signatureDetail(ni, trusted); !strings.Contains(d, tt.want) {
+				t.Errorf("detail %q lacks %q", d, tt.want)
+			}
+		})
 	}
 }

@@ -195,10 +195,17 @@ func NewSecretKeyFile(path, name string) (*SecretKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fsutil.WriteFileNew(path, []byte(k.Encode()+"\n"), 0o600); err != nil {
+	if err := WriteSecretKeyFile(path, k); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// WriteSecretKeyFile writes k to path, a new file readable by its owner
+// only, whole or not at all. It never replaces an existing file: the
+// error then wraps fs.ErrExist.
+func WriteSecretKeyFile(path string, k *SecretKey) error {
+	return fsutil.WriteFileNew(path, []byte(k.Encode()+"\n"), 0o600)
 }
 
 // Encode returns the key as Nix writes it to a file: "name:base64(64 bytes)".

@@ -740,7 +740,7 @@ in
       ++ secretAssertions "gc.credentialsFile" "the S3 credentials" "/etc/nixpushd/gc-aws-credentials" cfg.gc.credentialsFile;
 
       warnings =
-        lib.optional (cfg.secretKeyFile == null) "services.nixpushd.secretKeyFile is not set: nixpushd signs with a key it creates in /var/lib/nixpushd/secret-key (public key in /var/lib/nixpushd/public-key), which is lost with that directory. For a key you keep, run `nixpushd init` or `(umask 077; mkdir -p /etc/nixpushd; nix --extra-experimental-features nix-command key generate-secret --key-name HOST-1 > /etc/nixpushd/secret-key)` and set secretKeyFile = \"/etc/nixpushd/secret-key\"."
+        lib.optional (cfg.secretKeyFile == null) "services.nixpushd.secretKeyFile is not set: nixpushd signs with a key it creates in /var/lib/nixpushd/secret-key (public key in /var/lib/nixpushd/public-key), which is lost with that directory. For a key you keep, run `nixpushd init` or `(umask 077; set -o noclobber; mkdir -p /etc/nixpushd; nix --extra-experimental-features nix-command key generate-secret --key-name HOST-nixpushd-1 > /etc/nixpushd/secret-key)` and set secretKeyFile = \"/etc/nixpushd/secret-key\"."
         ++ lib.optional (!cfg.watchStore && !cfg.postBuildHook) "services.nixpushd: watchStore and postBuildHook are both off, so nixpushd only finds new paths when it reconciles with the Nix database (every ${cfg.reconcileInterval}).";
 
       nix.settings = mkIf cfg.postBuildHook {

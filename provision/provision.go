@@ -417,7 +417,7 @@ func (r *runner) anonymous(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) signingKey(_ context.Context) error {
+func (r *runner) signingKey(ctx context.Context) error {
 	path := r.cfg.SecretKeyFile
 	const name = "signing key"
 	st, err := os.Stat(path)
@@ -425,6 +425,10 @@ func (r *runner) signingKey(_ context.Context) error {
 		key, err := nar.LoadSecretKeyFile(path)
 		if err != nil {
 			return problemf("%s: fix or remove it (init never replaces a signing key that clients may trust)", nar.ErrorReason(err))
+		}
+		fix := fmt.Sprintf("reuse that key (copy its secret key to %s) or move %s away and pick a new name with --key-name", path, path)
+		if err := r.checkCacheKey(ctx, key.Public(), fix); err != nil {
+			return err
 		}
 		r.res.PublicKey = key.Public().String()
 		notes := []string{path + " (" + key.Name + ")"}
@@ -435,25 +439,31 @@ func (r *runner) signingKey(_ context.Context) error {
 			notes = append(notes, fmt.Sprintf("mode %04o lets others read it: chmod 600 %s", st.Mode().Perm(), path))
 		}
 		r.step(Step{Name: name, Status: StatusExists, Detail: strings.Join(notes, "; ")})
-		return nil
+		return r.recordKey(ctx, key.Public(), fix)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return problemf("signing key: %v", err)
 	}
+	key, err := nar.GenerateSecretKey(r.cfg.KeyName)
+	var ke *nar.KeyError
+	if errors.As(err, &ke) {
+		return problemf("--key-name: %s", ke.Reason())
+	} else if err != nil {
+		return problemf("signing key: %v", err)
+	}
+	// Asked before the key is written: a refused name leaves no file.
+	if err := r.checkCacheKey(ctx, key.Public(), ""); err != nil {
+		return err
+	}
 	if err := ensureDir(path); err != nil {
 		return problemf("writing the signing key: %v", err)
 	}
-	key, err := nar.NewSecretKeyFile(path, r.cfg.KeyName)
-	var ke *nar.KeyError
-	switch {
-	case errors.As(err, &ke):
-		return problemf("--key-name: %s", ke.Reason())
-	case err != nil:
+	if err := nar.WriteSecretKeyFile(path, key); err != nil {
 		return problemf("writing the signing key: %v", err)
 	}
 	r.res.PublicKey = key.Public().String()
 	r.step(Step{Name: name, Status: StatusCreated, Detail: path + " (" + key.Name + ")"})
-	return nil
+	return r.recordKey(ctx, key.Public(), fmt.Sprintf("reuse that key (copy its secret key to %s) or move %s away and pick a new name with --key-name", path, path))
 }
 
 // detectMinIO returns an admin client when the server is MinIO (its admin

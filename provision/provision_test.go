@@ -18,17 +18,17 @@ import (
 	"github.com/nixpushd/nixpushd/nar"
 )
 
-func TestSubstituterAndKeyName(t *testing.T) {
+func TestSubstituterURL(t *testing.T) {
 	tests := []struct {
-		url                  string
-		public, private, key string
+		url             string
+		public, private string
 	}{
-		{"s3://nix-cache?endpoint=s3.homelab.local", "https://s3.homelab.local/nix-cache", "s3://nix-cache?endpoint=s3.homelab.local", "s3.homelab.local-1"},
-		{"s3://nix-cache?endpoint=127.0.0.1:9000&scheme=http&profile=nixbuilder", "http://127.0.0.1:9000/nix-cache", "s3://nix-cache?endpoint=127.0.0.1:9000&scheme=http", "127.0.0.1-1"},
-		{"s3://nix-cache?endpoint=[::1]:9000&scheme=http", "http://[::1]:9000/nix-cache", "s3://nix-cache?endpoint=[::1]:9000&scheme=http", "--1-1"},
-		{"s3://my-cache", "https://my-cache.s3.amazonaws.com", "s3://my-cache", "my-cache.s3.amazonaws.com-1"},
-		{"s3://my-cache?region=eu-west-1", "https://my-cache.s3.eu-west-1.amazonaws.com", "s3://my-cache?region=eu-west-1", "my-cache.s3.amazonaws.com-1"},
-		{"s3://cache.example.org?region=eu-west-1", "https://s3.eu-west-1.amazonaws.com/cache.example.org", "s3://cache.example.org?region=eu-west-1", "cache.example.org.s3.amazonaws.com-1"},
+		{"s3://nix-cache?endpoint=s3.homelab.local", "https://s3.homelab.local/nix-cache", "s3://nix-cache?endpoint=s3.homelab.local"},
+		{"s3://nix-cache?endpoint=127.0.0.1:9000&scheme=http&profile=nixbuilder", "http://127.0.0.1:9000/nix-cache", "s3://nix-cache?endpoint=127.0.0.1:9000&scheme=http"},
+		{"s3://nix-cache?endpoint=[::1]:9000&scheme=http", "http://[::1]:9000/nix-cache", "s3://nix-cache?endpoint=[::1]:9000&scheme=http"},
+		{"s3://my-cache", "https://my-cache.s3.amazonaws.com", "s3://my-cache"},
+		{"s3://my-cache?region=eu-west-1", "https://my-cache.s3.eu-west-1.amazonaws.com", "s3://my-cache?region=eu-west-1"},
+		{"s3://cache.example.org?region=eu-west-1", "https://s3.eu-west-1.amazonaws.com/cache.example.org", "s3://cache.example.org?region=eu-west-1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -42,13 +42,26 @@ func TestSubstituterAndKeyName(t *testing.T) {
 			if got := SubstituterURL(cfg, false); got != tt.private {
 				t.Errorf("private substituter = %q, want %q", got, tt.private)
 			}
-			if got := DefaultKeyName(cfg); got != tt.key {
-				t.Errorf("DefaultKeyName = %q, want %q", got, tt.key)
-			}
-			if _, err := nar.GenerateSecretKey(DefaultKeyName(cfg)); err != nil {
-				t.Errorf("DefaultKeyName is not a valid key name: %v", err)
-			}
 		})
+	}
+}
+
+// The default key name is the builder's, not the cache's: two builders
+// of one cache get two names.
+func TestDefaultKeyName(t *testing.T) {
+	for host, want := range map[string]string{
+		"builder1":           "builder1-nixpushd-1",
+		"ci.example.org":     "ci.example.org-nixpushd-1",
+		"odd host:name/x\\y": "oddhostnamexy-nixpushd-1",
+		"":                   "localhost-nixpushd-1",
+	} {
+		got := DefaultKeyName(host)
+		if got != want {
+			t.Errorf("DefaultKeyName(%q) = %q, want %q", host, got, want)
+		}
+		if _, err := nar.GenerateSecretKey(got); err != nil {
+			t.Errorf("DefaultKeyName(%q) = %q is not a valid key name: %v", host, got, err)
+		}
 	}
 }
 

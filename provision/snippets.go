@@ -2,7 +2,6 @@ package provision
 
 import (
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/nixpushd/nixpushd/cache/s3"
@@ -36,18 +35,21 @@ func SubstituterURL(t s3.Config, public bool) string {
 	return "https://" + t.Bucket + "." + host
 }
 
-// DefaultKeyName follows the guides' advice, the cache's host name and a
-// number: "s3.homelab.local-1".
-func DefaultKeyName(t s3.Config) string {
-	host := t.Endpoint
+// DefaultKeyName is the name of a key made on the machine named host:
+// "HOST-nixpushd-1". Unique per builder, because Nix keeps one trusted key
+// per name, and a cache's name (its endpoint) is the same on every
+// builder. Characters a key name cannot hold are dropped.
+func DefaultKeyName(host string) string {
+	host = strings.Map(func(r rune) rune {
+		if r == ':' || r <= ' ' || r == '/' || r == '\\' {
+			return -1
+		}
+		return r
+	}, host)
 	if host == "" {
-		host = t.Bucket + ".s3.amazonaws.com"
+		host = "localhost"
 	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	// Nix key names cannot hold ':' (an IPv6 address has some).
-	return strings.ReplaceAll(host, ":", "-") + "-1"
+	return host + "-nixpushd-1"
 }
 
 // NixSettings is the NixOS snippet for every client.

@@ -16,6 +16,10 @@
 // stays). A signing Pusher's narinfo is signed by its Key and carries the
 // local store's signatures; a caller that wants to keep other keys'
 // signatures of the old narinfo (verify --repair) passes them in Sigs.
+// With SignPresent, "already cached" means cached and signed by Key: a
+// cached narinfo without a valid signature by it gets one added (every
+// other line and signature kept, rewritten under the shared lock), unless
+// it describes other content than the local path (Result.NotSigned).
 //
 // It reaches the cache only through cache.Target and its capabilities,
 // and knows nothing of S3, files or URLs.

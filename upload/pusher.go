@@ -69,6 +69,16 @@ type Pusher struct {
 	// DebugInfo writes debuginfo/<build-id> links for the debug files
 	// under lib/debug/.build-id (Nix's index-debug-info), likewise.
 	DebugInfo bool
+	// CheckKey, if set, runs with the nix-cache-info check, before the
+	// first path is signed (and again after CheckCache): the caller's
+	// check that the cache accepts Key (a name it records with another
+	// public key must not sign). Its error fails the Push.
+	// It gets the target as the Pusher sends to it (retried, bounded).
+	CheckKey func(ctx context.Context, t cache.Target) error
+	// SignPresent makes a path "already cached" only if its narinfo has
+	// a valid signature by Key: one that lacks it gets Key's signature
+	// added (Result.Signed), or is named in Result.NotSigned.
+	SignPresent bool
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64
@@ -88,6 +98,7 @@ type Pusher struct {
 
 	mu       sync.Mutex
 	inflight map[string]*pathState // paths being uploaded by any Push call
+	signedOK map[string]bool       // cached narinfos seen signed by Key
 
 	// The shared lock: publishers hold sessMu for reading; renewing the
 	// lock (after gc asked for the cache) holds it for writing.
@@ -159,10 +170,16 @@ type Result struct {
 	// their narinfo was written, and they add nothing to FileBytes.
 	ReusedNARs int
 	Failed     map[string]error
+	// Signed are cached paths whose narinfo lacked a valid signature by
+	// the Key and got it (not in Present).
+	Signed int
+	// NotSigned are cached paths (in Present) whose narinfo lacks the
+	// Key's signature and could not get it, with the reason.
+	NotSigned map[string]string
 }
 
-// Outcomes of a Result add up: Present + Uploaded + len(Failed) + paths
-// not attempted (a push that stopped) = Total.
+// Outcomes of a Result add up: Present + Signed + Uploaded + len(Failed)
+// + paths not attempted (a push that stopped) = Total.
 
 // Err summarises the failures, or nil.
 func (r *Result) Err() error {
@@ -259,6 +276,11 @@ func (p *Pusher) EnsureCacheInfo(ctx context.Context) error {
 			return err
 		}
 		p.log().Info("wrote nix-cache-info", "target", p.Target.String())
+	}
+	if p.CheckKey != nil {
+		if err := p.CheckKey(ctx, p.t); err != nil {
+			return err
+		}
 	}
 	p.cacheInfoOK = true
 	return nil
@@ -367,6 +389,24 @@ func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force
 		}
 	}
 	res.Present = len(closure) - len(missing) - len(res.Failed)
+	if p.SignPresent && p.Key != nil {
+		skip := map[string]bool{}
+		for _, pi := range missing {
+			skip[pi.Path] = true
+		}
+		var present []*store.PathInfo
+		for _, pi := range closure {
+			if !skip[pi.Path] && res.Failed[pi.Path] == nil {
+				present = append(present, pi)
+			}
+		}
+		signed, notSigned, err := p.signPresent(ctx, present)
+		if err != nil {
+			return res, err
+		}
+		res.Signed, res.NotSigned = len(signed), notSigned
+		res.Present -= len(signed)
+	}
 	if len(missing) == 0 {
 		return res, nil
 	}

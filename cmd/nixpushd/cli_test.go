@@ -105,7 +105,12 @@ func TestCLICheckConfig(t *testing.T) {
 	}{
 		{"ok", nil, []string{"--secret-key-file", secret}, 0, nil},
 		{"default key", nil, nil, 0, nil},
-		{"missing key file", nil, []string{"--secret-key-file", filepath.Join(dir, "nope.key")}, 1, []string{"nope.key does not exist", "umask 077", "mkdir -p", "--extra-experimental-features nix-command"}},
+		// A typo'd path next to a key names the key, and suggests no new one.
+		{"missing key file", nil, []string{"--secret-key-file", filepath.Join(dir, "nope.key")}, 1, []string{"nope.key does not exist; existing signing keys: " + secret + " (test-1): give the one clients trust"}},
+		// With no key anywhere near, the hint creates one, never over a file.
+		{"missing key file, no key near", nil, []string{"--secret-key-file", filepath.Join(dir, "empty", "nope.key")}, 1, []string{"nope.key does not exist; create it with", "umask 077", "set -o noclobber", "mkdir -p", "--extra-experimental-features nix-command"}},
+		// A directory is not a key file: the keys in it are named.
+		{"directory as key file", nil, []string{"--secret-key-file", dir}, 1, []string{"--secret-key-file " + dir + " is a directory, not a key file; signing keys here: " + secret + " (test-1): give one of them"}},
 		{"public key as secret", nil, []string{"--secret-key-file", public}, 1, []string{"holds the public key test-1", "umask 077"}},
 		{"no S3 credentials", noHome, []string{"--secret-key-file", secret, "--to", "s3://nix-cache?endpoint=127.0.0.1:9&scheme=http"}, 1, []string{"no S3 credentials"}},
 		{"bad CA file", nil, []string{"--secret-key-file", secret, "--ca-file", ca}, 1, []string{"--ca-file", "no PEM certificate"}},

@@ -23,10 +23,12 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 
+	"github.com/nixpushd/nixpushd/cachekeys"
 	"github.com/nixpushd/nixpushd/daemon"
 	"github.com/nixpushd/nixpushd/journal"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/metrics"
+	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -204,7 +206,12 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, x *dae
 		return fmt.Errorf("--temp-dir: %w", err)
 	}
 	removeStaleTemp(o.tempDir, log)
-	p, err := o.pusher(ctx, log)
+	kc, newKey, err := daemonKey(o)
+	if err != nil {
+		return err
+	}
+	c.SecretKeyFile = kc.File
+	p, err := o.pusherWithKey(ctx, log, kc.Key, kc.File)
 	if err != nil {
 		return err
 	}
@@ -253,6 +260,9 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, x *dae
 		}()
 		defer func() { stopMetrics(); <-served }()
 		log.Info("serving Prometheus metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
+	if err := startKey(ctx, o, p, kc, newKey, log); err != nil {
+		return err
 	}
 	return d.Run(ctx, ln)
 }
@@ -371,13 +381,8 @@ func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) 
 			problems = append(problems, err.Error())
 		}
 	}
-	if o.secretKeyFile != "" {
-		_, err := loadSecretKey(o.secretKeyFile)
-		add(err)
-	} else if f := defaultKeyFile(o.stateDir); exists(f) {
-		_, err := loadSecretKey(f)
-		add(err)
-	}
+	_, err := o.resolveKey()
+	add(err)
 	add(writableDir("--state-dir", c.StateDir))
 	if o.tempDir != "" {
 		add(writableDir("--temp-dir", o.tempDir))
@@ -398,9 +403,9 @@ func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) 
 		add(writableDir("--to", dir))
 	} else if !o.badTo {
 		// (A --to the flags refused is reported once, with them.)
+		// Opening an S3 target resolves its credentials and reads the
+		// CA file; it sends no request.
 		if _, err := o.openTarget(ctx); err != nil {
-			// Opening an S3 target resolves its credentials and reads the
-			// CA file; it sends no request.
 			problems = append(problems, fmt.Sprintf("--to %s: %v", o.to, err))
 		}
 	}
@@ -458,8 +463,8 @@ func nixClientDirs(cache string) error {
 	return nil
 }
 
-// prepareStateDir creates the state directory and, when no
-// --secret-key-file is configured, the signing key in it. When the cache
+// prepareStateDir creates the state directory (the signing key, if one
+// is to be made, comes later: startKey). When the cache
 // is the default one inside it, the directory (not the queue, key or
 // temporary files, which keep their own modes) is made readable by other
 // local users, who substitute from it.
@@ -486,20 +491,63 @@ func prepareStateDir(o *targetOptions, stateDir string, log *slog.Logger) error 
 			}
 		}
 	}
-	if o.secretKeyFile != "" {
+	return nil
+}
+
+// daemonKey is the daemon's signing key by the key rule (resolveKey). When
+// the rule finds none, a new key is made in memory, to be written to
+// STATE-DIR/secret-key by writeNewKey only once the start can no longer
+// fail on a flag, the socket or the metrics port.
+func daemonKey(o *targetOptions) (c keyChoice, isNew bool, err error) {
+	if c, err = o.resolveKey(); err != nil || c.Key != nil {
+		return c, false, err
+	}
+	if c.Key, err = nar.GenerateSecretKey(keyName()); err != nil {
+		return c, false, err
+	}
+	return c, true, nil
+}
+
+// startKey finishes the key at the daemon's start: a name the cache
+// records with another public key stops it; a new key is written (never
+// over a file) and then recorded. A cache that cannot be asked now is
+// asked again before the first upload.
+func startKey(ctx context.Context, o *targetOptions, p *upload.Pusher, c keyChoice, isNew bool, log *slog.Logger) error {
+	if c.Key == nil {
 		return nil
 	}
-	created, err := ensureDefaultKey(stateDir)
-	if err != nil {
-		return err
-	}
-	if created {
-		k, err := loadSecretKey(defaultKeyFile(stateDir))
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if isNew {
+		have, err := cachekeys.Lookup(cctx, p.Target, c.Key.Name)
+		if have != nil && !have.Key.Equal(c.Key.Public().Key) {
+			return &cachekeys.ConflictError{Cache: p.Target.String(), Have: have, Want: c.Key.Public(),
+				Fix: fmt.Sprintf("reuse that key (copy its secret key to %s), or give a key of another name with --secret-key-file", c.File)}
+		}
 		if err != nil {
+			log.Warn("cannot read the cache's recorded signing keys now; asked again before the first upload", "err", err)
+		}
+		if err := nar.WriteSecretKeyFile(c.File, c.Key); err != nil {
+			return fmt.Errorf("create the signing key: %w", err)
+		}
+		if err := writePublicKey(o.stateDir, c.Key); err != nil {
 			return err
 		}
-		log.Info("created a signing key for the cache (no --secret-key-file given); clients trust it with trusted-public-keys = "+k.Public().String(),
-			"secret_key_file", defaultKeyFile(stateDir), "public_key_file", defaultPublicKeyFile(stateDir), "public_key", k.Public().String())
+		log.Info("created a signing key for the cache (no --secret-key-file given); clients trust it with trusted-public-keys = "+c.Key.Public().String(),
+			"secret_key_file", c.File, "public_key_file", defaultPublicKeyFile(o.stateDir), "public_key", c.Key.Public().String())
+	} else if c.File == defaultKeyFile(o.stateDir) {
+		if err := writePublicKey(o.stateDir, c.Key); err != nil {
+			return err
+		}
+	}
+	logSigningAs(log, c)
+	err := p.CheckKey(cctx, p.Target)
+	var ce *cachekeys.ConflictError
+	if errors.As(err, &ce) {
+		return err
+	}
+	if err != nil {
+		log.Warn("cannot record the signing key in the cache now; tried again before the first upload", "err", err)
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.to, "to", "", "the cache to set up: s3://BUCKET?endpoint=HOST:PORT&region=R&scheme=http|https (required)")
 	fs.StringVar(&o.adminProfile, "admin-profile", "", "admin credentials: this profile of the AWS credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment)")
 	fs.StringVar(&o.adminCredentialsFile, "admin-credentials-file", "", "admin credentials: file of AWS_ACCESS_KEY_ID=/AWS_SECRET_ACCESS_KEY= (or MinIO's MINIO_ROOT_USER=/MINIO_ROOT_PASSWORD=) lines")
-	fs.StringVar(&o.keyName, "key-name", "", "name of a new signing key (default: the endpoint's host name and -1, e.g. s3.homelab.local-1)")
+	fs.StringVar(&o.keyName, "key-name", "", "name of a new signing key (default HOST-nixpushd-1, this machine's host name: unique per builder, as Nix keeps one trusted key per name)")
 	fs.StringVar(&o.writerUser, "writer-user", "nixbuilder", "the least-privilege user that pushes (created on MinIO)")
 	fs.StringVar(&o.policyName, "policy-name", "", "name of the writer's policy on MinIO (default BUCKET-write, nix-cache-write for nix-cache)")
 	fs.BoolVar(&o.public, "public", false, "let anyone download from the bucket (as `mc anonymous set download`), so clients need no credentials")
@@ -41,9 +41,13 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.noHints, "quiet", false, "print the steps only, not the public key and configuration snippets")
 }
 
-// defaultConfigDir holds the secrets init writes: /etc/nixpushd for root
-// (where docs/nixos.md keeps them), else ~/.config/nixpushd.
+// defaultConfigDir holds the secrets init writes: systemd's
+// $CONFIGURATION_DIRECTORY when set, else /etc/nixpushd for root (where
+// docs/nixos.md keeps them), else ~/.config/nixpushd.
 func defaultConfigDir() string {
+	if d := os.Getenv("CONFIGURATION_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
 	if os.Geteuid() == 0 {
 		return "/etc/nixpushd"
 	}
@@ -105,9 +109,9 @@ func (o *initOptions) config(getenv func(string) string) (provision.Config, erro
 	if err != nil {
 		return cfg, err
 	}
-	keyName := o.keyName
-	if keyName == "" {
-		keyName = provision.DefaultKeyName(t)
+	name := o.keyName
+	if name == "" {
+		name = keyName()
 	}
 	if err := provision.ValidUserName(o.writerUser); err != nil {
 		return cfg, usageError{"init: " + err.Error()}
@@ -122,7 +126,7 @@ func (o *initOptions) config(getenv func(string) string) (provision.Config, erro
 		WriterUser:      o.writerUser,
 		PolicyName:      o.policyName,
 		NewWriterSecret: o.newWriterSecret,
-		KeyName:         keyName,
+		KeyName:         name,
 	}
 	// Absolute paths: they go into the printed NixOS snippet.
 	for _, p := range []struct {

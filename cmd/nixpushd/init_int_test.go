@@ -98,14 +98,14 @@ func TestInitFromZero(t *testing.T) {
 	t.Logf("first init:\n%s", out)
 	policyName := bucket + "-write"
 	steps := initStepLines(out)
-	for _, name := range []string{"bucket " + bucket, "nix-cache-info", "anonymous download", "signing key",
+	for _, name := range []string{"bucket " + bucket, "nix-cache-info", "anonymous download", "signing key", "key in the cache",
 		"policy " + policyName, "writer user " + writer, "policy attached to " + writer} {
 		if !strings.HasPrefix(steps[name], provision.StatusCreated) {
 			t.Errorf("first init, step %q: %q, want %s", name, steps[name], provision.StatusCreated)
 		}
 	}
-	if !strings.Contains(out, "7 steps changed.") {
-		t.Errorf("first init does not say it changed 7 steps:\n%s", out)
+	if !strings.Contains(out, "8 steps changed.") {
+		t.Errorf("first init does not say it changed 8 steps:\n%s", out)
 	}
 
 	// The files: 0600 in a 0700 directory, in the formats push reads.
@@ -196,8 +196,8 @@ func TestInitFromZero(t *testing.T) {
 	}
 	t.Logf("second init:\n%s", out)
 	steps = initStepLines(out)
-	if len(steps) != 7 {
-		t.Errorf("second init shows %d steps, want 7:\n%s", len(steps), out)
+	if len(steps) != 8 {
+		t.Errorf("second init shows %d steps, want 8:\n%s", len(steps), out)
 	}
 	for name, status := range steps {
 		if !strings.HasPrefix(status, provision.StatusExists) {

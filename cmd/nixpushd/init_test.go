@@ -52,7 +52,7 @@ func TestInitConfig(t *testing.T) {
 			if c.Admin.AccessKey != "envkey" || c.Admin.SecretKey != "env-secret" || c.AdminSource != "AWS_ACCESS_KEY_ID" {
 				t.Errorf("admin %#v from %q", c.Admin, c.AdminSource)
 			}
-			if c.Target.Bucket != "nix-cache" || c.Target.Endpoint != "s3.homelab.local:9000" || c.KeyName != "s3.homelab.local-1" {
+			if c.Target.Bucket != "nix-cache" || c.Target.Endpoint != "s3.homelab.local:9000" || c.KeyName != keyName() || !strings.HasSuffix(c.KeyName, "-nixpushd-1") {
 				t.Errorf("target %+v, key name %q", c.Target, c.KeyName)
 			}
 			if !filepath.IsAbs(c.SecretKeyFile) || !filepath.IsAbs(c.CredentialsFile) {

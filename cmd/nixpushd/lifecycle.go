@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/cachekeys"
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/lifecycle"
@@ -181,6 +182,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		trusted = append(trusted, pk)
 	}
+	sigsLine, err := verifyKeys(ctx, t, &trusted)
+	if err != nil && len(roots) > 0 && !errors.As(err, new(usageError)) {
+		// --root is for caches that cannot be listed: nor can the records.
+		sigsLine, err = "signatures: not checked (no --trusted-public-keys, and the cache's recorded keys cannot be listed): give the clients' --trusted-public-keys", nil
+	}
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
 	var problems []lifecycle.Problem
 	start := time.Now()
 	vo := lifecycle.VerifyOptions{TrustedKeys: trusted, Full: *full, Jobs: o.ioJobs, Log: log, Roots: roots,
@@ -194,6 +203,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", t, res)
+	fmt.Fprintln(stderr, sigsLine)
 	if res.Problems == 0 {
 		return nil
 	}
@@ -201,6 +211,40 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("verify: %d problems in %s (run again with --repair to upload what the local store has)", res.Problems, t)
 	}
 	return repairCache(ctx, &o, log, t, trusted, problems, *dryRun, stderr)
+}
+
+// verifyKeys settles which keys verify checks signatures against:
+// --trusted-public-keys, else the keys the cache records (cachekeys). A
+// recorded key whose name --trusted-public-keys gives with another public
+// key is an error: one of them is not the cache's. It returns the line
+// that says what was checked.
+func verifyKeys(ctx context.Context, t cache.Target, trusted *[]*nar.PublicKey) (string, error) {
+	recorded, err := cachekeys.List(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	names := func(ks []*nar.PublicKey) string {
+		var n []string
+		for _, k := range ks {
+			n = append(n, k.Name)
+		}
+		return strings.Join(n, ", ")
+	}
+	if len(*trusted) > 0 {
+		for _, r := range recorded {
+			for _, k := range *trusted {
+				if k.Name == r.Name && !k.Key.Equal(r.Key) {
+					return "", usageError{fmt.Sprintf("--trusted-public-keys gives %s, but the cache records %s for that name (%s): one of them is another machine's key; trust the one the cache's narinfos are signed with", k, r, cachekeys.ObjectKey(r.Name))}
+				}
+			}
+		}
+		return "signatures: checked against --trusted-public-keys (" + names(*trusted) + ")", nil
+	}
+	if len(recorded) > 0 {
+		*trusted = recorded
+		return "signatures: checked against the keys the cache records (" + names(recorded) + "; give --trusted-public-keys to check against the clients' keys)", nil
+	}
+	return "signatures: not checked (no --trusted-public-keys, and the cache records no keys): give the clients' --trusted-public-keys", nil
 }
 
 // stringsFlag is a flag that may be given many times.
@@ -282,7 +326,7 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 			if key == nil {
 				log.Warn("no signing key: the narinfos repair writes (for paths missing, or whose narinfo is unsigned or unparsable today) are unsigned; nothing signed is replaced, but clients with require-sigs reject them: give --secret-key-file, or create " + keyFile)
 			}
-			if p, err = o.pusherWithKey(ctx, log, key); err != nil {
+			if p, err = o.pusherWithKey(ctx, log, key, keyFile); err != nil {
 				return fmt.Errorf("verify --repair: %w", err)
 			}
 			break

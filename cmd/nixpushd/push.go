@@ -20,12 +20,14 @@ import (
 	"github.com/nixpushd/nixpushd/cache/cacheurl"
 	"github.com/nixpushd/nixpushd/cache/retry"
 	"github.com/nixpushd/nixpushd/cache/s3"
+	"github.com/nixpushd/nixpushd/cachekeys"
 	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/compression"
 	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/internal/fsutil"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/provision"
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
 )
@@ -67,7 +69,7 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&o.compression, "compression", "xz", "NAR compression: xz, zstd or none")
 	fs.IntVar(&o.level, "compression-level", 0, "zstd level 1-22, or xz preset 1-9 with liblzma, where 7-9 run as 6 (0 = default: zstd 3, xz 2); the pure-Go xz encoder ignores it")
-	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by 'nix key generate-secret' (default STATE-DIR/secret-key: the daemon creates it on first start; push uses it when it exists)")
+	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "signing key written by 'nix key generate-secret' (default: init's CONFIG-DIR/secret-key if it exists, else STATE-DIR/secret-key, which the daemon creates on first start; two different default keys are refused)")
 	fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "NARs serialised and compressed at once (CPU-bound)")
 	fs.StringVar(&o.tempDir, "temp-dir", "", "directory for compressed NARs waiting for upload (default "+tempDefault+")")
 	o.maxTempSize = upload.DefaultMaxTempSize
@@ -147,15 +149,37 @@ func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
 
 // pusher builds the upload pipeline the options describe.
 func (o *targetOptions) pusher(ctx context.Context, log *slog.Logger) (*upload.Pusher, error) {
-	key, err := o.signingKey(log)
+	c, err := o.signingKey(log)
 	if err != nil {
 		return nil, err
 	}
-	return o.pusherWithKey(ctx, log, key)
+	return o.pusherWithKey(ctx, log, c.Key, c.File)
 }
 
-// pusherWithKey is pusher, signing with key (nil: unsigned).
-func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key *nar.SecretKey) (*upload.Pusher, error) {
+// checkCacheKey is the Pusher's CheckKey: the cache records key's public
+// half under its name (recorded now if new); another public key under
+// that name stops every push, as a configuration error.
+func checkCacheKey(key *nar.SecretKey, keyFile string, log *slog.Logger) func(context.Context, cache.Target) error {
+	return func(ctx context.Context, t cache.Target) error {
+		recorded, err := cachekeys.Record(ctx, t, key.Public())
+		var ce *cachekeys.ConflictError
+		if errors.As(err, &ce) {
+			ce.Fix = fmt.Sprintf("reuse that key (copy its secret key to %s), or sign with a key of another name (--secret-key-file)", keyFile)
+			return &cache.PermanentError{Err: ce, Config: true}
+		}
+		if err != nil {
+			return err
+		}
+		if recorded {
+			log.Info("recorded the public key in the cache", "key_name", key.Name, "object", cachekeys.ObjectKey(key.Name), "public_key", key.Public().String())
+		}
+		return nil
+	}
+}
+
+// pusherWithKey is pusher, signing with key (nil: unsigned) read from
+// keyFile.
+func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key *nar.SecretKey, keyFile string) (*upload.Pusher, error) {
 	target, err := o.openTarget(ctx)
 	if err != nil {
 		return nil, err
@@ -168,7 +192,13 @@ func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key
 	if err != nil {
 		return nil, err
 	}
+	var check func(context.Context, cache.Target) error
+	if key != nil {
+		check = checkCacheKey(key, keyFile, log)
+	}
 	return &upload.Pusher{
+		CheckKey:    check,
+		SignPresent: true,
 		Target:      target,
 		Compressor:  comp,
 		Key:         key,
@@ -255,6 +285,9 @@ func pushAndReport(ctx context.Context, p *upload.Pusher, closure []*store.PathI
 	stopProg()
 	p.OnEvent = nil
 	fmt.Fprintln(stderr, summary(res, p, time.Since(start), err))
+	for _, path := range slices.Sorted(maps.Keys(res.NotSigned)) {
+		fmt.Fprintf(stderr, "cached but not signed by %s: %s: %s\n", p.Key.Name, path, res.NotSigned[path])
+	}
 	if err != nil {
 		return err
 	}
@@ -296,12 +329,18 @@ func storePathArgs(args []string) ([]string, error) {
 // and a push that stopped (err) does not begin with "pushed".
 func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration, err error) string {
 	failed := len(res.Failed)
-	rest := res.Total - res.Uploaded - res.Present - failed
+	rest := res.Total - res.Uploaded - res.Present - res.Signed - failed
 	head := fmt.Sprintf("pushed %s to %s", plural(res.Total, "path"), p.Target)
 	if err != nil || failed > 0 {
 		head = fmt.Sprintf("push of %s to %s incomplete", plural(res.Total, "path"), p.Target)
 	}
 	s := fmt.Sprintf("%s: %d uploaded, %d already cached", head, res.Uploaded, res.Present)
+	if res.Signed > 0 {
+		s += fmt.Sprintf(", %d signed", res.Signed)
+	}
+	if n := len(res.NotSigned); n > 0 {
+		s += fmt.Sprintf(" (%d without our signature: see below)", n)
+	}
 	if failed > 0 || err != nil {
 		s += fmt.Sprintf(", %d failed", failed)
 	}
@@ -378,7 +417,7 @@ func parseSize(v string) (int64, error) {
 }
 
 // defaultKeyFile is the signing key used when no --secret-key-file is
-// given; the daemon creates it on its first start (ensureDefaultKey).
+// given and init wrote none; the daemon creates it on its first start.
 func defaultKeyFile(stateDir string) string { return filepath.Join(stateDir, "secret-key") }
 
 // defaultPublicKeyFile is written next to it, readable by all, for
@@ -387,61 +426,136 @@ func defaultPublicKeyFile(stateDir string) string { return filepath.Join(stateDi
 
 // keyName is the name of a generated key: HOST-nixpushd-1.
 func keyName() string {
-	h, err := os.Hostname()
-	h = strings.Map(func(r rune) rune {
-		if r == ':' || r <= ' ' || r == '/' {
-			return -1
-		}
-		return r
-	}, h)
-	if err != nil || h == "" {
-		h = "localhost"
-	}
-	return h + "-nixpushd-1"
+	h, _ := os.Hostname()
+	return provision.DefaultKeyName(h)
 }
 
 // keyHowto is the command that creates a secret key in file: pasted as
-// it is, it works on Nix 2.8 and leaves the key readable by its owner only.
+// it is, it works on Nix 2.8, leaves the key readable by its owner only,
+// and never replaces an existing file (noclobber: clients may trust it).
 func keyHowto(file string) string {
-	return fmt.Sprintf("(umask 077; mkdir -p %s; nix --extra-experimental-features nix-command key generate-secret --key-name %s > %s)",
-		filepath.Dir(file), keyName(), file)
+	return fmt.Sprintf("(umask 077; set -o noclobber; mkdir -p %s; nix --extra-experimental-features nix-command key generate-secret --key-name %s > %s)",
+		shellQuote(filepath.Dir(file)), keyName(), shellQuote(file))
 }
 
-// signingKey loads --secret-key-file, or the default key in the state
-// directory when it exists; nil (unsigned, with a warning) otherwise.
-func (o *targetOptions) signingKey(log *slog.Logger) (*nar.SecretKey, error) {
+// initKeyFile is the signing key `nixpushd init` writes by default.
+func initKeyFile() string { return filepath.Join(defaultConfigDir(), "secret-key") }
+
+// keyChoice is the signing key push, the daemon, verify --repair and
+// status use, and where it comes from.
+type keyChoice struct {
+	Key  *nar.SecretKey // nil: none found (unsigned)
+	File string         // the file it was read from; with no Key, where one would be created
+}
+
+// resolveKey is the one rule for the signing key: --secret-key-file;
+// else init's file (CONFIG-DIR/secret-key) if it exists; else the state
+// directory's (which the daemon creates on first start). Two default
+// files holding different keys are refused: nothing says which one
+// clients trust.
+func (o *targetOptions) resolveKey() (keyChoice, error) {
 	if o.secretKeyFile != "" {
-		return loadSecretKey(o.secretKeyFile)
+		k, err := loadSecretKey(o.secretKeyFile, o.stateDir)
+		return keyChoice{Key: k, File: o.secretKeyFile}, err
 	}
-	f := defaultKeyFile(o.stateDir)
-	if _, err := os.Stat(f); err == nil {
-		return loadSecretKey(f)
+	initFile, stateFile := initKeyFile(), defaultKeyFile(o.stateDir)
+	if filepath.Clean(initFile) == filepath.Clean(stateFile) || !exists(initFile) {
+		if !exists(stateFile) {
+			return keyChoice{File: stateFile}, nil
+		}
+		k, err := loadSecretKey(stateFile, o.stateDir)
+		return keyChoice{Key: k, File: stateFile}, err
 	}
-	log.Warn("no --secret-key-file: paths are uploaded unsigned, and clients accept them only with require-sigs = false; create a key with " + keyHowto(f) + " (the daemon creates that one on its first start)")
-	return nil, nil
+	k, err := loadSecretKey(initFile, o.stateDir)
+	if err != nil || !exists(stateFile) {
+		return keyChoice{Key: k, File: initFile}, err
+	}
+	other, err := nar.LoadSecretKeyFile(stateFile)
+	if err == nil && other.Public().String() == k.Public().String() {
+		return keyChoice{Key: k, File: initFile}, nil
+	}
+	name := "unreadable"
+	if err == nil {
+		name = other.Name
+	}
+	return keyChoice{}, fmt.Errorf("two default signing keys differ: %s (%s, written by init) and %s (%s, made by the daemon's first start); give the one clients trust with --secret-key-file, and move the other away",
+		initFile, k.Name, stateFile, name)
 }
 
-// repairKey is signingKey without the warning: the key repair signs
+// signingKey is resolveKey for push and the daemon: it says once which
+// key signs, or warns that nothing does.
+func (o *targetOptions) signingKey(log *slog.Logger) (keyChoice, error) {
+	c, err := o.resolveKey()
+	if err != nil {
+		return c, err
+	}
+	if c.Key == nil {
+		log.Warn("no signing key: paths are uploaded unsigned, and clients accept them only with require-sigs = false; give --secret-key-file, or create a key with " + keyHowto(c.File) + " (the daemon creates that one on its first start)")
+		return c, nil
+	}
+	logSigningAs(log, c)
+	return c, nil
+}
+
+// logSigningAs is the one line that says which key signs.
+func logSigningAs(log *slog.Logger, c keyChoice) {
+	log.Info(fmt.Sprintf("signing as %s (from %s)", c.Key.Name, c.File), "key_name", c.Key.Name, "secret_key_file", c.File)
+}
+
+// repairKey is signingKey without the log lines: the key repair signs
 // with (nil if none), and the file where one would be looked for.
 func (o *targetOptions) repairKey() (*nar.SecretKey, string, error) {
-	if o.secretKeyFile != "" {
-		k, err := loadSecretKey(o.secretKeyFile)
-		return k, o.secretKeyFile, err
+	c, err := o.resolveKey()
+	return c.Key, c.File, err
+}
+
+// nearbyKeys are the secret key files in file's directory and in the
+// default places, other than file: what a typo'd path most likely meant.
+func nearbyKeys(file, stateDir string) []string {
+	var out []string
+	seen := map[string]bool{filepath.Clean(file): true}
+	add := func(f string) {
+		f = filepath.Clean(f)
+		if seen[f] {
+			return
+		}
+		seen[f] = true
+		if st, err := os.Stat(f); err != nil || !st.Mode().IsRegular() || st.Size() > 4096 {
+			return
+		}
+		if k, err := nar.LoadSecretKeyFile(f); err == nil {
+			out = append(out, fmt.Sprintf("%s (%s)", f, k.Name))
+		}
 	}
-	f := defaultKeyFile(o.stateDir)
-	if _, err := os.Stat(f); err == nil {
-		k, err := loadSecretKey(f)
-		return k, f, err
+	dir := file
+	if st, err := os.Stat(file); err != nil || !st.IsDir() {
+		dir = filepath.Dir(file)
 	}
-	return nil, f, nil
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) <= 256 {
+		for _, e := range ents {
+			add(filepath.Join(dir, e.Name()))
+		}
+	}
+	add(initKeyFile())
+	if stateDir != "" {
+		add(defaultKeyFile(stateDir))
+	}
+	return out
 }
 
 // loadSecretKey reads a secret key, with a hint that never suggests
-// writing over the file given (it may be the public key).
-func loadSecretKey(file string) (*nar.SecretKey, error) {
+// writing over the file given (it may be the public key), nor a new key
+// where an existing one was likely meant.
+func loadSecretKey(file, stateDir string) (*nar.SecretKey, error) {
 	k, err := nar.LoadSecretKeyFile(file)
 	if err == nil {
 		return k, nil
+	}
+	if st, serr := os.Stat(file); serr == nil && st.IsDir() {
+		if near := nearbyKeys(file, stateDir); len(near) > 0 {
+			return nil, fmt.Errorf("--secret-key-file %s is a directory, not a key file; signing keys here: %s: give one of them", file, strings.Join(near, ", "))
+		}
+		return nil, fmt.Errorf("--secret-key-file %s is a directory, not a key file: give the file 'nix key generate-secret' wrote (init writes %s)", file, initKeyFile())
 	}
 	other := filepath.Join(filepath.Dir(file), "secret-key")
 	if other == filepath.Clean(file) {
@@ -450,6 +564,9 @@ func loadSecretKey(file string) (*nar.SecretKey, error) {
 	var pke *nar.PublicKeyError
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		if near := nearbyKeys(file, stateDir); len(near) > 0 {
+			return nil, fmt.Errorf("--secret-key-file %s does not exist; existing signing keys: %s: give the one clients trust (a new key would have to be added to every client's trusted-public-keys)", file, strings.Join(near, ", "))
+		}
 		return nil, fmt.Errorf("--secret-key-file %s does not exist; create it with %s", file, keyHowto(file))
 	case errors.Is(err, os.ErrPermission):
 		return nil, fmt.Errorf("--secret-key-file %s: permission denied (it should be readable by the user running nixpushd only)", file)
@@ -462,25 +579,6 @@ func loadSecretKey(file string) (*nar.SecretKey, error) {
 		msg = ke.File + ": " + ke.Msg // the flag's name says what the file is
 	}
 	return nil, fmt.Errorf("--secret-key-file %s; give the file that 'nix key generate-secret' wrote, or make a new one with %s", msg, keyHowto(other))
-}
-
-// ensureDefaultKey creates the state directory's signing key (and its
-// public half) when no --secret-key-file is configured and none exists,
-// so that the default cache is usable with signature checks on.
-func ensureDefaultKey(stateDir string) (created bool, err error) {
-	f := defaultKeyFile(stateDir)
-	if _, err := os.Stat(f); err == nil {
-		k, err := loadSecretKey(f)
-		if err != nil {
-			return false, err
-		}
-		return false, writePublicKey(stateDir, k)
-	}
-	k, err := nar.NewSecretKeyFile(f, keyName())
-	if err != nil {
-		return false, fmt.Errorf("create the signing key: %w", err)
-	}
-	return true, writePublicKey(stateDir, k)
 }
 
 // writePublicKey keeps STATE-DIR/public-key (0644) in step with the key.

@@ -61,7 +61,7 @@ func TestPushS3RoundTrip(t *testing.T) {
 		t.Errorf("re-push summary: want %q in\n%s", want, out)
 	}
 	if after := cache.Objects(t); len(after) != len(before) {
-		t.Errorf("re-push changed the bucket: %d -> %d objects", len(before), len(after))
+		t.Errorf("re-push changed the bucket: %d -> %d objects\n%v\n%v\n%s", len(before), len(after), before, after, out)
 	}
 }
 

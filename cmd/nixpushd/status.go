@@ -24,6 +24,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	socket, _ := hookDefaults()
 	fs.StringVar(&socket, "socket", socket, "the daemon's socket")
 	stateDir := fs.String("state-dir", defaultStateDir(), "the daemon's state directory (read when the daemon is not running)")
+	keyFile := fs.String("secret-key-file", "", "the daemon's --secret-key-file, if it has one (used, when the daemon is not running, to say which key it would sign with)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -32,6 +33,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer cancel()
 	var st daemon.Status
 	running := true
+	keyProblem := "" // not running: why no key would be used
 	reply, err := hook.Status(rctx, socket)
 	switch {
 	case err == nil:
@@ -65,23 +67,47 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		st = *s
-		if b, err := os.ReadFile(defaultPublicKeyFile(*stateDir)); err == nil {
-			st.PublicKey = strings.TrimSpace(string(b))
+		// Not the stale STATE-DIR/public-key: the key the rule picks now.
+		o := targetOptions{stateDir: *stateDir, secretKeyFile: *keyFile}
+		if c, err := o.resolveKey(); err != nil {
+			keyProblem = err.Error()
+		} else if c.Key != nil {
+			st.PublicKey, st.SecretKeyFile = c.Key.Public().String(), c.File
+		} else {
+			st.SecretKeyFile = c.File
 		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Running bool `json:"running"`
+			Running    bool   `json:"running"`
+			KeyProblem string `json:"key_problem,omitempty"`
 			daemon.Status
-		}{running, st})
+		}{running, keyProblem, st})
 	}
-	printStatus(stdout, &st, running)
+	printStatus(stdout, &st, running, keyProblem)
 	return nil
 }
 
-func printStatus(w io.Writer, st *daemon.Status, running bool) {
+// keyLine says which key signs: the live daemon's, or (clearly not
+// running) the one it would use.
+func keyLine(st *daemon.Status, running bool, keyProblem string) string {
+	name, _, _ := strings.Cut(st.PublicKey, ":")
+	switch {
+	case running && st.PublicKey == "":
+		return "signing: none: the daemon uploads unsigned (give it --secret-key-file)"
+	case running:
+		return fmt.Sprintf("signing as %s (from %s)", name, orNone(st.SecretKeyFile))
+	case keyProblem != "":
+		return "signing (daemon not running): it would not start: " + keyProblem
+	case st.PublicKey == "":
+		return fmt.Sprintf("signing (daemon not running): no key yet; it would create %s on its first start", st.SecretKeyFile)
+	}
+	return fmt.Sprintf("signing (daemon not running): it would sign as %s (from %s)", name, st.SecretKeyFile)
+}
+
+func printStatus(w io.Writer, st *daemon.Status, running bool, keyProblem string) {
 	if running {
 		fmt.Fprintf(w, "nixpushd: running for %s, pushing to %s\n", st.Uptime, st.Target)
 	} else {
@@ -95,6 +121,7 @@ func printStatus(w io.Writer, st *daemon.Status, running bool) {
 		}
 		fmt.Fprintf(w, "since start: %d paths uploaded; skipped: %s\n", st.Uploaded, orNone(strings.Join(sk, ", ")))
 	}
+	fmt.Fprintln(w, keyLine(st, running, keyProblem))
 	if st.PublicKey != "" {
 		fmt.Fprintf(w, "public key: %s\n", st.PublicKey)
 	}
