@@ -346,6 +346,8 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"push-derivations", "false"},
 			{"nar-listings", "false"},
 			{"index-debug-info", "false"},
+			{"build-logs", "false"},
+			{"build-log-dir", "/nix/var/log/nix"},
 		},
 		"full": {
 			{"to", fullURL + "&region=" + fullRegion},
@@ -359,6 +361,7 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"push-derivations", "true"},
 			{"nar-listings", "true"},
 			{"index-debug-info", "true"},
+			{"build-logs", "true"},
 			{"include", fullInclude},
 			{"exclude", fullExclude},
 			{"secret-key-file", "CREDS/secret-key"},

@@ -186,6 +186,7 @@ func scenarios() map[string]string {
 				pushDerivations = true;
 				narListings = true;
 				indexDebugInfo = true;
+				buildLogs = true;
 				reconcileInterval = "10m";
 				logLevel = "debug";
 				extraArgs = [ "--max-active=7" "--shutdown-timeout=45s" ];

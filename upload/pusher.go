@@ -68,6 +68,9 @@ type Pusher struct {
 	// DebugInfo writes debuginfo/<build-id> links for the debug files
 	// under lib/debug/.build-id (Nix's index-debug-info), likewise.
 	DebugInfo bool
+	// BuildLogDir, if set, is Nix's log directory (store.DefaultLogDir):
+	// PushBuildLog uploads the build logs it keeps there as log/<drv>.
+	BuildLogDir string
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64

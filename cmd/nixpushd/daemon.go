@@ -148,6 +148,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"io-jobs": strconv.Itoa(o.ioJobs), "max-temp-size": strconv.FormatInt(int64(o.maxTempSize), 10),
 			"pin": (&pinFlag{c.Pins}).String(), "metrics-listen": c.MetricsListen, "ca-file": o.caFile, "status-group": x.statusGroup,
 			"nar-listings": strconv.FormatBool(o.narListings), "index-debug-info": strconv.FormatBool(o.indexDebugInfo),
+			"build-logs": strconv.FormatBool(o.buildLogs), "build-log-dir": o.buildLogDir,
 		})
 		if err != nil {
 			return err
@@ -399,8 +400,8 @@ func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) 
 	} else if !o.badTo {
 		// (A --to the flags refused is reported once, with them.)
 		if _, err := o.openTarget(ctx); err != nil {
-		// Opening an S3 target resolves its credentials and reads the
-		// CA file; it sends no request.
+			// Opening an S3 target resolves its credentials and reads the
+			// CA file; it sends no request.
 			problems = append(problems, fmt.Sprintf("--to %s: %v", o.to, err))
 		}
 	}
