@@ -539,7 +539,7 @@ in
         Also write `debuginfo/<build-id>` links for paths that hold
         `lib/debug/.build-id/xx/*.debug` files (what Nix writes with
         `index-debug-info=true`), for dwarffs and debuginfod servers.
-        `nixpushd gc` does not delete these links yet.
+        `nixpushd gc` deletes a link once no narinfo names its NAR.
       '';
     };
 
