@@ -473,6 +473,9 @@ func (d *Daemon) allWanted(items []queue.Item, closure []*store.PathInfo) bool {
 // root's outcome.
 func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue.Item, closure []*store.PathInfo) {
 	res, err := d.p.Push(ctx, closure)
+	if err == nil {
+		err = d.pushRealisations(ctx, closure, res)
+	}
 	d.mu.Lock()
 	d.uploaded += res.Uploaded
 	d.mu.Unlock()

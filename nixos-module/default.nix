@@ -234,6 +234,7 @@ let
   ++ lib.optional cfg.narListings "--nar-listings=true"
   ++ lib.optional cfg.indexDebugInfo "--index-debug-info=true"
   ++ lib.optional cfg.buildLogs "--build-logs=true"
+  ++ lib.optional (!cfg.realisations) "--realisations=false"
   ++ lib.optional (nonEmpty cfg.include) "--include=${cfg.include}"
   ++ lib.optional (nonEmpty cfg.exclude) "--exclude=${cfg.exclude}"
   ++ lib.optional (cfg.caFile != null) "--ca-file=${cfg.caFile}"
@@ -553,6 +554,19 @@ in
         and `nix-store --store URL -l` read it. Off by default because a
         build log holds whatever the build printed, secrets included, and
         the cache is usually readable by many. One small PUT per build.
+      '';
+    };
+
+    realisations = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Upload the realisations (`realisations/<drv hash>!<output>.doi`,
+        signed) of pushed outputs of content-addressed derivations, as
+        `nix copy` does, so that clients with the `ca-derivations`
+        experimental feature substitute such builds by their derivation.
+        Read from the Nix database; paths without realisations cost one
+        query per batch, hence on by default.
       '';
     };
 

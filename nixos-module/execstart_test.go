@@ -348,6 +348,7 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"index-debug-info", "false"},
 			{"build-logs", "false"},
 			{"build-log-dir", "/nix/var/log/nix"},
+			{"realisations", "true"},
 		},
 		"full": {
 			{"to", fullURL + "&region=" + fullRegion},
@@ -362,6 +363,7 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"nar-listings", "true"},
 			{"index-debug-info", "true"},
 			{"build-logs", "true"},
+			{"realisations", "false"},
 			{"include", fullInclude},
 			{"exclude", fullExclude},
 			{"secret-key-file", "CREDS/secret-key"},

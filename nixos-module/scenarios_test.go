@@ -187,6 +187,7 @@ func scenarios() map[string]string {
 				narListings = true;
 				indexDebugInfo = true;
 				buildLogs = true;
+				realisations = false;
 				reconcileInterval = "10m";
 				logLevel = "debug";
 				extraArgs = [ "--max-active=7" "--shutdown-timeout=45s" ];

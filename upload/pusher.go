@@ -71,6 +71,9 @@ type Pusher struct {
 	// BuildLogDir, if set, is Nix's log directory (store.DefaultLogDir):
 	// PushBuildLog uploads the build logs it keeps there as log/<drv>.
 	BuildLogDir string
+	// Realisations: callers upload the realisations (ca-derivations) of
+	// what they pushed with PushRealisations (realisation.go).
+	Realisations bool
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64

@@ -53,3 +53,26 @@ func pushBuildLogs(ctx context.Context, p *upload.Pusher, roots []string, closur
 	fmt.Fprintf(stderr, "build logs: %d of %d derivations (the others' logs are not in %s)\n", n, len(seen), p.BuildLogDir)
 	return nil
 }
+
+// pushRealisations uploads, after the closure, the realisations
+// (ca-derivations) of its paths that the Nix database has.
+func pushRealisations(ctx context.Context, p *upload.Pusher, st store.Store, closure []*store.PathInfo, stderr io.Writer) error {
+	if !p.Realisations {
+		return nil
+	}
+	paths := make([]string, len(closure))
+	in := make(map[string]bool, len(closure))
+	for i, pi := range closure {
+		paths[i] = pi.Path
+		in[pi.Path] = true
+	}
+	rs, err := store.Realisations(ctx, st, paths)
+	if err != nil || len(rs) == 0 {
+		return err
+	}
+	n, err := p.PushRealisations(ctx, upload.Publishable(rs, func(path string) bool { return in[path] }))
+	if n > 0 {
+		fmt.Fprintf(stderr, "realisations: %d written (content-addressed derivation outputs)\n", n)
+	}
+	return err
+}
