@@ -31,6 +31,9 @@ import (
 //     surviving narinfo names the .drv as its Deriver, and goes past Grace
 //     once none does (the daemon may upload the log before the outputs'
 //     narinfos). Verify notes a log that no narinfo's Deriver names.
+//   - realisations/<id>.doi follows its outPath: it goes once that path's
+//     narinfo does, past Grace. Verify reports one that does not parse or
+//     whose outPath has no narinfo (a ca-derivations client fails on it).
 
 const (
 	debugInfoPrefix = "debuginfo/"
@@ -40,6 +43,7 @@ const (
 // Kinds of what verify finds in them.
 const (
 	ProblemDebugInfo   = "debuginfo"      // a link that does not parse, or names a missing NAR
+	ProblemRealisation = "realisation"    // a .doi that does not parse, or whose outPath has no narinfo
 	NoteOrphanListing  = "orphan-listing" // a .ls without its narinfo
 	NoteOrphanBuildLog = "orphan-log"     // a log/<drv> no narinfo's Deriver names
 )
@@ -115,6 +119,15 @@ func (p *GCPlan) markSidecars(ctx context.Context, inv *Inventory, entries map[s
 			step.keys, step.sizes = append(step.keys, o.Key), append(step.sizes, o.Size)
 		}
 	}
+	outOf, _, err := readRealisations(ctx, p.t, inv, p.opts.Jobs)
+	if err != nil {
+		return step, err
+	}
+	for _, k := range slices.Sorted(maps.Keys(outOf)) {
+		if o := inv.Realisations[k]; !kept[outOf[k]] && now.Sub(o.LastModified) >= p.opts.Grace {
+			step.keys, step.sizes = append(step.keys, o.Key), append(step.sizes, o.Size)
+		}
+	}
 	if len(inv.DebugInfo) == 0 {
 		return step, nil
 	}
@@ -143,6 +156,18 @@ func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, deriver
 			res.note(opts, Note{Kind: NoteOrphanBuildLog, Key: inv.Logs[drv].Key, Detail: "no narinfo names this derivation as its Deriver; nix log finds it only by the .drv; gc deletes it once older than --grace"})
 		}
 	}
+	outOf, badDoi, err := readRealisations(ctx, t, inv, opts.Jobs)
+	if err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(badDoi)) {
+		add(Problem{Kind: ProblemRealisation, Key: k, Detail: badDoi[k].Error() + "; ca-derivations clients fail on it: delete it (push writes it again)"})
+	}
+	for _, k := range slices.Sorted(maps.Keys(outOf)) {
+		if _, ok := inv.NarInfos[outOf[k]]; !ok {
+			add(Problem{Kind: ProblemRealisation, Key: k, Detail: "its outPath has no narinfo; ca-derivations clients fail to substitute it: push the path again, or delete it"})
+		}
+	}
 	if len(inv.DebugInfo) == 0 {
 		return nil
 	}
@@ -159,4 +184,58 @@ func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, deriver
 		}
 	}
 	return nil
+}
+
+// readRealisations reads every realisation of inv and returns the hash
+// part of the outPath each names, and per key the parse error of one that
+// does not parse.
+func readRealisations(ctx context.Context, t cache.Target, inv *Inventory, jobs int) (outOf map[string]string, bad map[string]error, err error) {
+	outOf, bad = map[string]string{}, map[string]error{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(jobs, 1))
+	for _, k := range slices.Sorted(maps.Keys(inv.Realisations)) {
+		g.Go(func() error {
+			b, err := getSmall(gctx, t, k)
+			if errors.Is(err, cache.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			r, perr := nar.ParseRealisation(b)
+			var sp nar.StorePath
+			if perr == nil {
+				sp, perr = nar.ParseBaseName(r.OutPath)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if perr != nil {
+				bad[k] = perr
+			} else {
+				outOf[k] = sp.Hash
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return outOf, bad, nil
+}
+
+// getSmall reads key, retried; a missing key is cache.ErrNotFound at once.
+func getSmall(ctx context.Context, t cache.Target, key string) ([]byte, error) {
+	var b []byte
+	err := retry.Default.Do(ctx, func() (err error) {
+		b, err = t.Get(ctx, key)
+		if errors.Is(err, cache.ErrNotFound) {
+			return &cache.PermanentError{Err: err}
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, err
 }

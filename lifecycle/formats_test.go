@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,13 @@ func narKeyOf(name string) string {
 
 func logKeyOf(drvName string) string {
 	return logPrefix + strings.TrimPrefix(storePath(drvName), nar.StoreDir+"/")
+}
+
+// doiOf is a realisation of the path name, and its key.
+func doiOf(name string, n int) (key, body string) {
+	id := fmt.Sprintf("sha256:%064x!out", n)
+	out := strings.TrimPrefix(storePath(name), nar.StoreDir+"/")
+	return nar.RealisationPrefix + id + ".doi", `{"dependentRealisations":{},"id":"` + id + `","outPath":"` + out + `","signatures":[]}`
 }
 
 func linkBody(narKey string) string {
@@ -58,14 +66,20 @@ func TestGCBuildLogsAndDebugInfo(t *testing.T) {
 	putAged(t, dir, "debuginfo/aa02", linkBody(narKeyOf("doomed")), old)
 	putAged(t, dir, "debuginfo/aa03", linkBody("nar/coming.nar"), time.Minute)
 	putAged(t, dir, "debuginfo/aa04", "not json", old)
+	keptDoi, body := doiOf("kept", 1)
+	putAged(t, dir, keptDoi, body, old)
+	doomedDoi, body := doiOf("doomed", 2)
+	putAged(t, dir, doomedDoi, body, old)
+	badDoi, _ := doiOf("bad", 3)
+	putAged(t, dir, badDoi, "{", old)
 	f, _ := file.New(dir)
 	r := &recorder{Dir: f}
 	res, err := GC(context.Background(), r, GCOptions{Keep: 24 * time.Hour, Grace: time.Hour, Locker: mustLocker(t, r), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone := []string{logKeyOf("doomed.drv"), logKeyOf("orphan.drv"), "debuginfo/aa02", narKeyOf("doomed")}
-	stay := []string{logKeyOf("kept.drv"), logKeyOf("fresh.drv"), "debuginfo/aa01", "debuginfo/aa03", "debuginfo/aa04", narKeyOf("kept")}
+	gone := []string{logKeyOf("doomed.drv"), logKeyOf("orphan.drv"), "debuginfo/aa02", narKeyOf("doomed"), doomedDoi}
+	stay := []string{logKeyOf("kept.drv"), logKeyOf("fresh.drv"), "debuginfo/aa01", "debuginfo/aa03", "debuginfo/aa04", narKeyOf("kept"), keptDoi, badDoi}
 	for _, k := range gone {
 		if _, err := os.Stat(filepath.Join(dir, k)); err == nil {
 			t.Errorf("%s survived gc", k)
@@ -100,6 +114,12 @@ func TestVerifyBuildLogsAndDebugInfo(t *testing.T) {
 	putAged(t, dir, "debuginfo/aa01", linkBody(narKeyOf("a")), 0)
 	putAged(t, dir, "debuginfo/aa02", linkBody("nar/gone.nar"), 0)
 	putAged(t, dir, "debuginfo/aa03", `{"archive":1}`, 0)
+	okDoi, body := doiOf("a", 1)
+	putAged(t, dir, okDoi, body, 0)
+	goneDoi, body := doiOf("gone", 2)
+	putAged(t, dir, goneDoi, body, 0)
+	badDoi, _ := doiOf("bad", 3)
+	putAged(t, dir, badDoi, `{"id":"x"}`, 0)
 	f, _ := file.New(dir)
 	var problems, notes []string
 	res, err := Verify(context.Background(), f, VerifyOptions{Note: func(n Note) { notes = append(notes, n.String()) }},
@@ -108,8 +128,10 @@ func TestVerifyBuildLogsAndDebugInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(problems)
-	if len(problems) != 2 || !strings.HasPrefix(problems[0], "debuginfo/aa02: debuginfo: its NAR file nar/gone.nar is missing") ||
-		!strings.HasPrefix(problems[1], "debuginfo/aa03: debuginfo: ") {
+	if len(problems) != 4 || !strings.HasPrefix(problems[0], "debuginfo/aa02: debuginfo: its NAR file nar/gone.nar is missing") ||
+		!strings.HasPrefix(problems[1], "debuginfo/aa03: debuginfo: ") ||
+		!strings.HasPrefix(problems[2], goneDoi+": realisation: its outPath has no narinfo") ||
+		!strings.HasPrefix(problems[3], badDoi+": realisation: ") {
 		t.Errorf("problems %q", problems)
 	}
 	wantNotes := []string{hashOf("nothing") + ".ls: " + NoteOrphanListing, logKeyOf("orphan.drv") + ": " + NoteOrphanBuildLog}
@@ -121,7 +143,7 @@ func TestVerifyBuildLogsAndDebugInfo(t *testing.T) {
 			t.Errorf("note %q, want %s", notes[i], w)
 		}
 	}
-	if res.ByKind[ProblemDebugInfo] != 2 {
+	if res.ByKind[ProblemDebugInfo] != 2 || res.ByKind[ProblemRealisation] != 2 {
 		t.Errorf("ByKind %v", res.ByKind)
 	}
 }

@@ -25,6 +25,8 @@ type Inventory struct {
 	Pins      map[string]cache.ObjectInfo // pin name → pins/<name>
 	DebugInfo map[string]cache.ObjectInfo // key (debuginfo/<build-id>) → link
 	Logs      map[string]cache.ObjectInfo // .drv base name → log/<drv>
+	// Realisations: key (realisations/<id>.doi) → object.
+	Realisations map[string]cache.ObjectInfo
 	Locks     []cache.ObjectInfo
 	CacheInfo *cache.ObjectInfo
 	Other     int // objects nixpushd does not know; left alone
@@ -46,6 +48,7 @@ func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
 		NarInfos: map[string]cache.ObjectInfo{}, NARs: map[string]cache.ObjectInfo{},
 		Listings: map[string]cache.ObjectInfo{}, Pins: map[string]cache.ObjectInfo{},
 		DebugInfo: map[string]cache.ObjectInfo{}, Logs: map[string]cache.ObjectInfo{},
+		Realisations: map[string]cache.ObjectInfo{},
 	}
 	err := l.List(ctx, "", func(o cache.ObjectInfo) error {
 		if o.LastModified.After(inv.Newest) {
@@ -69,6 +72,8 @@ func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
 			inv.DebugInfo[k] = o
 		case isLogKey(k):
 			inv.Logs[strings.TrimPrefix(k, logPrefix)] = o
+		case strings.HasPrefix(k, nar.RealisationPrefix) && strings.HasSuffix(k, ".doi"):
+			inv.Realisations[k] = o
 		default:
 			inv.Other++
 			if strings.HasSuffix(k, ".narinfo") && !strings.Contains(k, "/") {

@@ -139,7 +139,7 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 		if p.Kind == ProblemCacheInfo {
 			continue // a push writes a missing one
 		}
-		if p.Kind == ProblemDebugInfo {
+		if p.Kind == ProblemDebugInfo || p.Kind == ProblemRealisation {
 			// Not a path's: the push that wrote it writes it again.
 			plan.Unrepairable = append(plan.Unrepairable, p.String())
 			continue
