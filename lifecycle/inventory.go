@@ -27,9 +27,9 @@ type Inventory struct {
 	Logs      map[string]cache.ObjectInfo // .drv base name → log/<drv>
 	// Realisations: key (realisations/<id>.doi) → object.
 	Realisations map[string]cache.ObjectInfo
-	Locks     []cache.ObjectInfo
-	CacheInfo *cache.ObjectInfo
-	Other     int // objects nixpushd does not know; left alone
+	Locks        []cache.ObjectInfo
+	CacheInfo    *cache.ObjectInfo
+	Other        int // objects nixpushd does not know; left alone
 	// Stray are the *.narinfo objects whose name is not a hash part (in
 	// Other too): no client asks for them.
 	Stray []cache.ObjectInfo
