@@ -51,6 +51,7 @@ type Daemon struct {
 	lastError string         // last failure of the target as a whole
 	errSince  time.Time      // when uploads began failing (zero: they work)
 	uploaded  int            // store paths uploaded since start (closures included)
+	buildLogs int            // build logs uploaded since start (buildlogs.go)
 	// degraded: the last failure was the target's configuration
 	// (cache.IsConfig: credentials, bucket, TLS…): nothing can upload
 	// until a human acts. Reported in STATUS=, status and the journal.
@@ -97,7 +98,8 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 	if source == "socket" || source == "spool" {
 		paths = d.withOutputs(ctx, paths)
 	}
-	paths = d.prefilter(ctx, paths, source)
+	logDrvs := d.buildLogDrvs(paths, source)
+	paths = withBuildLogDrvs(d.prefilter(ctx, paths, source), logDrvs)
 	if len(paths) == 0 {
 		return 0, nil
 	}
@@ -372,6 +374,9 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 // one push, and records each item's outcome in the queue.
 func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 	start := time.Now()
+	if items = d.takeBuildLogs(ctx, items); len(items) == 0 {
+		return
+	}
 	paths := make([]string, len(items))
 	for i, it := range items {
 		paths[i] = it.Path
@@ -468,6 +473,9 @@ func (d *Daemon) allWanted(items []queue.Item, closure []*store.PathInfo) bool {
 // root's outcome.
 func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue.Item, closure []*store.PathInfo) {
 	res, err := d.p.Push(ctx, closure)
+	if err == nil {
+		err = d.pushRealisations(ctx, closure, res)
+	}
 	d.mu.Lock()
 	d.uploaded += res.Uploaded
 	d.mu.Unlock()

@@ -14,13 +14,15 @@ import (
 
 // Status is what `nixpushd status` shows.
 type Status struct {
-	Target    string         `json:"target"`
-	Uptime    string         `json:"uptime"`
-	Pending   int            `json:"pending"`
-	InFlight  int            `json:"in_flight"`
-	Done      int            `json:"done"`
-	Failed    int            `json:"failed"`
-	Uploaded  int            `json:"uploaded_since_start"`
+	Target   string `json:"target"`
+	Uptime   string `json:"uptime"`
+	Pending  int    `json:"pending"`
+	InFlight int    `json:"in_flight"`
+	Done     int    `json:"done"`
+	Failed   int    `json:"failed"`
+	Uploaded int    `json:"uploaded_since_start"`
+	// BuildLogs counts the build logs uploaded (--build-logs).
+	BuildLogs int            `json:"build_logs_since_start,omitempty"`
 	Skipped   map[string]int `json:"skipped_since_start"`
 	LastError string         `json:"last_error,omitempty"`
 	// ErrorSince is when uploads began failing (RFC 3339).
@@ -72,6 +74,7 @@ func (d *Daemon) Snapshot() (*Status, error) {
 		st.Skipped[k] = v
 	}
 	st.LastError, st.Uploaded, st.Degraded = d.lastError, d.uploaded, d.degraded
+	st.BuildLogs = d.buildLogs
 	if !d.errSince.IsZero() {
 		st.ErrorSince = d.errSince.Format(time.RFC3339)
 	}

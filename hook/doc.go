@@ -25,6 +25,13 @@
 //	STATUS
 //	    Reply "OK <json>": the daemon's status as one line of JSON.
 //
+// The post-build-hook sends its build's DRV_PATH among the paths (with
+// OUT_PATHS, which Nix 2.8 leaves empty): a .drv in a PUSH from the hook
+// means "this derivation was just built here". The daemon queues its
+// outputs, and with --build-logs uploads its build log; no verb or field
+// was needed for that, so every hook and daemon version still understand
+// each other.
+//
 // The reply is one line: "OK <text>", or "ERR bad request: <detail>" for a
 // malformed request (the detail quotes the offending token, cut to about
 // 100 bytes; sending the request again fails again), or "ERR <message>" for

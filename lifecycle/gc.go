@@ -364,6 +364,14 @@ func (p *GCPlan) mark(ctx context.Context) error {
 		layer = next
 	}
 
+	// Build logs and debug-info links of what goes (formats.go), before
+	// the NARs the links name.
+	sidecars, err := p.markSidecars(ctx, inv, entries, kept, keepNAR, now)
+	if err != nil {
+		return fmt.Errorf("gc: %w (nothing was deleted)", err)
+	}
+	p.steps = append(p.steps, sidecars)
+
 	// NARs no surviving narinfo points at, past the grace period.
 	nars := gcStep{kind: stepNARs}
 	if unparsable == 0 {

@@ -36,6 +36,8 @@ type fakePath struct {
 	name string
 	refs []string
 	age  time.Duration
+	// deriver, if set, names the .drv (a fakePath name) in Deriver.
+	deriver string
 }
 
 func storePath(name string) string {
@@ -65,6 +67,9 @@ func fill(t *testing.T, dir string, paths []fakePath) {
 			NarHash: nar.NewSHA256(sum[:]), NarSize: int64(len(body)), FileHash: nar.NewSHA256(sum[:]), FileSize: int64(len(body))}
 		for _, r := range p.refs {
 			ni.References = append(ni.References, strings.TrimPrefix(storePath(r), nar.StoreDir+"/"))
+		}
+		if p.deriver != "" {
+			ni.Deriver = strings.TrimPrefix(storePath(p.deriver), nar.StoreDir+"/")
 		}
 		text, err := ni.MarshalText()
 		if err != nil {

@@ -21,9 +21,13 @@ type Inventory struct {
 	NARs      map[string]cache.ObjectInfo // key (nar/…) → object
 	Listings  map[string]cache.ObjectInfo // hash part → <hash>.ls
 	Pins      map[string]cache.ObjectInfo // pin name → pins/<name>
-	Locks     []cache.ObjectInfo
-	CacheInfo *cache.ObjectInfo
-	Other     int // objects nixpushd does not know; left alone
+	DebugInfo map[string]cache.ObjectInfo // key (debuginfo/<build-id>) → link
+	Logs      map[string]cache.ObjectInfo // .drv base name → log/<drv>
+	// Realisations: key (realisations/<id>.doi) → object.
+	Realisations map[string]cache.ObjectInfo
+	Locks        []cache.ObjectInfo
+	CacheInfo    *cache.ObjectInfo
+	Other        int // objects nixpushd does not know; left alone
 	// Stray are the *.narinfo objects whose name is not a hash part (in
 	// Other too): no client asks for them.
 	Stray []cache.ObjectInfo
@@ -41,6 +45,8 @@ func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
 	inv := &Inventory{
 		NarInfos: map[string]cache.ObjectInfo{}, NARs: map[string]cache.ObjectInfo{},
 		Listings: map[string]cache.ObjectInfo{}, Pins: map[string]cache.ObjectInfo{},
+		DebugInfo: map[string]cache.ObjectInfo{}, Logs: map[string]cache.ObjectInfo{},
+		Realisations: map[string]cache.ObjectInfo{},
 	}
 	err := l.List(ctx, "", func(o cache.ObjectInfo) error {
 		if o.LastModified.After(inv.Newest) {
@@ -60,6 +66,12 @@ func Scan(ctx context.Context, t cache.Target) (*Inventory, error) {
 			inv.NarInfos[strings.TrimSuffix(k, ".narinfo")] = o
 		case strings.HasSuffix(k, ".ls") && isHashPart(strings.TrimSuffix(k, ".ls")):
 			inv.Listings[strings.TrimSuffix(k, ".ls")] = o
+		case isDebugInfoKey(k):
+			inv.DebugInfo[k] = o
+		case isLogKey(k):
+			inv.Logs[strings.TrimPrefix(k, logPrefix)] = o
+		case strings.HasPrefix(k, nar.RealisationPrefix) && strings.HasSuffix(k, ".doi"):
+			inv.Realisations[k] = o
 		default:
 			inv.Other++
 			if strings.HasSuffix(k, ".narinfo") && !strings.Contains(k, "/") {
@@ -87,6 +99,7 @@ func isHashPart(s string) bool {
 type entry struct {
 	url      string
 	fileSize int64
+	deriver  string   // .drv base name, "" if none
 	refs     []string // hash parts, self excluded
 	err      error    // unreadable or unparsable
 }
@@ -140,7 +153,7 @@ func toEntry(ni *nar.NarInfo, err error) *entry {
 		return &entry{err: err}
 	}
 	// Clones: a substring would keep the whole narinfo text alive.
-	e := &entry{url: strings.Clone(ni.URL), fileSize: ni.FileSize}
+	e := &entry{url: strings.Clone(ni.URL), fileSize: ni.FileSize, deriver: strings.Clone(ni.Deriver)}
 	self := ""
 	if sp, err := nar.ParseStorePath(ni.StorePath); err == nil {
 		self = sp.Hash

@@ -140,6 +140,11 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 		if p.Kind == ProblemCacheInfo {
 			continue // a push writes a missing one
 		}
+		if p.Kind == ProblemDebugInfo || p.Kind == ProblemRealisation {
+			// Not a path's: the push that wrote it writes it again.
+			plan.Unrepairable = append(plan.Unrepairable, p.String())
+			continue
+		}
 		if p.StorePath == "" && p.Kind == ProblemNarInfo {
 			// An unparsable narinfo does not say its path, but its
 			// name is the path's hash part: the local store may have it.

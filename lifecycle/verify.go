@@ -60,11 +60,15 @@ type Problem struct {
 	Detail    string
 	// Ref is the missing reference's hash part (ProblemReference).
 	Ref string
+	// Key is the object, when it is not a narinfo (ProblemDebugInfo).
+	Key string
 }
 
 func (p Problem) String() string {
 	who := p.StorePath
 	switch {
+	case p.Key != "":
+		who = p.Key
 	case who == "" && p.Hash != "":
 		who = p.Hash + ".narinfo"
 	case who == "":
@@ -206,6 +210,7 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	var full []*nar.NarInfo // --full: NARs to download, deduplicated
 	seenNAR := map[string]bool{}
 	referenced := map[string]bool{}
+	derivers := map[string]bool{} // Deriver fields: which log/<drv> belong
 	var denied error
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
 		if errors.Is(err, cache.ErrNotFound) {
@@ -217,6 +222,9 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		}
 		if ni != nil {
 			referenced[ni.URL] = true
+			if ni.Deriver != "" {
+				derivers[ni.Deriver] = true
+			}
 		}
 		narState := func(ni *nar.NarInfo) (bool, int64, bool) {
 			o, ok := inv.NARs[ni.URL]
@@ -244,6 +252,9 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	}
 	for _, o := range inv.Stray {
 		res.note(opts, Note{Kind: NoteStrayNarInfo, Key: o.Key, Detail: "its name is not the hash part of a store path, so no Nix client ever asks for it; delete it"})
+	}
+	if err := verifySidecars(ctx, t, inv, derivers, opts, res, add); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return counted(finishVerify(ctx, t, opts, res, add, full, start))
 }

@@ -42,6 +42,7 @@ type Metrics struct {
 	requestRetries prometheus.Counter
 	queueRetries   prometheus.Counter
 	lastSuccess    prometheus.Gauge
+	buildLogs      prometheus.Counter // formats.go
 }
 
 // New makes the metrics and registers them, with Go runtime and process
@@ -100,9 +101,10 @@ func New(opts Options) *Metrics {
 	for _, r := range knownReasons {
 		m.skipped.WithLabelValues(r)
 	}
+	m.buildLogs = newBuildLogsCounter()
 	m.reg.MustRegister(
 		m.uploaded, m.skipped, m.failed, m.narBytes, m.storedBytes, m.duration,
-		m.requestRetries, m.queueRetries, m.lastSuccess,
+		m.requestRetries, m.queueRetries, m.lastSuccess, m.buildLogs,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateCollector(m.opts),

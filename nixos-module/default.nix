@@ -233,6 +233,8 @@ let
   # Only when not the daemon's defaults, like compressionLevel.
   ++ lib.optional cfg.narListings "--nar-listings=true"
   ++ lib.optional cfg.indexDebugInfo "--index-debug-info=true"
+  ++ lib.optional cfg.buildLogs "--build-logs=true"
+  ++ lib.optional (!cfg.realisations) "--realisations=false"
   ++ lib.optional (nonEmpty cfg.include) "--include=${cfg.include}"
   ++ lib.optional (nonEmpty cfg.exclude) "--exclude=${cfg.exclude}"
   ++ lib.optional (cfg.caFile != null) "--ca-file=${cfg.caFile}"
@@ -538,7 +540,33 @@ in
         Also write `debuginfo/<build-id>` links for paths that hold
         `lib/debug/.build-id/xx/*.debug` files (what Nix writes with
         `index-debug-info=true`), for dwarffs and debuginfod servers.
-        `nixpushd gc` does not delete these links yet.
+        `nixpushd gc` deletes a link once no narinfo names its NAR.
+      '';
+    };
+
+    buildLogs = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Also upload the build log of each derivation the post-build-hook
+        reports, from Nix's `/nix/var/log/nix/drvs` to `log/<drv>` in the
+        cache, as `nix store copy-log --to` would: `nix log --store URL`
+        and `nix-store --store URL -l` read it. Off by default because a
+        build log holds whatever the build printed, secrets included, and
+        the cache is usually readable by many. One small PUT per build.
+      '';
+    };
+
+    realisations = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Upload the realisations (`realisations/<drv hash>!<output>.doi`,
+        signed) of pushed outputs of content-addressed derivations, as
+        `nix copy` does, so that clients with the `ca-derivations`
+        experimental feature substitute such builds by their derivation.
+        Read from the Nix database; paths without realisations cost one
+        query per batch, hence on by default.
       '';
     };
 

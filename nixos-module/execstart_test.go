@@ -346,6 +346,9 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"push-derivations", "false"},
 			{"nar-listings", "false"},
 			{"index-debug-info", "false"},
+			{"build-logs", "false"},
+			{"build-log-dir", "/nix/var/log/nix"},
+			{"realisations", "true"},
 		},
 		"full": {
 			{"to", fullURL + "&region=" + fullRegion},
@@ -359,6 +362,8 @@ func TestExecStartRoundTrip(t *testing.T) {
 			{"push-derivations", "true"},
 			{"nar-listings", "true"},
 			{"index-debug-info", "true"},
+			{"build-logs", "true"},
+			{"realisations", "false"},
 			{"include", fullInclude},
 			{"exclude", fullExclude},
 			{"secret-key-file", "CREDS/secret-key"},

@@ -51,7 +51,7 @@ func TestModuleOptions(t *testing.T) {
 	want := []string{
 		"enable", "package", "cache.url", "cache.region", "credentialsFile", "secretKeyFile",
 		"compression", "compressionLevel", "jobs", "watchStore", "postBuildHook", "skipSignedBy",
-		"include", "exclude", "pushDerivations", "narListings", "indexDebugInfo", "reconcileInterval", "logLevel", "extraArgs",
+		"include", "exclude", "pushDerivations", "narListings", "indexDebugInfo", "buildLogs", "realisations", "reconcileInterval", "logLevel", "extraArgs",
 		"pins", "gc.enable", "gc.keep", "gc.grace", "gc.dates", "gc.randomizedDelaySec", "gc.credentialsFile",
 		"caFile", "statusGroup", "metrics.enable", "metrics.listen",
 	}
@@ -102,6 +102,8 @@ func TestModuleOptions(t *testing.T) {
 		"pushDerivations":       false,
 		"narListings":           false,
 		"indexDebugInfo":        false,
+		"buildLogs":             false,
+		"realisations":          true,
 		"reconcileInterval":     "5m",
 		"logLevel":              "info",
 		"extraArgs":             []any{},

@@ -186,6 +186,8 @@ func scenarios() map[string]string {
 				pushDerivations = true;
 				narListings = true;
 				indexDebugInfo = true;
+				buildLogs = true;
+				realisations = false;
 				reconcileInterval = "10m";
 				logLevel = "debug";
 				extraArgs = [ "--max-active=7" "--shutdown-timeout=45s" ];

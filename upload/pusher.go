@@ -79,6 +79,12 @@ type Pusher struct {
 	// a valid signature by Key: one that lacks it gets Key's signature
 	// added (Result.Signed), or is named in Result.NotSigned.
 	SignPresent bool
+	// BuildLogDir, if set, is Nix's log directory (store.DefaultLogDir):
+	// PushBuildLog uploads the build logs it keeps there as log/<drv>.
+	BuildLogDir string
+	// Realisations: callers upload the realisations (ca-derivations) of
+	// what they pushed with PushRealisations (realisation.go).
+	Realisations bool
 
 	// NarBytes counts NAR bytes serialised so far, for progress displays.
 	NarBytes atomic.Int64

@@ -150,6 +150,8 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"io-jobs": strconv.Itoa(o.ioJobs), "max-temp-size": strconv.FormatInt(int64(o.maxTempSize), 10),
 			"pin": (&pinFlag{c.Pins}).String(), "metrics-listen": c.MetricsListen, "ca-file": o.caFile, "status-group": x.statusGroup,
 			"nar-listings": strconv.FormatBool(o.narListings), "index-debug-info": strconv.FormatBool(o.indexDebugInfo),
+			"build-logs": strconv.FormatBool(o.buildLogs), "build-log-dir": o.buildLogDir,
+			"realisations": strconv.FormatBool(o.realisations),
 		})
 		if err != nil {
 			return err

@@ -59,6 +59,9 @@ type targetOptions struct {
 	listOptional   func() bool
 	narListings    bool
 	indexDebugInfo bool
+	buildLogs      bool
+	buildLogDir    string
+	realisations   bool
 }
 
 func (o *targetOptions) register(fs *flag.FlagSet) {
@@ -77,6 +80,9 @@ func (o *targetOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.nixDB, "nix-db", store.DefaultDB, "Nix database to read path info from (falls back to 'nix path-info' when unreadable)")
 	fs.BoolVar(&o.narListings, "nar-listings", false, "also write <hash>.ls, the JSON listing of each NAR that Nix writes with write-nar-listing=true (used by nix store ls/cat and nix-index); one more small PUT per path")
 	fs.BoolVar(&o.indexDebugInfo, "index-debug-info", false, "also write debuginfo/<build-id> links for paths with lib/debug/.build-id/*/*.debug files, as Nix does with index-debug-info=true (for dwarffs/debuginfod)")
+	fs.BoolVar(&o.buildLogs, "build-logs", false, "also upload build logs to log/<drv>, read by nix log --store URL: the daemon those of the derivations the post-build-hook reports, push those of its arguments' derivers (logs may hold secrets a build printed)")
+	fs.StringVar(&o.buildLogDir, "build-log-dir", store.DefaultLogDir, "Nix's log directory (its logDir), where --build-logs finds drvs/XX/REST[.bz2]")
+	fs.BoolVar(&o.realisations, "realisations", true, "also upload the realisations/<drv hash>!<output>.doi of pushed outputs of content-addressed derivations (ca-derivations), signed, as nix copy does; read from the Nix database")
 }
 
 // registerCache registers the flags every command that talks to a cache
@@ -197,20 +203,22 @@ func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key
 		check = checkCacheKey(key, keyFile, log)
 	}
 	return &upload.Pusher{
-		CheckKey:    check,
-		SignPresent: true,
-		Target:      target,
-		Compressor:  comp,
-		Key:         key,
-		Jobs:        o.jobs,
-		IOJobs:      o.ioJobs,
-		MaxTempSize: int64(o.maxTempSize),
-		Locker:      locker,
-		TempDir:     o.tempDir,
-		Log:         log,
-		Retry:       retry.Default,
-		NarListings: o.narListings,
-		DebugInfo:   o.indexDebugInfo,
+		CheckKey:     check,
+		SignPresent:  true,
+		Target:       target,
+		Compressor:   comp,
+		Key:          key,
+		Jobs:         o.jobs,
+		IOJobs:       o.ioJobs,
+		MaxTempSize:  int64(o.maxTempSize),
+		Locker:       locker,
+		TempDir:      o.tempDir,
+		Log:          log,
+		Retry:        retry.Default,
+		NarListings:  o.narListings,
+		DebugInfo:    o.indexDebugInfo,
+		BuildLogDir:  o.buildLogDirIfOn(),
+		Realisations: o.realisations,
 	}, nil
 }
 
@@ -269,6 +277,12 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	if err := pushAndReport(ctx, p, closure, tty, stderr); err != nil {
+		return fmt.Errorf("push to %s: %w", p.Target, err)
+	}
+	if err := pushRealisations(ctx, p, st, closure, stderr); err != nil {
+		return fmt.Errorf("push to %s: %w", p.Target, err)
+	}
+	if err := pushBuildLogs(ctx, p, roots, closure, stderr); err != nil {
 		return fmt.Errorf("push to %s: %w", p.Target, err)
 	}
 	return nil

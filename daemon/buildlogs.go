@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nixpushd/nixpushd/cache"
+	"github.com/nixpushd/nixpushd/queue"
+	"github.com/nixpushd/nixpushd/upload"
+)
+
+// Build logs (--build-logs): a derivation that reaches the daemon through
+// the hook's socket or spool was just built here — the post-build-hook
+// sends its DRV_PATH among the paths — so its build log is in Nix's log
+// directory. Such a .drv is queued even when derivations themselves are
+// not pushed; processBatch hands it to takeBuildLogs first, which uploads
+// its log to log/<drv> and completes it (or leaves it to the closure push
+// with --push-derivations). Derivations found by the watcher or reconcile
+// are only instantiated, mostly never built: they are not looked at.
+
+// buildLogWorkers bounds the log uploads of one batch at once; the
+// Pusher's IOJobs bounds the requests themselves.
+const buildLogWorkers = 8
+
+// fromHook says whether source delivers what Nix just built.
+func fromHook(source string) bool { return source == "socket" || source == "spool" }
+
+func isDrv(p string) bool { return strings.HasSuffix(p, ".drv") }
+
+// buildLogDrvs returns the derivations among paths whose build logs are
+// to be uploaded: none unless the Pusher has a BuildLogDir.
+func (d *Daemon) buildLogDrvs(paths []string, source string) []string {
+	if d.p.BuildLogDir == "" || !fromHook(source) {
+		return nil
+	}
+	var drvs []string
+	for _, p := range paths {
+		if isDrv(p) {
+			drvs = append(drvs, p)
+		}
+	}
+	return drvs
+}
+
+// withBuildLogDrvs adds to kept (what prefilter kept) the derivations of
+// drvs it dropped: they are queued for their logs.
+func withBuildLogDrvs(kept, drvs []string) []string {
+	for _, drv := range drvs {
+		if !slices.Contains(kept, drv) {
+			kept = append(kept, drv)
+		}
+	}
+	return kept
+}
+
+// takeBuildLogs uploads the build logs of the hook's derivations among
+// items and returns the items left for the closure push: the others, and
+// those derivations when derivations are pushed too. A derivation whose
+// log upload failed is retried or failed here, like a path.
+func (d *Daemon) takeBuildLogs(ctx context.Context, items []queue.Item) []queue.Item {
+	if d.p.BuildLogDir == "" {
+		return items
+	}
+	var jobs []int
+	for i, it := range items {
+		if isDrv(it.Path) && fromHook(it.Source) {
+			jobs = append(jobs, i)
+		}
+	}
+	if len(jobs) == 0 {
+		return items
+	}
+	errs := make([]error, len(jobs))
+	uploaded := make([]bool, len(jobs))
+	sem := make(chan struct{}, buildLogWorkers)
+	var wg sync.WaitGroup
+	for j, i := range jobs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[j] = ctx.Err()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			uploaded[j], errs[j] = d.p.PushBuildLog(ctx, items[i].Path)
+		})
+	}
+	wg.Wait()
+
+	done := map[int]bool{} // items finished here
+	var complete []string
+	n := 0
+	for j, i := range jobs {
+		it := items[i]
+		log := d.log.With("STORE_PATH", it.Path)
+		switch err := errs[j]; {
+		case err == nil:
+			if uploaded[j] {
+				n++
+				log.Info("pushed build log", "key", upload.BuildLogKey(it.Path), "source", it.Source)
+			} else {
+				log.Debug("no build log kept by Nix", "log_dir", d.p.BuildLogDir)
+			}
+			if !d.cfg.PushDerivations {
+				done[i] = true
+				complete = append(complete, it.Path)
+			}
+		case cache.IsPathPermanent(err):
+			done[i] = true
+			d.fail(it, log, err.Error())
+		default:
+			done[i] = true
+			d.retry(ctx, it, log, err)
+		}
+	}
+	d.mu.Lock()
+	d.buildLogs += n
+	d.mu.Unlock()
+	d.m.BuildLogs(n)
+	if len(complete) > 0 {
+		if err := d.q.CompleteAll(complete, time.Now()); err != nil {
+			d.log.Error("recording completion", "err", err, "count", len(complete))
+		}
+	}
+	var rest []queue.Item
+	for i, it := range items {
+		if !done[i] {
+			rest = append(rest, it)
+		}
+	}
+	return rest
+}
