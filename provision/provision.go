@@ -46,6 +46,11 @@ type Config struct {
 	CAFile      string // PEM CAs for an https endpoint, besides the system roots
 
 	Public     bool   // set anonymous download
+	// CreateBucket lets init create a bucket that does not exist. Without
+	// it, ConfirmCreateBucket is asked (nil: no), so that a typo in --to
+	// stops init instead of making a new bucket.
+	CreateBucket        bool
+	ConfirmCreateBucket func(bucket, host string) bool
 	Force      bool   // replace a nix-cache-info or policy that differs from ours
 	WriterUser string // the writer's access key ("nixbuilder")
 	PolicyName string // the writer's policy ("BUCKET-write" when empty)
@@ -296,6 +301,9 @@ func (r *runner) bucket(ctx context.Context, exists bool) error {
 	if exists {
 		r.step(Step{Name: name, Status: StatusExists})
 		return nil
+	}
+	if !r.cfg.CreateBucket && (r.cfg.ConfirmCreateBucket == nil || !r.cfg.ConfirmCreateBucket(b, r.host)) {
+		return problemf("bucket %s does not exist on %s: check the bucket name in --to, or add --create-bucket to create it", b, r.host)
 	}
 	octx, cancel := opContext(ctx)
 	defer cancel()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +23,7 @@ type initOptions struct {
 	keyName, writerUser, policyName         string
 	secretKeyFile, credentialsFile, caFile  string
 	public, force, newWriterSecret, noHints bool
+	createBucket                            bool
 }
 
 func (o *initOptions) register(fs *flag.FlagSet) {
@@ -32,6 +34,7 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.keyName, "key-name", "", "name of a new signing key (default: the endpoint's host name and -1, e.g. s3.homelab.local-1)")
 	fs.StringVar(&o.writerUser, "writer-user", "nixbuilder", "the least-privilege user that pushes (created on MinIO)")
 	fs.StringVar(&o.policyName, "policy-name", "", "name of the writer's policy on MinIO (default BUCKET-write, nix-cache-write for nix-cache)")
+	fs.BoolVar(&o.createBucket, "create-bucket", false, "create the bucket if it does not exist (without it, init asks on a terminal and otherwise stops, so a typo in --to makes no new bucket)")
 	fs.BoolVar(&o.public, "public", false, "let anyone download from the bucket (as `mc anonymous set download`), so clients need no credentials")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", filepath.Join(dir, "secret-key"), "the signing key, created (0600) if missing; the file push and daemon read")
 	fs.StringVar(&o.credentialsFile, "credentials-file", filepath.Join(dir, "aws-credentials"), "the writer's credentials, written (0600) when init creates the user; the file push and daemon read")
@@ -69,6 +72,11 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "Setting up %s\n", provision.CacheURL(cfg.Target))
 	cfg.OnStep = func(s provision.Step) { fmt.Fprintln(stdout, formatStep(s)) }
+	if !o.createBucket && isTerminal(os.Stdin) {
+		cfg.ConfirmCreateBucket = func(bucket, host string) bool {
+			return confirm(os.Stdin, stderr, fmt.Sprintf("Bucket %s does not exist on %s. Create it? [y/N] ", bucket, host))
+		}
+	}
 	res, err := provision.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -118,6 +126,7 @@ func (o *initOptions) config(getenv func(string) string) (provision.Config, erro
 		AdminSource:     source,
 		CAFile:          o.caFile,
 		Public:          o.public,
+		CreateBucket:    o.createBucket,
 		Force:           o.force,
 		WriterUser:      o.writerUser,
 		PolicyName:      o.policyName,
@@ -225,6 +234,17 @@ func readWriterCredentials(path string) (*provision.Credentials, error) {
 		return nil, fmt.Errorf("init: --credentials-file %s exists but has no AWS_ACCESS_KEY_ID= line: fix it, or move it away to let init write a new one", path)
 	}
 	return &c, nil
+}
+
+// confirm asks a yes/no question; anything but y or yes is no.
+func confirm(in io.Reader, out io.Writer, question string) bool {
+	fmt.Fprint(out, question)
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
 }
 
 // stepWidth aligns the statuses of the usual steps.

@@ -88,7 +88,7 @@ func TestInitFromZero(t *testing.T) {
 	bucket, writer := initRandName("init-"), initRandName("nb-")
 	dir, key, creds := initFiles(t)
 	s3URL := fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, m.Endpoint)
-	args := []string{"init", "--to", s3URL, "--public", "--writer-user", writer,
+	args := []string{"init", "--to", s3URL, "--public", "--create-bucket", "--writer-user", writer,
 		"--key-name", "init-test-1", "--secret-key-file", key, "--credentials-file", creds}
 
 	out, err := nixpushd(t, initRootEnv(m), args...)
@@ -322,6 +322,8 @@ func TestInitErrors(t *testing.T) {
 			"nixpushd: init: " + m.Endpoint + " speaks plain http, not https: add &scheme=http to the --to URL"},
 		{"a bucket of someone else", []string{"AWS_ACCESS_KEY_ID=" + stranger, "AWS_SECRET_ACCESS_KEY=" + strangerSecret}, s3url(taken, m.Endpoint),
 			"nixpushd: init: the admin credentials (" + stranger + ", from AWS_ACCESS_KEY_ID) may not use bucket " + taken + " (another account's bucket"},
+		{"a bucket that does not exist, without --create-bucket", initRootEnv(m), s3url(fresh, m.Endpoint),
+			"nixpushd: init: bucket " + fresh + " does not exist on " + m.Endpoint + ": check the bucket name in --to, or add --create-bucket to create it"},
 		{"not a MinIO admin", []string{"AWS_ACCESS_KEY_ID=" + user, "AWS_SECRET_ACCESS_KEY=" + userSecret}, s3url(fresh, m.Endpoint),
 			"nixpushd: init: the admin credentials (" + user + ", from AWS_ACCESS_KEY_ID) may not manage users on this MinIO"},
 	}
@@ -380,7 +382,7 @@ func TestInitNotMinIO(t *testing.T) {
 	bucket, writer := initRandName("init-ceph-"), initRandName("nb-")
 	_, key, creds := initFiles(t)
 	args := []string{"init", "--to", fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, endpoint),
-		"--writer-user", writer, "--secret-key-file", key, "--credentials-file", creds}
+		"--create-bucket", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", creds}
 	out, err := nixpushd(t, initRootEnv(m), args...)
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
