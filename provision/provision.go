@@ -200,6 +200,11 @@ func Validate(cfg Config) error {
 		return problemf("%s holds the keys of user %q, not of the writer user %q: pass --writer-user %s, or another --credentials-file",
 			cfg.CredentialsFile, cfg.ExistingWriter.AccessKey, cfg.WriterUser, cfg.ExistingWriter.AccessKey)
 	}
+	if cfg.NewWriterSecret && cfg.ExistingWriter != nil && !cfg.Force {
+		// Its secret may be the only copy another machine's file matches.
+		return problemf("--new-writer-secret would overwrite %s (the keys of %s): add --force to replace that file, or pass another --credentials-file",
+			cfg.CredentialsFile, cfg.ExistingWriter.AccessKey)
+	}
 	if cfg.ExistingWriter != nil && cfg.ExistingWriter.SecretKey == "" {
 		return problemf("%s has AWS_ACCESS_KEY_ID but no AWS_SECRET_ACCESS_KEY: complete it, or remove it and re-run with --new-writer-secret", cfg.CredentialsFile)
 	}

@@ -39,8 +39,8 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", filepath.Join(dir, "secret-key"), "the signing key, created (0600) if missing; the file push and daemon read")
 	fs.StringVar(&o.credentialsFile, "credentials-file", filepath.Join(dir, "aws-credentials"), "the writer's credentials, written (0600) when init creates the user; the file push and daemon read")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust for an https endpoint, in addition to the system roots")
-	fs.BoolVar(&o.force, "force", false, "replace a nix-cache-info, anonymous policy or writer policy that differs from the guides' (never the signing key or the writer's secret)")
-	fs.BoolVar(&o.newWriterSecret, "new-writer-secret", false, "give an existing writer user a new secret and write it to --credentials-file (machines using the old one stop working)")
+	fs.BoolVar(&o.force, "force", false, "replace a nix-cache-info, anonymous policy or writer policy that differs from the guides', and with --new-writer-secret an existing --credentials-file (never the signing key)")
+	fs.BoolVar(&o.newWriterSecret, "new-writer-secret", false, "give an existing writer user a new secret and write it to --credentials-file, which must not exist unless --force (machines using the old secret stop working)")
 	fs.BoolVar(&o.noHints, "quiet", false, "print the steps only, not the public key and configuration snippets")
 }
 

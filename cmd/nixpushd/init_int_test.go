@@ -241,6 +241,20 @@ func TestInitFromZero(t *testing.T) {
 	if newVars["AWS_SECRET_ACCESS_KEY"] == secret || newVars["AWS_ACCESS_KEY_ID"] != writer {
 		t.Errorf("--new-writer-secret wrote %s for %q with the old secret", other, newVars["AWS_ACCESS_KEY_ID"])
 	}
+	// Again, now that the file exists: refused without --force, the file
+	// and the secret on the server unchanged.
+	newBytes := initReadFile(t, other)
+	out, err = nixpushd(t, initRootEnv(m), "init", "--to", s3URL, "--public", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", other, "--new-writer-secret", "--quiet")
+	if want := "nixpushd: init: --new-writer-secret would overwrite " + other + " (the keys of " + writer + "): add --force to replace that file, or pass another --credentials-file\n"; initExitCode(err) != 1 || !strings.HasSuffix(out, want) {
+		t.Errorf("init --new-writer-secret over an existing file: exit %d, want 1 and %q:\n%s", initExitCode(err), want, out)
+	}
+	if initReadFile(t, other) != newBytes {
+		t.Errorf("init --new-writer-secret without --force changed %s", other)
+	}
+	out, err = nixpushd(t, initRootEnv(m), "init", "--to", s3URL, "--public", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", other, "--new-writer-secret", "--force", "--quiet")
+	if err != nil || !strings.HasPrefix(initStepLines(out)["writer user "+writer], provision.StatusUpdated) || initReadFile(t, other) == newBytes {
+		t.Fatalf("init --new-writer-secret --force: %v, file changed %v\n%s", err, initReadFile(t, other) != newBytes, out)
+	}
 	out, err = nixpushd(t, initRootEnv(m), args...)
 	if initExitCode(err) != 1 || !strings.Contains(out, "nixpushd: init: the server rejects the keys of "+writer+" in "+creds+" (wrong secret)") {
 		t.Errorf("init with the old secret: %v\n%s", err, out)
