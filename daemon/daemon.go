@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -661,7 +662,7 @@ func (d *Daemon) isDegraded() bool {
 // upload, so that a fixed configuration shows at once (and a broken one
 // keeps its steady line in the journal).
 func (d *Daemon) probeLoop(ctx context.Context) {
-	t := time.NewTicker(degradedLogEvery)
+	t := time.NewTicker(cmp.Or(d.cfg.ProbeEvery, degradedLogEvery))
 	defer t.Stop()
 	for {
 		select {

@@ -76,6 +76,7 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, *daemonExtra, b
 	// daemon itself stops at the first.
 	problems := o.problems()
 	c.StateDir = o.stateDir
+	c.ProbeEvery = knobs.ProbeEvery
 	c.Pins = pins.m
 	c.SpoolDir = spool
 	if c.SpoolDir == "" {

@@ -142,7 +142,7 @@ func (o *targetOptions) problems() []error {
 // openTarget opens the cache with the CA and credentials the flags give.
 func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
 	anon := o.readOnly != nil && o.readOnly()
-	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize, Anonymous: anon})
+	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, ReadEnvFile: loadEnvFile, MinPartSize: knobs.PartSize, Anonymous: anon})
 }
 
 // pusher builds the upload pipeline the options describe.

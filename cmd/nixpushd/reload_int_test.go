@@ -1,0 +1,54 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nixpushd/nixpushd/internal/testenv"
+)
+
+// A daemon started with a wrong secret in its --credentials-file is
+// degraded; fixing the file is enough: the next probe reads it again, the
+// daemon says the cache works, and it uploads, all without a restart.
+func TestDegradedRereadsCredentialsFile(t *testing.T) {
+	testenv.RequireNix(t)
+	m := requireMinIO(t)
+	cache := m.NewCache(t, "reread")
+	cl := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
+	creds := filepath.Join(t.TempDir(), "aws-credentials")
+	write := func(secret string) {
+		t.Helper()
+		// As an editor or `install` replaces it: a new file renamed over.
+		tmp := creds + ".new"
+		if err := os.WriteFile(tmp, []byte("AWS_ACCESS_KEY_ID="+cache.AccessKey+"\nAWS_SECRET_ACCESS_KEY="+secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, creds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("wrong-secret")
+	d := startDaemonProc(t, []string{"NIXPUSHD_PROBE_EVERY=1s"}, "",
+		"--to", cache.S3URL, "--credentials-file", creds, "--watch-store=false", "--log-level", "info")
+	if !strings.Contains(d.out.String(), "nixpushd ready, but DEGRADED") {
+		t.Fatalf("a wrong secret does not make the daemon degraded:\n%s", d.out.String())
+	}
+	write(cache.SecretKey)
+	waitFor(t, 30*time.Second, "the cache works again", func() bool {
+		return strings.Contains(d.out.String(), "the cache works again")
+	})
+	if r := d.request("PUSH " + cl.Top); !strings.HasPrefix(r, "OK") {
+		t.Fatalf("PUSH: %s", r)
+	}
+	key := strings.TrimPrefix(cl.Top, "/nix/store/")[:32] + ".narinfo"
+	waitFor(t, 30*time.Second, "the narinfo in the cache", func() bool { return cache.Has(t, key) })
+	if st, _ := d.status()["degraded"].(bool); st {
+		t.Errorf("status still says degraded after the fix")
+	}
+	if !d.running() {
+		t.Errorf("the daemon exited")
+	}
+}
