@@ -46,16 +46,16 @@ type Config struct {
 	CAFile      string // PEM CAs for an https endpoint, besides the system roots
 
 	Public     bool   // set anonymous download
-	// CreateBucket lets init create a bucket that does not exist. Without
-	// it, ConfirmCreateBucket is asked (nil: no), so that a typo in --to
-	// stops init instead of making a new bucket.
-	CreateBucket        bool
-	ConfirmCreateBucket func(bucket, host string) bool
 	Force      bool   // replace a nix-cache-info or policy that differs from ours
 	WriterUser string // the writer's access key ("nixbuilder")
 	PolicyName string // the writer's policy ("BUCKET-write" when empty)
 	// NewWriterSecret gives an existing writer user a new secret.
 	NewWriterSecret bool
+	// CreateBucket lets init create a bucket that does not exist. Without
+	// it, ConfirmCreateBucket is asked (nil: no), so that a typo in --to
+	// stops init instead of making a new bucket.
+	CreateBucket        bool
+	ConfirmCreateBucket func(bucket, host string) bool
 
 	KeyName         string // signing key name, used only when creating the key
 	SecretKeyFile   string

@@ -400,8 +400,8 @@ func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) 
 	} else if !o.badTo {
 		// (A --to the flags refused is reported once, with them.)
 		if _, err := o.openTarget(ctx); err != nil {
-		// Opening an S3 target resolves its credentials and reads the
-		// CA file; it sends no request.
+			// Opening an S3 target resolves its credentials and reads the
+			// CA file; it sends no request.
 			problems = append(problems, fmt.Sprintf("--to %s: %v", o.to, err))
 		}
 	}
