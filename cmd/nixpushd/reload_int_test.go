@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,5 +52,49 @@ func TestDegradedRereadsCredentialsFile(t *testing.T) {
 	}
 	if !d.running() {
 		t.Errorf("the daemon exited")
+	}
+}
+
+// A daemon that cannot take its metrics port or make its socket fails
+// before it creates anything: exit 1, one line, and no signing key, queue
+// or state directory left behind.
+func TestDaemonChecksBeforeCreating(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	notDir := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		socket string // "": in a fresh directory
+		extra  []string
+		want   string
+	}{
+		{"metrics port taken", "", []string{"--metrics-listen", taken.Addr().String()},
+			"nixpushd: metrics: cannot listen on " + taken.Addr().String() + ": another program"},
+		{"socket in a directory that cannot be made", filepath.Join(notDir, "nixpushd.sock"), nil,
+			"nixpushd: --socket " + filepath.Join(notDir, "nixpushd.sock") + ": "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state")
+			socket := tc.socket
+			if socket == "" {
+				socket = filepath.Join(t.TempDir(), "nixpushd.sock")
+			}
+			args := append([]string{"daemon", "--state-dir", state, "--socket", socket, "--watch-store=false"}, tc.extra...)
+			out, err := nixpushd(t, nil, args...)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if initExitCode(err) != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], tc.want) {
+				t.Errorf("exit %d, output %q; want exit 1 and one line starting with %q", initExitCode(err), out, tc.want)
+			}
+			if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+				entries, _ := os.ReadDir(state)
+				t.Errorf("the failed start left the state directory %s (%v): %v", state, err, entries)
+			}
+		})
 	}
 }
