@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/provision"
@@ -72,7 +73,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "Setting up %s\n", provision.CacheURL(cfg.Target))
 	cfg.OnStep = func(s provision.Step) { fmt.Fprintln(stdout, formatStep(s)) }
-	if !o.createBucket && isTerminal(os.Stdin) {
+	if !o.createBucket && stdinIsTTY() {
 		cfg.ConfirmCreateBucket = func(bucket, host string) bool {
 			return confirm(os.Stdin, stderr, fmt.Sprintf("Bucket %s does not exist on %s. Create it? [y/N] ", bucket, host))
 		}
@@ -234,6 +235,13 @@ func readWriterCredentials(path string) (*provision.Credentials, error) {
 		return nil, fmt.Errorf("init: --credentials-file %s exists but has no AWS_ACCESS_KEY_ID= line: fix it, or move it away to let init write a new one", path)
 	}
 	return &c, nil
+}
+
+// stdinIsTTY reports whether someone can answer a question: a terminal,
+// not merely a character device such as /dev/null.
+func stdinIsTTY() bool {
+	_, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // confirm asks a yes/no question; anything but y or yes is no.
