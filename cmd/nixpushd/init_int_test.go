@@ -446,3 +446,32 @@ func TestInitNotMinIO(t *testing.T) {
 		t.Errorf("second init changed something:\n%s", out)
 	}
 }
+
+// On a terminal, init asks before it creates a missing bucket: no makes
+// nothing, yes creates it.
+func TestInitAsksOnATerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) not installed: no pseudo-terminal to test with")
+	}
+	m := requireMinIO(t)
+	bucket := initRandName("init-ask-")
+	for _, tc := range []struct {
+		answer string
+		code   int
+	}{{"n", 1}, {"y", 0}} {
+		_, key, creds := initFiles(t)
+		line := shellQuote(bin) + " init --quiet --to " + shellQuote(fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, m.Endpoint)) +
+			" --writer-user " + initRandName("nb-") + " --secret-key-file " + shellQuote(key) + " --credentials-file " + shellQuote(creds)
+		cmd := exec.Command("script", "-qec", line, "/dev/null")
+		cmd.Env = append(cleanEnv(), initRootEnv(m)...)
+		cmd.Stdin = strings.NewReader(tc.answer + "\n")
+		out, err := cmd.CombinedOutput()
+		if initExitCode(err) != tc.code || !strings.Contains(string(out), "Bucket "+bucket+" does not exist on "+m.Endpoint+". Create it? [y/N]") {
+			t.Errorf("answer %q: exit %d, want %d and the question:\n%s", tc.answer, initExitCode(err), tc.code, out)
+		}
+		created := strings.Contains(string(m.MC(t, "ls", testenv.MCAlias)), bucket)
+		if created != (tc.answer == "y") {
+			t.Errorf("answer %q: bucket created %v", tc.answer, created)
+		}
+	}
+}
