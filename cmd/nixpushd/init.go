@@ -25,6 +25,7 @@ type initOptions struct {
 	secretKeyFile, credentialsFile, caFile  string
 	public, force, newWriterSecret, noHints bool
 	createBucket                            bool
+	writerUserGiven                         bool // --writer-user was on the command line
 }
 
 func (o *initOptions) register(fs *flag.FlagSet) {
@@ -67,6 +68,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) { o.writerUserGiven = o.writerUserGiven || f.Name == "writer-user" })
 	cfg, err := o.config(os.Getenv)
 	if err != nil {
 		return err
@@ -130,6 +132,7 @@ func (o *initOptions) config(getenv func(string) string) (provision.Config, erro
 		CreateBucket:    o.createBucket,
 		Force:           o.force,
 		WriterUser:      o.writerUser,
+		WriterUserGiven: o.writerUserGiven,
 		PolicyName:      o.policyName,
 		NewWriterSecret: o.newWriterSecret,
 		KeyName:         keyName,
