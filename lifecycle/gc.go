@@ -65,8 +65,9 @@ type GCResult struct {
 }
 
 func (r *GCResult) String() string {
-	return fmt.Sprintf("%d narinfos, %d roots (%d pinned paths), %d kept; deleted %d narinfos, %d NARs, %d other objects; freed %s in %.1fs (%d requests)",
-		r.NarInfos, r.Roots, r.Pinned, r.Kept, r.DeletedNarInfos, r.DeletedNARs, r.DeletedOther, HumanBytes(r.BytesFreed), r.Duration.Seconds(), r.Requests)
+	return fmt.Sprintf("%s, %s (%s), %d kept; deleted %s, %s, %s; freed %s in %.1fs (%s)",
+		plural(r.NarInfos, "narinfo"), plural(r.Roots, "root"), plural(r.Pinned, "pinned path"), r.Kept, plural(r.DeletedNarInfos, "narinfo"),
+		plural(r.DeletedNARs, "NAR"), plural(r.DeletedOther, "other object"), HumanBytes(r.BytesFreed), r.Duration.Seconds(), plural(int(r.Requests), "request"))
 }
 
 // HumanBytes formats n in binary units.

@@ -180,7 +180,11 @@ func (r *Result) Err() error {
 	for _, err := range r.Failed {
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("%d of %d paths failed: %w", len(r.Failed), r.Total, errors.Join(errs...))
+	word := "paths"
+	if r.Total == 1 {
+		word = "path"
+	}
+	return fmt.Errorf("%d of %d %s failed: %w", len(r.Failed), r.Total, word, errors.Join(errs...))
 }
 
 func (p *Pusher) log() *slog.Logger {

@@ -635,7 +635,7 @@ func TestVerifyDetectsDamageAndRepairs(t *testing.T) {
 	}
 	// The two extras' NARs come back under their narinfos' URLs (the
 	// narinfos stay); top and leaf are uploaded again.
-	if mm := regexp.MustCompile(`repaired: (\d+) paths uploaded again .*, (\d+) NAR files? restored`).FindStringSubmatch(r.stderr); mm == nil {
+	if mm := regexp.MustCompile(`repaired: (\d+) paths? uploaded again .*, (\d+) NAR files? restored`).FindStringSubmatch(r.stderr); mm == nil {
 		t.Errorf("verify --repair does not say what it uploaded: %v", r)
 	} else if n, _ := strconv.Atoi(mm[1]); n < 2 {
 		t.Errorf("verify --repair uploaded %d paths, want at least 2 (top, leaf): %v", n, r)
