@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +101,9 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 		paths = d.withOutputs(ctx, paths)
 	}
 	paths = d.prefilter(ctx, paths, source)
+	if source == "watch" || source == "reconcile" {
+		paths = d.notJustPushed(paths)
+	}
 	if len(paths) == 0 {
 		return 0, nil
 	}
@@ -113,6 +118,27 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 		d.poke()
 	}
 	return added, nil
+}
+
+// justPushed is how long a path the hook had pushed is not queued again
+// for the watcher's or reconcile's later sight of the same registration.
+const justPushed = time.Hour
+
+// notJustPushed drops the paths pushed within justPushed: the hook's PUSH
+// usually arrives before the watcher sees the registration, and a second
+// push would only log a no-op line.
+func (d *Daemon) notJustPushed(paths []string) []string {
+	keep := paths[:0:0]
+	now := time.Now()
+	for _, p := range paths {
+		it, ok, err := d.q.Get(p)
+		if err == nil && ok && it.State == queue.Done && now.Sub(it.Updated) < justPushed {
+			d.log.Debug("already pushed", "STORE_PATH", p, "pushed_via", it.Source)
+			continue
+		}
+		keep = append(keep, p)
+	}
+	return keep
 }
 
 // prefilter drops, before they cost a durable write, the paths the daemon
@@ -489,14 +515,14 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	}
 	d.noteSuccess()
 	var done []queue.Item
-	var sizes []int
+	var counts []rootCounts
 	for _, it := range roots {
 		log := d.log.With("STORE_PATH", it.Path)
-		failedPath, size, ferr := closureOutcome(it.Path, byPath, res.Failed)
+		failedPath, members, ferr := closureOutcome(it.Path, byPath, res.Failed)
 		switch {
 		case ferr == nil:
 			done = append(done, it)
-			sizes = append(sizes, size)
+			counts = append(counts, countRoot(members, res))
 		case cache.IsPathPermanent(ferr):
 			// A corrupt or vanished path in the closure will never
 			// upload: the root cannot either.
@@ -518,19 +544,43 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		return
 	}
 	for i, it := range done {
-		// The counts are the batch's (batch_paths: the union of the
-		// closures of its roots): uploaded + already_cached + failed =
-		// batch_paths; stored_bytes leaves out NAR files that were
-		// already there (reused_nars).
-		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", sizes[i], "batch", len(roots), "batch_paths", res.Total,
-			"uploaded", res.Uploaded, "already_cached", res.Present, "failed", len(res.Failed), "reused_nars", res.ReusedNARs,
-			"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+		// The counts are the root's closure's: uploaded + already_cached
+		// = closure (a path uploaded for another root of the batch
+		// counts as uploaded for each); stored_bytes leaves out NAR
+		// files that were already there (reused_nars). batch_paths is
+		// the union of the closures of the batch's roots.
+		c := counts[i]
+		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", c.closure, "batch", len(roots), "batch_paths", res.Total,
+			"uploaded", c.uploaded, "already_cached", c.closure-c.uploaded, "reused_nars", c.reused,
+			"nar_bytes", c.narBytes, "stored_bytes", c.stored, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
 	}
 }
 
+// rootCounts are one root's share of a push.
+type rootCounts struct {
+	closure, uploaded, reused int
+	narBytes, stored          int64
+}
+
+func countRoot(members []string, res *upload.Result) rootCounts {
+	c := rootCounts{closure: len(members)}
+	for _, p := range members {
+		if u, ok := res.Uploads[p]; ok {
+			c.uploaded++
+			c.narBytes += u.NarSize
+			c.stored += u.FileSize
+			if u.ReusedNAR {
+				c.reused++
+			}
+		}
+	}
+	return c
+}
+
 // closureOutcome walks root's closure and returns a failed member (a
-// permanent failure first), the closure's size, and the member's error.
-func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, int, error) {
+// permanent failure first), the closure's members, and the member's
+// error.
+func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, []string, error) {
 	seen := map[string]bool{root: true}
 	stack := []string{root}
 	var failedPath string
@@ -550,7 +600,7 @@ func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[s
 			}
 		}
 	}
-	return failedPath, len(seen), ferr
+	return failedPath, slices.Collect(maps.Keys(seen)), ferr
 }
 
 func (d *Daemon) retryAll(ctx context.Context, items []queue.Item, err error) {

@@ -166,6 +166,15 @@ type Result struct {
 	// their narinfo was written, and they add nothing to FileBytes.
 	ReusedNARs int
 	Failed     map[string]error
+	// Uploads are the paths uploaded, by path: a root's own counts are
+	// those of its closure's members.
+	Uploads map[string]Upload
+}
+
+// Upload is what one path's upload stored.
+type Upload struct {
+	NarSize, FileSize int64
+	ReusedNAR         bool // only its narinfo was written
 }
 
 // Outcomes of a Result add up: Present + Uploaded + len(Failed) + paths
@@ -978,9 +987,14 @@ func (r *run) succeed(n *node) {
 	r.res.Uploaded++
 	r.res.NarBytes += n.pi.NarSize
 	r.res.FileBytes += n.fileSize
-	if n.fileSize == 0 && n.narReused {
+	reused := n.fileSize == 0 && n.narReused
+	if reused {
 		r.res.ReusedNARs++
 	}
+	if r.res.Uploads == nil {
+		r.res.Uploads = map[string]Upload{}
+	}
+	r.res.Uploads[n.pi.Path] = Upload{NarSize: n.pi.NarSize, FileSize: n.fileSize, ReusedNAR: reused}
 	n.info = nil // memory follows the paths in flight, not the closure
 	waiters := r.finish(n, nil)
 	r.mu.Unlock()
