@@ -234,6 +234,9 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	if err := d.initCheckpoint(); err != nil {
 		return err
 	}
+	if err := d.noteTarget(); err != nil {
+		return err
+	}
 	if err := d.p.EnsureCacheInfo(ctx); err != nil {
 		// Not fatal: the cache may be down now and up later, or its
 		// configuration fixed; uploads retry.
@@ -731,6 +734,27 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 		}
 		d.noteSuccess()
 	}
+}
+
+// metaTarget is the cache the queue's history of pushes is about.
+const metaTarget = "target"
+
+// noteTarget forgets the pushes done to another cache than this start's:
+// status lists only pushes to the current target, and a path pushed to
+// the old cache is not taken as pushed to the new one.
+func (d *Daemon) noteTarget() error {
+	target := d.p.Target.String()
+	old, ok, err := d.q.Meta(metaTarget)
+	if err != nil || (ok && old == target) {
+		return err
+	}
+	if ok {
+		if err := d.q.PruneDone(0); err != nil {
+			return err
+		}
+		d.log.Info("the cache changed since the last start: the history of pushes to the old one is cleared", "target", target, "old_target", old)
+	}
+	return d.q.SetMeta(metaTarget, target)
 }
 
 // initCheckpoint records, on the very first start, that reconcile begins

@@ -87,3 +87,37 @@ func TestDaemonOneLinePerPush(t *testing.T) {
 		t.Errorf("%d pushed lines for %s, want 1:\n%s", len(lines), top, strings.Join(lines, "\n"))
 	}
 }
+
+// The daemon started on another cache with the same state directory:
+// status lists no push to the old cache as recently done.
+func TestStatusHistoryIsTheCurrentTargets(t *testing.T) {
+	testenv.RequireNix(t)
+	cl := testenv.BuildClosure(t, testenv.ClosureOpts{BigFileMB: -1})
+	state := t.TempDir()
+	first, second := filepath.Join(t.TempDir(), "first"), filepath.Join(t.TempDir(), "second")
+	status := func(d *daemonProc) string {
+		t.Helper()
+		out, err := nixpushd(t, nil, "status", "--socket", d.socket, "--state-dir", d.state)
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		return out
+	}
+	d := startDaemonProc(t, nil, state, "--to", "file://"+first, "--watch-store=false", "--reconcile-interval", "1h")
+	if r := d.request("PUSH " + cl.Top); !strings.HasPrefix(r, "OK") {
+		t.Fatalf("PUSH: %s", r)
+	}
+	waitFor(t, 60*time.Second, "the pushed line", func() bool { return len(pushedLines(d.out.String(), cl.Top)) == 1 })
+	if out := status(d); !strings.Contains(out, "recently done:\n  "+cl.Top+" at ") {
+		t.Fatalf("status does not list the push to the first cache:\n%s", out)
+	}
+	d.stop()
+	d = startDaemonProc(t, nil, state, "--to", "file://"+second, "--watch-store=false", "--reconcile-interval", "1h")
+	out := status(d)
+	if !strings.Contains(out, "pushing to file://"+second) || strings.Contains(out, cl.Top) {
+		t.Errorf("status on the second cache lists the push to the first:\n%s", out)
+	}
+	if !strings.Contains(d.out.String(), "the history of pushes to the old one is cleared") {
+		t.Errorf("the start does not say the history was cleared:\n%s", d.out.String())
+	}
+}
