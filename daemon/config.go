@@ -39,6 +39,9 @@ type Config struct {
 	Pins map[string]string
 	// MetricsListen is the HOST:PORT of the Prometheus metrics ("": off).
 	MetricsListen string
+	// ProbeEvery is how often a degraded cache is checked again (0: once
+	// a minute).
+	ProbeEvery time.Duration
 }
 
 // Filter decides whether a root path should be pushed, and why not.

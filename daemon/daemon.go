@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,7 +102,11 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 		paths = d.withOutputs(ctx, paths)
 	}
 	logDrvs := d.buildLogDrvs(paths, source)
-	paths = withBuildLogDrvs(d.prefilter(ctx, paths, source), logDrvs)
+	paths = d.prefilter(ctx, paths, source)
+	if source == "watch" || source == "reconcile" {
+		paths = d.notJustPushed(paths)
+	}
+	paths = withBuildLogDrvs(paths, logDrvs)
 	if len(paths) == 0 {
 		return 0, nil
 	}
@@ -114,6 +121,27 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 		d.poke()
 	}
 	return added, nil
+}
+
+// justPushed is how long a path the hook had pushed is not queued again
+// for the watcher's or reconcile's later sight of the same registration.
+const justPushed = time.Hour
+
+// notJustPushed drops the paths pushed within justPushed: the hook's PUSH
+// usually arrives before the watcher sees the registration, and a second
+// push would only log a no-op line.
+func (d *Daemon) notJustPushed(paths []string) []string {
+	keep := paths[:0:0]
+	now := time.Now()
+	for _, p := range paths {
+		it, ok, err := d.q.Get(p)
+		if err == nil && ok && it.State == queue.Done && now.Sub(it.Updated) < justPushed {
+			d.log.Debug("already pushed", "STORE_PATH", p, "pushed_via", it.Source)
+			continue
+		}
+		keep = append(keep, p)
+	}
+	return keep
 }
 
 // prefilter drops, before they cost a durable write, the paths the daemon
@@ -207,6 +235,9 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 		d.log.Info("resuming uploads interrupted by the last stop", "count", n)
 	}
 	if err := d.initCheckpoint(); err != nil {
+		return err
+	}
+	if err := d.noteTarget(); err != nil {
 		return err
 	}
 	if err := d.p.EnsureCacheInfo(ctx); err != nil {
@@ -496,14 +527,14 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	}
 	d.noteSuccess()
 	var done []queue.Item
-	var sizes []int
+	var counts []rootCounts
 	for _, it := range roots {
 		log := d.log.With("STORE_PATH", it.Path)
-		failedPath, size, ferr := closureOutcome(it.Path, byPath, res.Failed)
+		failedPath, members, ferr := closureOutcome(it.Path, byPath, res.Failed)
 		switch {
 		case ferr == nil:
 			done = append(done, it)
-			sizes = append(sizes, size)
+			counts = append(counts, countRoot(members, res))
 		case cache.IsPathPermanent(ferr):
 			// A corrupt or vanished path in the closure will never
 			// upload: the root cannot either.
@@ -525,20 +556,51 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		return
 	}
 	for i, it := range done {
-		// The counts are the batch's (batch_paths: the union of the
-		// closures of its roots): uploaded + already_cached + signed +
-		// failed = batch_paths (signed: cached, and given our signature);
-		// stored_bytes leaves out NAR files that were
-		// already there (reused_nars).
-		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", sizes[i], "batch", len(roots), "batch_paths", res.Total,
-			"uploaded", res.Uploaded, "already_cached", res.Present, "signed", res.Signed, "failed", len(res.Failed), "reused_nars", res.ReusedNARs,
-			"nar_bytes", res.NarBytes, "stored_bytes", res.FileBytes, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+		// The counts are the root's closure's: uploaded + already_cached
+		// + signed = closure (a path uploaded for another root of the
+		// batch counts as uploaded for each; signed: cached, and given
+		// our signature); stored_bytes leaves out NAR files that were
+		// already there (reused_nars). batch_paths is the union of the
+		// closures of the batch's roots.
+		c := counts[i]
+		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", c.closure, "batch", len(roots), "batch_paths", res.Total,
+			"uploaded", c.uploaded, "already_cached", c.closure-c.uploaded-c.signed, "signed", c.signed, "reused_nars", c.reused,
+			"nar_bytes", c.narBytes, "stored_bytes", c.stored, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
 	}
 }
 
+// rootCounts are one root's share of a push.
+type rootCounts struct {
+	closure, uploaded, signed, reused int
+	narBytes, stored                  int64
+}
+
+func countRoot(members []string, res *upload.Result) rootCounts {
+	c := rootCounts{closure: len(members)}
+	signed := make(map[string]bool, len(res.SignedPaths))
+	for _, p := range res.SignedPaths {
+		signed[p] = true
+	}
+	for _, p := range members {
+		if signed[p] {
+			c.signed++
+		}
+		if u, ok := res.Uploads[p]; ok {
+			c.uploaded++
+			c.narBytes += u.NarSize
+			c.stored += u.FileSize
+			if u.ReusedNAR {
+				c.reused++
+			}
+		}
+	}
+	return c
+}
+
 // closureOutcome walks root's closure and returns a failed member (a
-// permanent failure first), the closure's size, and the member's error.
-func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, int, error) {
+// permanent failure first), the closure's members, and the member's
+// error.
+func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, []string, error) {
 	seen := map[string]bool{root: true}
 	stack := []string{root}
 	var failedPath string
@@ -558,7 +620,7 @@ func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[s
 			}
 		}
 	}
-	return failedPath, len(seen), ferr
+	return failedPath, slices.Collect(maps.Keys(seen)), ferr
 }
 
 func (d *Daemon) retryAll(ctx context.Context, items []queue.Item, err error) {
@@ -670,7 +732,7 @@ func (d *Daemon) isDegraded() bool {
 // upload, so that a fixed configuration shows at once (and a broken one
 // keeps its steady line in the journal).
 func (d *Daemon) probeLoop(ctx context.Context) {
-	t := time.NewTicker(degradedLogEvery)
+	t := time.NewTicker(cmp.Or(d.cfg.ProbeEvery, degradedLogEvery))
 	defer t.Stop()
 	for {
 		select {
@@ -689,6 +751,27 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 		}
 		d.noteSuccess()
 	}
+}
+
+// metaTarget is the cache the queue's history of pushes is about.
+const metaTarget = "target"
+
+// noteTarget forgets the pushes done to another cache than this start's:
+// status lists only pushes to the current target, and a path pushed to
+// the old cache is not taken as pushed to the new one.
+func (d *Daemon) noteTarget() error {
+	target := d.p.Target.String()
+	old, ok, err := d.q.Meta(metaTarget)
+	if err != nil || (ok && old == target) {
+		return err
+	}
+	if ok {
+		if err := d.q.PruneDone(0); err != nil {
+			return err
+		}
+		d.log.Info("the cache changed since the last start: the history of pushes to the old one is cleared", "target", target, "old_target", old)
+	}
+	return d.q.SetMeta(metaTarget, target)
 }
 
 // initCheckpoint records, on the very first start, that reconcile begins

@@ -209,7 +209,7 @@ func Deliver(ctx context.Context, socket, spoolDir, outPaths, drvPath string, ti
 			if errors.As(err, &rerr) && rerr.BadRequest() {
 				// We checked the paths as the daemon does, so this is a
 				// version mismatch; a spooled copy would be dropped too.
-				rejected = append(rejected, fmt.Errorf("daemon rejected %d paths: %w", len(batch), err))
+				rejected = append(rejected, fmt.Errorf("daemon rejected %s: %w", pathCount(len(batch)), err))
 				continue
 			}
 			res.SocketErr = err
@@ -262,4 +262,12 @@ func buildPaths(outPaths, drvPath string) ([]string, error) {
 		return paths, nil
 	}
 	return paths, fmt.Errorf("ignored invalid OUT_PATHS/DRV_PATH entries: %s", strings.Join(bad, "; "))
+}
+
+// pathCount writes "1 path", "2 paths".
+func pathCount(n int) string {
+	if n == 1 {
+		return "1 path"
+	}
+	return fmt.Sprintf("%d paths", n)
 }

@@ -59,14 +59,22 @@ type GCResult struct {
 	DeletedNarInfos int
 	DeletedNARs     int
 	DeletedOther    int // listings, released locks, removed pins
-	BytesFreed      int64
-	Requests        int64 // list pages, reads and delete batches
-	Duration        time.Duration
+	// DeletedLocks counts the lock objects among DeletedOther: released
+	// ones that pushers without delete rights leave, and stale ones.
+	DeletedLocks int
+	BytesFreed   int64
+	Requests     int64 // list pages, reads and delete batches
+	Duration     time.Duration
 }
 
 func (r *GCResult) String() string {
-	return fmt.Sprintf("%d narinfos, %d roots (%d pinned paths), %d kept; deleted %d narinfos, %d NARs, %d other objects; freed %s in %.1fs (%d requests)",
-		r.NarInfos, r.Roots, r.Pinned, r.Kept, r.DeletedNarInfos, r.DeletedNARs, r.DeletedOther, HumanBytes(r.BytesFreed), r.Duration.Seconds(), r.Requests)
+	other := plural(r.DeletedOther, "other object")
+	if r.DeletedLocks > 0 {
+		other += " (" + plural(r.DeletedLocks, "leftover lock") + ")"
+	}
+	return fmt.Sprintf("%s, %s (%s), %d kept; deleted %s, %s, %s; freed %s in %.1fs (%s)",
+		plural(r.NarInfos, "narinfo"), plural(r.Roots, "root"), plural(r.Pinned, "pinned path"), r.Kept, plural(r.DeletedNarInfos, "narinfo"),
+		plural(r.DeletedNARs, "NAR"), other, HumanBytes(r.BytesFreed), r.Duration.Seconds(), plural(int(r.Requests), "request"))
 }
 
 // HumanBytes formats n in binary units.
@@ -492,12 +500,14 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 		return nil
 	}
 	for _, s := range p.steps {
+		locks := 0
 		if s.kind == stepOther && p.opts.Locker != nil {
-			if locks, err := p.opts.Locker.List(ctx); err == nil {
+			if list, err := p.opts.Locker.List(ctx); err == nil {
 				s.keys, s.sizes = slices.Clip(s.keys), slices.Clip(s.sizes)
-				for _, li := range locks {
+				for _, li := range list {
 					if !li.Live && li.Key != p.lk.Key() {
 						s.keys, s.sizes = append(s.keys, li.Key), append(s.sizes, 0)
+						locks++
 					}
 				}
 			}
@@ -507,6 +517,7 @@ func (p *GCPlan) Execute(ctx context.Context) (*GCResult, error) {
 			return &res, err
 		}
 		res.add(s)
+		res.DeletedLocks += locks
 	}
 	res.Requests = p.counter.Requests()
 	res.Duration = time.Since(p.start)

@@ -381,7 +381,7 @@ type RepairResult struct {
 // A plan with refusals is not executed at all.
 func ExecuteRepair(ctx context.Context, t cache.Target, p *upload.Pusher, st store.Store, plan *RepairPlan) (*RepairResult, error) {
 	if len(plan.Refused) > 0 {
-		return nil, fmt.Errorf("%d paths need a new narinfo and no signing key was given; nothing was changed", len(plan.Refused))
+		return nil, fmt.Errorf("%s a new narinfo and no signing key was given; nothing was changed", needs(len(plan.Refused)))
 	}
 	if p != nil && p.Key != plan.Key {
 		return nil, errors.New("repair: the pusher's key is not the plan's")
@@ -493,4 +493,12 @@ func putFile(ctx context.Context, t cache.Target, key, name string, size int64) 
 	}
 	defer f.Close()
 	return t.Put(ctx, key, f, size, cache.TypeNAR)
+}
+
+// needs writes "1 path needs", "2 paths need".
+func needs(n int) string {
+	if n == 1 {
+		return "1 path needs"
+	}
+	return plural(n, "path") + " need"
 }

@@ -117,9 +117,9 @@ func (r *VerifyResult) note(opts VerifyOptions, n Note) {
 }
 
 func (r *VerifyResult) String() string {
-	s := fmt.Sprintf("verified %d narinfos and %d NAR files in %.1fs (%d requests", r.NarInfos, r.NARs, r.Duration.Seconds(), r.Requests)
+	s := fmt.Sprintf("verified %s and %s in %.1fs (%s", plural(r.NarInfos, "narinfo"), plural(r.NARs, "NAR file"), r.Duration.Seconds(), plural(int(r.Requests), "request"))
 	if r.Roots > 0 {
-		s = fmt.Sprintf("verified the closure of %d roots, walked without listing: %d narinfos and %d NAR files in %.1fs (%d requests", r.Roots, r.NarInfos, r.NARs, r.Duration.Seconds(), r.Requests)
+		s = fmt.Sprintf("verified the closure of %s, walked without listing: %s and %s in %.1fs (%s", plural(r.Roots, "root"), plural(r.NarInfos, "narinfo"), plural(r.NARs, "NAR file"), r.Duration.Seconds(), plural(int(r.Requests), "request"))
 	}
 	if r.BytesRead > 0 {
 		s += ", " + HumanBytes(r.BytesRead) + " downloaded"
@@ -139,7 +139,7 @@ func (r *VerifyResult) String() string {
 	for _, k := range slices.Sorted(mapKeys(r.ByKind)) {
 		kinds = append(kinds, fmt.Sprintf("%d %s", r.ByKind[k], k))
 	}
-	return s + fmt.Sprintf("%d problems (%s)", r.Problems, strings.Join(kinds, ", "))
+	return s + fmt.Sprintf("%s (%s)", plural(r.Problems, "problem"), strings.Join(kinds, ", "))
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {

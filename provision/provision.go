@@ -2,6 +2,7 @@ package provision
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -48,9 +49,18 @@ type Config struct {
 	Public     bool   // set anonymous download
 	Force      bool   // replace a nix-cache-info or policy that differs from ours
 	WriterUser string // the writer's access key ("nixbuilder")
-	PolicyName string // the writer's policy ("BUCKET-write" when empty)
+	// WriterUserGiven: WriterUser was asked for (--writer-user), not the
+	// default; an admin of that name is then a name clash, not the
+	// writer's keys given as the admin's.
+	WriterUserGiven bool
+	PolicyName      string // the writer's policy ("BUCKET-write" when empty)
 	// NewWriterSecret gives an existing writer user a new secret.
 	NewWriterSecret bool
+	// CreateBucket lets init create a bucket that does not exist. Without
+	// it, ConfirmCreateBucket is asked (nil: no), so that a typo in --to
+	// stops init instead of making a new bucket.
+	CreateBucket        bool
+	ConfirmCreateBucket func(bucket, host string) bool
 
 	KeyName         string // signing key name, used only when creating the key
 	SecretKeyFile   string
@@ -179,8 +189,14 @@ func Validate(cfg Config) error {
 	if err := ValidUserName(cfg.WriterUser); err != nil {
 		return err
 	}
-	if cfg.WriterUser == cfg.Admin.AccessKey {
-		return problemf("--writer-user %q is the admin user: the writer must be a separate, least-privilege user (e.g. nixbuilder)", cfg.WriterUser)
+	if cfg.WriterUser == cfg.Admin.AccessKey && cfg.WriterUserGiven {
+		return problemf("--writer-user %q is the admin user: the writer must be another, least-privilege user; pick another --writer-user name", cfg.WriterUser)
+	}
+	if cfg.WriterUser == cfg.Admin.AccessKey || cfg.ExistingWriter != nil && cfg.ExistingWriter.AccessKey == cfg.Admin.AccessKey {
+		// Usually the writer's keys given as the admin's: naming another
+		// writer would not help.
+		return problemf("the admin credentials (%s, from %s) are the writer's keys, not an admin's: give init the admin's keys (on MinIO, the root user: MINIO_ROOT_USER and MINIO_ROOT_PASSWORD as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or --admin-credentials-file /etc/default/minio)",
+			cfg.Admin.AccessKey, cmp.Or(cfg.AdminSource, "AWS_ACCESS_KEY_ID"))
 	}
 	if cfg.KeyName != "" {
 		// Checked now, not when the key is made after the server steps.
@@ -194,6 +210,11 @@ func Validate(cfg Config) error {
 	if cfg.ExistingWriter != nil && cfg.ExistingWriter.AccessKey != cfg.WriterUser {
 		return problemf("%s holds the keys of user %q, not of the writer user %q: pass --writer-user %s, or another --credentials-file",
 			cfg.CredentialsFile, cfg.ExistingWriter.AccessKey, cfg.WriterUser, cfg.ExistingWriter.AccessKey)
+	}
+	if cfg.NewWriterSecret && cfg.ExistingWriter != nil && !cfg.Force {
+		// Its secret may be the only copy another machine's file matches.
+		return problemf("--new-writer-secret would overwrite %s (the keys of %s): add --force to replace that file, or pass another --credentials-file",
+			cfg.CredentialsFile, cfg.ExistingWriter.AccessKey)
 	}
 	if cfg.ExistingWriter != nil && cfg.ExistingWriter.SecretKey == "" {
 		return problemf("%s has AWS_ACCESS_KEY_ID but no AWS_SECRET_ACCESS_KEY: complete it, or remove it and re-run with --new-writer-secret", cfg.CredentialsFile)
@@ -296,6 +317,9 @@ func (r *runner) bucket(ctx context.Context, exists bool) error {
 	if exists {
 		r.step(Step{Name: name, Status: StatusExists})
 		return nil
+	}
+	if !r.cfg.CreateBucket && (r.cfg.ConfirmCreateBucket == nil || !r.cfg.ConfirmCreateBucket(b, r.host)) {
+		return problemf("bucket %s does not exist on %s: check the bucket name in --to, or add --create-bucket to create it", b, r.host)
 	}
 	octx, cancel := opContext(ctx)
 	defer cancel()

@@ -166,7 +166,11 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid", func(*Config) {}, ""},
 		{"no admin", func(c *Config) { c.Admin = Credentials{} }, "no admin credentials"},
-		{"writer is admin", func(c *Config) { c.WriterUser = "root" }, "is the admin user"},
+		{"writer named as the admin", func(c *Config) { c.WriterUser, c.WriterUserGiven = "root", true }, `--writer-user "root" is the admin user: the writer must be another, least-privilege user; pick another --writer-user name`},
+		{"the writer's keys as admin", func(c *Config) { c.Admin.AccessKey = "nixbuilder" }, "the admin credentials (nixbuilder, from AWS_ACCESS_KEY_ID) are the writer's keys, not an admin's: give init the admin's keys"},
+		{"the writer's file's keys as admin", func(c *Config) {
+			c.Admin.AccessKey, c.WriterUser, c.ExistingWriter = "nb2", "nixbuilder", &Credentials{AccessKey: "nb2", SecretKey: "x"}
+		}, "the admin credentials (nb2, from AWS_ACCESS_KEY_ID) are the writer's keys"},
 		{"short writer", func(c *Config) { c.WriterUser = "nb" }, "3 to 128 characters"},
 		{"writer with =", func(c *Config) { c.WriterUser = "nix=builder" }, "without '='"},
 		{"file of another user", func(c *Config) { c.ExistingWriter = &Credentials{AccessKey: "other", SecretKey: "x"} }, `holds the keys of user "other"`},

@@ -182,6 +182,17 @@ type Result struct {
 	// NotSigned are cached paths (in Present) whose narinfo lacks the
 	// Key's signature and could not get it, with the reason.
 	NotSigned map[string]string
+	// SignedPaths are the Signed paths.
+	SignedPaths []string
+	// Uploads are the paths uploaded, by path: a root's own counts are
+	// those of its closure's members.
+	Uploads map[string]Upload
+}
+
+// Upload is what one path's upload stored.
+type Upload struct {
+	NarSize, FileSize int64
+	ReusedNAR         bool // only its narinfo was written
 }
 
 // Outcomes of a Result add up: Present + Signed + Uploaded + len(Failed)
@@ -196,7 +207,11 @@ func (r *Result) Err() error {
 	for _, err := range r.Failed {
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("%d of %d paths failed: %w", len(r.Failed), r.Total, errors.Join(errs...))
+	word := "paths"
+	if r.Total == 1 {
+		word = "path"
+	}
+	return fmt.Errorf("%d of %d %s failed: %w", len(r.Failed), r.Total, word, errors.Join(errs...))
 }
 
 func (p *Pusher) log() *slog.Logger {
@@ -410,7 +425,7 @@ func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force
 		if err != nil {
 			return res, err
 		}
-		res.Signed, res.NotSigned = len(signed), notSigned
+		res.Signed, res.NotSigned, res.SignedPaths = len(signed), notSigned, signed
 		res.Present -= len(signed)
 	}
 	if len(missing) == 0 {
@@ -997,9 +1012,14 @@ func (r *run) succeed(n *node) {
 	r.res.Uploaded++
 	r.res.NarBytes += n.pi.NarSize
 	r.res.FileBytes += n.fileSize
-	if n.fileSize == 0 && n.narReused {
+	reused := n.fileSize == 0 && n.narReused
+	if reused {
 		r.res.ReusedNARs++
 	}
+	if r.res.Uploads == nil {
+		r.res.Uploads = map[string]Upload{}
+	}
+	r.res.Uploads[n.pi.Path] = Upload{NarSize: n.pi.NarSize, FileSize: n.fileSize, ReusedNAR: reused}
 	n.info = nil // memory follows the paths in flight, not the closure
 	waiters := r.finish(n, nil)
 	r.mu.Unlock()

@@ -96,6 +96,10 @@ type Options struct {
 	// EnvFile names the file Env was read from, for messages that say
 	// where the credentials came from.
 	EnvFile string
+	// ReadEnvFile reads EnvFile again (as Env was read). When set, the
+	// keys from Env are re-read whenever the file changes, so a fixed
+	// file takes effect without a restart.
+	ReadEnvFile func(path string) (map[string]string, error)
 	// MinPartSize is the smallest part of a multipart upload, at least
 	// S3's 5 MiB; 0 means 16 MiB. Tests lower it to exercise multipart
 	// uploads with small NARs.

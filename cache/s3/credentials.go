@@ -69,6 +69,9 @@ func resolveCredentials(ctx context.Context, profile string, o Options) (*creden
 		if id == "" || secret == "" {
 			return nil, "", fmt.Errorf("%s sets only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; set both", envFile)
 		}
+		if o.EnvFile != "" && o.ReadEnvFile != nil {
+			return credentials.New(newEnvFileCreds(o.EnvFile, o.ReadEnvFile, o.Env)), envFile, nil
+		}
 		return credentials.NewStaticV4(id, secret, o.Env["AWS_SESSION_TOKEN"]), envFile, nil
 	}
 

@@ -6,8 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -31,20 +31,55 @@ func HTTPTransport(caFile string) (*http.Transport, error) {
 	if caFile == "" {
 		return t, nil
 	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("--ca-file: %w", err)
-	}
-	pool := t.TLSClientConfig.RootCAs
-	if pool == nil {
-		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
-			pool = x509.NewCertPool()
+	system := t.TLSClientConfig.RootCAs
+	r := &caReloader{path: caFile, base: func() *x509.CertPool {
+		if system != nil {
+			return system.Clone()
 		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			return nil
+		}
+		return pool
+	}}
+	r.stamp, _ = stampOf(caFile)
+	pool, err := r.load()
+	if err != nil {
+		return nil, err
 	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca-file %s: no PEM certificate found in it (want a -----BEGIN CERTIFICATE----- block)", caFile)
-	}
+	r.pool = pool
 	t.TLSClientConfig.RootCAs = pool
+	// Each new connection takes the pool as it is now, so that a CA file
+	// fixed while the daemon runs is read again (the degraded probe's
+	// next handshake trusts it). Through a proxy, the transport shakes
+	// hands itself, with the pool read at start.
+	base, dial := t.TLSClientConfig, t.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second}).DialContext
+	}
+	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg := base.Clone()
+		cfg.RootCAs = r.current()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		hctx := ctx
+		if d := t.TLSHandshakeTimeout; d > 0 {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(hctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
 	return t, nil
 }
 

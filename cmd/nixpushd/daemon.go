@@ -78,6 +78,7 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, *daemonExtra, b
 	// daemon itself stops at the first.
 	problems := o.problems()
 	c.StateDir = o.stateDir
+	c.ProbeEvery = knobs.ProbeEvery
 	c.Pins = pins.m
 	c.SpoolDir = spool
 	if c.SpoolDir == "" {
@@ -185,6 +186,45 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, x *dae
 	log := daemonLogger(stderr, level)
 	slog.SetDefault(log)
 
+	// First everything that can fail on what the operator gave (the
+	// socket, the metrics port, the key file, the cache), then what
+	// creates files: a daemon that cannot start leaves no key or state
+	// directory behind.
+	ln, err := hookListener(c.Socket, x.statusGroup)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
+	var mln net.Listener
+	if c.MetricsListen != "" {
+		// A taken port fails the start with one clear line.
+		if mln, err = metrics.Listen(c.MetricsListen); err != nil {
+			return err
+		}
+		defer mln.Close()
+	}
+	// The key is chosen (a new one made in memory) now, and written by
+	// startKey only once everything else has passed.
+	kc, newKey, err := daemonKey(o)
+	if err != nil {
+		return err
+	}
+	c.SecretKeyFile = kc.File
+	if o.tempDir == "" {
+		o.tempDir = filepath.Join(c.StateDir, "tmp")
+	}
+	if o.to == defaultTarget(c.StateDir) {
+		// Opening the default cache creates it: with the modes
+		// prepareStateDir gives it.
+		syscall.Umask(0o022)
+	}
+	p, err := o.pusherWithKey(ctx, log, kc.Key, kc.File)
+	if err != nil {
+		return err
+	}
+
 	if err := prepareStateDir(o, c.StateDir, log); err != nil {
 		return err
 	}
@@ -201,41 +241,17 @@ func startDaemon(ctx context.Context, o *targetOptions, c *daemon.Config, x *dae
 	if a, ok := st.(*store.Auto); ok && !a.UsingDB() {
 		log.Warn("cannot read the Nix database yet; using `nix path-info` (slower, no reconcile) and retrying every 30s", "db", o.nixDB)
 	}
-	if o.tempDir == "" {
-		o.tempDir = filepath.Join(c.StateDir, "tmp")
-	}
 	if err := os.MkdirAll(o.tempDir, 0o700); err != nil {
 		return fmt.Errorf("--temp-dir: %w", err)
 	}
 	removeStaleTemp(o.tempDir, log)
-	kc, newKey, err := daemonKey(o)
-	if err != nil {
-		return err
-	}
-	c.SecretKeyFile = kc.File
-	p, err := o.pusherWithKey(ctx, log, kc.Key, kc.File)
-	if err != nil {
-		return err
-	}
 	for _, n := range p.Compressor.Notes() {
 		log.Warn(n)
-	}
-	ln, err := hookListener(c.Socket, x.statusGroup)
-	if err != nil {
-		return err
-	}
-	if ln != nil {
-		defer ln.Close()
 	}
 	// Each build's closure repeats most of the last one's: read it from
 	// the database once per pusher TTL, not once per batch.
 	d := daemon.New(c, q, store.NewCached(st, upload.DefaultPresenceTTL, 50_000), p, log)
-	if c.MetricsListen != "" {
-		// Listen first: a taken port fails the start with one clear line.
-		mln, err := metrics.Listen(c.MetricsListen)
-		if err != nil {
-			return err
-		}
+	if mln != nil {
 		m := metrics.New(metrics.Options{
 			Version: version, StateDir: c.StateDir, Log: log,
 			Queue: metrics.QueueDepth(q), OldestPending: metrics.OldestPending(q),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixpushd/nixpushd/cache/s3"
 	"github.com/nixpushd/nixpushd/provision"
@@ -22,6 +24,8 @@ type initOptions struct {
 	keyName, writerUser, policyName         string
 	secretKeyFile, credentialsFile, caFile  string
 	public, force, newWriterSecret, noHints bool
+	createBucket                            bool
+	writerUserGiven                         bool // --writer-user was on the command line
 }
 
 func (o *initOptions) register(fs *flag.FlagSet) {
@@ -32,12 +36,13 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.keyName, "key-name", "", "name of a new signing key (default HOST-nixpushd-1, this machine's host name: unique per builder, as Nix keeps one trusted key per name)")
 	fs.StringVar(&o.writerUser, "writer-user", "nixbuilder", "the least-privilege user that pushes (created on MinIO)")
 	fs.StringVar(&o.policyName, "policy-name", "", "name of the writer's policy on MinIO (default BUCKET-write, nix-cache-write for nix-cache)")
+	fs.BoolVar(&o.createBucket, "create-bucket", false, "create the bucket if it does not exist (without it, init asks on a terminal and otherwise stops, so a typo in --to makes no new bucket)")
 	fs.BoolVar(&o.public, "public", false, "let anyone download from the bucket (as `mc anonymous set download`), so clients need no credentials")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", filepath.Join(dir, "secret-key"), "the signing key, created (0600) if missing; the file push and daemon read")
 	fs.StringVar(&o.credentialsFile, "credentials-file", filepath.Join(dir, "aws-credentials"), "the writer's credentials, written (0600) when init creates the user; the file push and daemon read")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust for an https endpoint, in addition to the system roots")
-	fs.BoolVar(&o.force, "force", false, "replace a nix-cache-info, anonymous policy or writer policy that differs from the guides' (never the signing key or the writer's secret)")
-	fs.BoolVar(&o.newWriterSecret, "new-writer-secret", false, "give an existing writer user a new secret and write it to --credentials-file (machines using the old one stop working)")
+	fs.BoolVar(&o.force, "force", false, "replace a nix-cache-info, anonymous policy or writer policy that differs from the guides', and with --new-writer-secret an existing --credentials-file (never the signing key)")
+	fs.BoolVar(&o.newWriterSecret, "new-writer-secret", false, "give an existing writer user a new secret and write it to --credentials-file, which must not exist unless --force (machines using the old secret stop working)")
 	fs.BoolVar(&o.noHints, "quiet", false, "print the steps only, not the public key and configuration snippets")
 }
 
@@ -67,12 +72,18 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) { o.writerUserGiven = o.writerUserGiven || f.Name == "writer-user" })
 	cfg, err := o.config(os.Getenv)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Setting up %s\n", provision.CacheURL(cfg.Target))
 	cfg.OnStep = func(s provision.Step) { fmt.Fprintln(stdout, formatStep(s)) }
+	if !o.createBucket && stdinIsTTY() {
+		cfg.ConfirmCreateBucket = func(bucket, host string) bool {
+			return confirm(os.Stdin, stderr, fmt.Sprintf("Bucket %s does not exist on %s. Create it? [y/N] ", bucket, host))
+		}
+	}
 	res, err := provision.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -122,8 +133,10 @@ func (o *initOptions) config(getenv func(string) string) (provision.Config, erro
 		AdminSource:     source,
 		CAFile:          o.caFile,
 		Public:          o.public,
+		CreateBucket:    o.createBucket,
 		Force:           o.force,
 		WriterUser:      o.writerUser,
+		WriterUserGiven: o.writerUserGiven,
 		PolicyName:      o.policyName,
 		NewWriterSecret: o.newWriterSecret,
 		KeyName:         name,
@@ -229,6 +242,24 @@ func readWriterCredentials(path string) (*provision.Credentials, error) {
 		return nil, fmt.Errorf("init: --credentials-file %s exists but has no AWS_ACCESS_KEY_ID= line: fix it, or move it away to let init write a new one", path)
 	}
 	return &c, nil
+}
+
+// stdinIsTTY reports whether someone can answer a question: a terminal,
+// not merely a character device such as /dev/null.
+func stdinIsTTY() bool {
+	_, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// confirm asks a yes/no question; anything but y or yes is no.
+func confirm(in io.Reader, out io.Writer, question string) bool {
+	fmt.Fprint(out, question)
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
 }
 
 // stepWidth aligns the statuses of the usual steps.

@@ -88,7 +88,7 @@ func TestInitFromZero(t *testing.T) {
 	bucket, writer := initRandName("init-"), initRandName("nb-")
 	dir, key, creds := initFiles(t)
 	s3URL := fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, m.Endpoint)
-	args := []string{"init", "--to", s3URL, "--public", "--writer-user", writer,
+	args := []string{"init", "--to", s3URL, "--public", "--create-bucket", "--writer-user", writer,
 		"--key-name", "init-test-1", "--secret-key-file", key, "--credentials-file", creds}
 
 	out, err := nixpushd(t, initRootEnv(m), args...)
@@ -241,6 +241,20 @@ func TestInitFromZero(t *testing.T) {
 	if newVars["AWS_SECRET_ACCESS_KEY"] == secret || newVars["AWS_ACCESS_KEY_ID"] != writer {
 		t.Errorf("--new-writer-secret wrote %s for %q with the old secret", other, newVars["AWS_ACCESS_KEY_ID"])
 	}
+	// Again, now that the file exists: refused without --force, the file
+	// and the secret on the server unchanged.
+	newBytes := initReadFile(t, other)
+	out, err = nixpushd(t, initRootEnv(m), "init", "--to", s3URL, "--public", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", other, "--new-writer-secret", "--quiet")
+	if want := "nixpushd: init: --new-writer-secret would overwrite " + other + " (the keys of " + writer + "): add --force to replace that file, or pass another --credentials-file\n"; initExitCode(err) != 1 || !strings.HasSuffix(out, want) {
+		t.Errorf("init --new-writer-secret over an existing file: exit %d, want 1 and %q:\n%s", initExitCode(err), want, out)
+	}
+	if initReadFile(t, other) != newBytes {
+		t.Errorf("init --new-writer-secret without --force changed %s", other)
+	}
+	out, err = nixpushd(t, initRootEnv(m), "init", "--to", s3URL, "--public", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", other, "--new-writer-secret", "--force", "--quiet")
+	if err != nil || !strings.HasPrefix(initStepLines(out)["writer user "+writer], provision.StatusUpdated) || initReadFile(t, other) == newBytes {
+		t.Fatalf("init --new-writer-secret --force: %v, file changed %v\n%s", err, initReadFile(t, other) != newBytes, out)
+	}
 	out, err = nixpushd(t, initRootEnv(m), args...)
 	if initExitCode(err) != 1 || !strings.Contains(out, "nixpushd: init: the server rejects the keys of "+writer+" in "+creds+" (wrong secret)") {
 		t.Errorf("init with the old secret: %v\n%s", err, out)
@@ -322,6 +336,8 @@ func TestInitErrors(t *testing.T) {
 			"nixpushd: init: " + m.Endpoint + " speaks plain http, not https: add &scheme=http to the --to URL"},
 		{"a bucket of someone else", []string{"AWS_ACCESS_KEY_ID=" + stranger, "AWS_SECRET_ACCESS_KEY=" + strangerSecret}, s3url(taken, m.Endpoint),
 			"nixpushd: init: the admin credentials (" + stranger + ", from AWS_ACCESS_KEY_ID) may not use bucket " + taken + " (another account's bucket"},
+		{"a bucket that does not exist, without --create-bucket", initRootEnv(m), s3url(fresh, m.Endpoint),
+			"nixpushd: init: bucket " + fresh + " does not exist on " + m.Endpoint + ": check the bucket name in --to, or add --create-bucket to create it"},
 		{"not a MinIO admin", []string{"AWS_ACCESS_KEY_ID=" + user, "AWS_SECRET_ACCESS_KEY=" + userSecret}, s3url(fresh, m.Endpoint),
 			"nixpushd: init: the admin credentials (" + user + ", from AWS_ACCESS_KEY_ID) may not manage users on this MinIO"},
 	}
@@ -380,7 +396,7 @@ func TestInitNotMinIO(t *testing.T) {
 	bucket, writer := initRandName("init-ceph-"), initRandName("nb-")
 	_, key, creds := initFiles(t)
 	args := []string{"init", "--to", fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, endpoint),
-		"--writer-user", writer, "--secret-key-file", key, "--credentials-file", creds}
+		"--create-bucket", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", creds}
 	out, err := nixpushd(t, initRootEnv(m), args...)
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -428,5 +444,34 @@ func TestInitNotMinIO(t *testing.T) {
 	}
 	if !strings.Contains(out, "Nothing changed") {
 		t.Errorf("second init changed something:\n%s", out)
+	}
+}
+
+// On a terminal, init asks before it creates a missing bucket: no makes
+// nothing, yes creates it.
+func TestInitAsksOnATerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) not installed: no pseudo-terminal to test with")
+	}
+	m := requireMinIO(t)
+	bucket := initRandName("init-ask-")
+	for _, tc := range []struct {
+		answer string
+		code   int
+	}{{"n", 1}, {"y", 0}} {
+		_, key, creds := initFiles(t)
+		line := shellQuote(bin) + " init --quiet --to " + shellQuote(fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, m.Endpoint)) +
+			" --writer-user " + initRandName("nb-") + " --secret-key-file " + shellQuote(key) + " --credentials-file " + shellQuote(creds)
+		cmd := exec.Command("script", "-qec", line, "/dev/null")
+		cmd.Env = append(cleanEnv(), initRootEnv(m)...)
+		cmd.Stdin = strings.NewReader(tc.answer + "\n")
+		out, err := cmd.CombinedOutput()
+		if initExitCode(err) != tc.code || !strings.Contains(string(out), "Bucket "+bucket+" does not exist on "+m.Endpoint+". Create it? [y/N]") {
+			t.Errorf("answer %q: exit %d, want %d and the question:\n%s", tc.answer, initExitCode(err), tc.code, out)
+		}
+		created := strings.Contains(string(m.MC(t, "ls", testenv.MCAlias)), bucket)
+		if created != (tc.answer == "y") {
+			t.Errorf("answer %q: bucket created %v", tc.answer, created)
+		}
 	}
 }

@@ -18,6 +18,9 @@ var knobs = struct {
 	PartSize int64
 	// PureGoXZ is NIXPUSHD_XZ=ulikunitz: xz without liblzma.
 	PureGoXZ bool
+	// ProbeEvery is NIXPUSHD_PROBE_EVERY (a Go duration): how often a
+	// degraded cache is checked again; 0 = once a minute.
+	ProbeEvery time.Duration
 }{
 	LockStale: func() time.Duration {
 		d, err := time.ParseDuration(os.Getenv("NIXPUSHD_LOCK_STALE"))
@@ -34,4 +37,11 @@ var knobs = struct {
 		return v
 	}(),
 	PureGoXZ: os.Getenv("NIXPUSHD_XZ") == "ulikunitz",
+	ProbeEvery: func() time.Duration {
+		d, err := time.ParseDuration(os.Getenv("NIXPUSHD_PROBE_EVERY"))
+		if err != nil || d <= 0 {
+			return 0
+		}
+		return d
+	}(),
 }

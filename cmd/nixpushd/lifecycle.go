@@ -208,7 +208,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if !*repair {
-		return fmt.Errorf("verify: %d problems in %s (run again with --repair to upload what the local store has)", res.Problems, t)
+		return fmt.Errorf("verify: %s in %s (run again with --repair to upload what the local store has)", plural(res.Problems, "problem"), t)
 	}
 	return repairCache(ctx, &o, log, t, trusted, problems, *dryRun, stderr)
 }
@@ -316,7 +316,7 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 	if dryRun {
 		fmt.Fprintf(stderr, "verify --repair --dry-run: %d actions planned, nothing changed\n", len(plan.Actions))
 		if len(plan.Unrepairable) > 0 {
-			return fmt.Errorf("verify --repair: %d problems need the paths from another machine", len(plan.Unrepairable))
+			return fmt.Errorf("verify --repair: %s the paths from another machine", problemsNeed(len(plan.Unrepairable)))
 		}
 		return nil
 	}
@@ -336,15 +336,15 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 	if err != nil {
 		return fmt.Errorf("verify --repair: %w", err)
 	}
-	fmt.Fprintf(stderr, "repaired: %d paths uploaded again (%d in their closures already cached), %s restored under their narinfo's URL\n", res.Uploaded, res.Present, plural(res.NARs, "NAR file"))
+	fmt.Fprintf(stderr, "repaired: %s uploaded again (%d in their closures already cached), %s restored under their narinfo's URL\n", plural(res.Uploaded, "path"), res.Present, plural(res.NARs, "NAR file"))
 	if len(res.Failed) > 0 {
 		for _, path := range slices.Sorted(maps.Keys(res.Failed)) {
 			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
 		}
-		return fmt.Errorf("verify --repair: %d paths could not be repaired", len(res.Failed))
+		return fmt.Errorf("verify --repair: %s could not be repaired", plural(len(res.Failed), "path"))
 	}
 	if len(plan.Unrepairable) > 0 {
-		return fmt.Errorf("verify --repair: %d problems need the paths from another machine", len(plan.Unrepairable))
+		return fmt.Errorf("verify --repair: %s the paths from another machine", problemsNeed(len(plan.Unrepairable)))
 	}
 	return nil
 }
@@ -447,4 +447,12 @@ func recordRun(log *slog.Logger, stateDir, command string, r metrics.RunResult) 
 	if err := metrics.WriteLastRun(stateDir, command, r); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("cannot record the result for metrics", "command", command, "err", err)
 	}
+}
+
+// problemsNeed writes "1 problem needs", "2 problems need".
+func problemsNeed(n int) string {
+	if n == 1 {
+		return "1 problem needs"
+	}
+	return plural(n, "problem") + " need"
 }

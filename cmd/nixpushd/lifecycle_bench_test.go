@@ -357,7 +357,7 @@ func lbFill(b testing.TB, cl *minio.Client, bucket string, ps []lbSynthPath, fro
 }
 
 // lbSelfRequests is the "(N requests)" gc and verify print.
-var lbSelfRequests = regexp.MustCompile(`\((\d+) requests`)
+var lbSelfRequests = regexp.MustCompile(`\((\d+) requests?`)
 
 func lbSelfCount(out string) int64 {
 	m := lbSelfRequests.FindStringSubmatch(out)

@@ -420,7 +420,7 @@ func rcPushLoop(id int, env []string, args []string, tops []string, stop <-chan 
 	}
 }
 
-var rcGCSummary = regexp.MustCompile(`deleted (\d+) narinfos, (\d+) NARs`)
+var rcGCSummary = regexp.MustCompile(`deleted (\d+) narinfos?, (\d+) NARs?`)
 
 // rcGCLoop runs `nixpushd gc` with short keep and grace until stop is
 // closed, a few hundred milliseconds apart.

@@ -118,6 +118,14 @@ func (o *targetOptions) problems() []error {
 	if _, err := parseLevel(o.logLevel); err != nil {
 		ps = append(ps, err)
 	}
+	noHome := false
+	if o.to == "" && !filepath.IsAbs(o.stateDir) && o.stateDir == defaultStateDir() && os.Getenv("HOME") == "" {
+		// The default state directory is under ~ (no XDG_STATE_HOME):
+		// without HOME it is a relative path, and the default cache in
+		// it is not a --to anyone gave.
+		ps = append(ps, errors.New("no --to given, and the default cache is in the state directory ~/.local/state/nixpushd, which cannot be found because HOME is not set: set HOME (or XDG_STATE_HOME), or give --to"))
+		noHome = true
+	}
 	if o.to == "" {
 		o.to = defaultTarget(o.stateDir)
 	}
@@ -129,6 +137,9 @@ func (o *targetOptions) problems() []error {
 		o.credentialsEnv = env
 	}
 	nToProblems := len(ps)
+	if noHome {
+		nToProblems--
+	}
 	if strings.HasPrefix(o.to, "http://") || strings.HasPrefix(o.to, "https://") {
 		if o.readOnly == nil || !o.readOnly() {
 			ps = append(ps, usageError{fmt.Sprintf("--to %q: an http(s):// cache can only be read (verify); to write, use its s3://BUCKET?endpoint=HOST:PORT or file:///DIR URL", o.to)})
@@ -137,7 +148,7 @@ func (o *targetOptions) problems() []error {
 		if _, err := s3.ParseURL(o.to); err != nil {
 			ps = append(ps, usageError{err.Error()})
 		}
-	} else if dir, ok := strings.CutPrefix(o.to, "file://"); !ok || !filepath.IsAbs(dir) {
+	} else if dir, ok := strings.CutPrefix(o.to, "file://"); !noHome && (!ok || !filepath.IsAbs(dir)) {
 		ps = append(ps, usageError{fmt.Sprintf("--to %q: use s3://BUCKET?endpoint=HOST:PORT or file:///DIR", o.to)})
 	}
 	o.badTo = len(ps) > nToProblems
@@ -150,7 +161,7 @@ func (o *targetOptions) problems() []error {
 // openTarget opens the cache with the CA and credentials the flags give.
 func (o *targetOptions) openTarget(ctx context.Context) (cache.Target, error) {
 	anon := o.readOnly != nil && o.readOnly()
-	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, MinPartSize: knobs.PartSize, Anonymous: anon})
+	return cacheurl.Open(ctx, o.to, cacheurl.Options{CAFile: o.caFile, Env: o.credentialsEnv, EnvFile: o.credentialsFile, ReadEnvFile: loadEnvFile, MinPartSize: knobs.PartSize, Anonymous: anon})
 }
 
 // pusher builds the upload pipeline the options describe.

@@ -119,7 +119,7 @@ func printStatus(w io.Writer, st *daemon.Status, running bool, keyProblem string
 		for k, v := range st.Skipped {
 			sk = append(sk, fmt.Sprintf("%d %s", v, k))
 		}
-		fmt.Fprintf(w, "since start: %d paths uploaded; skipped: %s\n", st.Uploaded, orNone(strings.Join(sk, ", ")))
+		fmt.Fprintf(w, "since start: %s uploaded; skipped: %s\n", plural(st.Uploaded, "path"), orNone(strings.Join(sk, ", ")))
 	}
 	fmt.Fprintln(w, keyLine(st, running, keyProblem))
 	if st.PublicKey != "" {

@@ -311,7 +311,7 @@ func TestFaultReadOnlyAccess(t *testing.T) {
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("anonymous verify --root: %v", r)
 	}
-	wantLine(t, "anonymous verify --root", r.stderr, "closure of 1 roots", "5 narinfos", "no problems")
+	wantLine(t, "anonymous verify --root", r.stderr, "closure of 1 root", "5 narinfos", "no problems")
 	// Writing still needs credentials.
 	r = verify(anon, "--to", c.S3URL, "--repair", c.cl.Top)
 	if r.code == 0 || !strings.Contains(r.stderr, "no S3 credentials") {
@@ -327,7 +327,7 @@ func TestFaultReadOnlyAccess(t *testing.T) {
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("verify http:// ROOT: %v", r)
 	}
-	wantLine(t, "http", r.stderr, c.HTTPURL, "closure of 1 roots", "no problems")
+	wantLine(t, "http", r.stderr, c.HTTPURL, "closure of 1 root", "no problems")
 	gone := c.narinfo(t, c.cl.Mid).URL
 	c.remove(t, gone)
 	r = verify(nil, "--to", c.HTTPURL, "--full", c.cl.Top)
