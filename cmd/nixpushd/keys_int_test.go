@@ -210,7 +210,7 @@ func TestKeysCacheRecords(t *testing.T) {
 		t.Errorf("verify: exit %d, want 1\n%s%s", code, stdout, stderr)
 	}
 	wantIn(t, "verify stdout", stdout, cl.Mid+": signature: no valid signature by a trusted key: signed as fleet-1, but by another public key than the trusted key of that name")
-	wantIn(t, "verify stderr", stderr, "signatures: checked against the keys the cache records (fleet-1, "+keyName()+";", "1 problems (1 signature)")
+	wantIn(t, "verify stderr", stderr, "signatures: checked against the keys the cache records (fleet-1, "+keyName()+";", "1 problem (1 signature)")
 	// --trusted-public-keys naming B's key under the recorded name: refused.
 	_, stderr, code = runBin(t, env, "verify", "--to", cache.S3URL, "--state-dir", state, "--trusted-public-keys", kb.Public().String())
 	if code != 2 {
@@ -240,7 +240,7 @@ func TestKeysInit(t *testing.T) {
 	bucket, writer := initRandName("keys-"), initRandName("nb-")
 	s3URL := fmt.Sprintf("s3://%s?endpoint=%s&scheme=http", bucket, m.Endpoint)
 	_, key, creds := initFiles(t)
-	out, err := nixpushd(t, initRootEnv(m), "init", "--to", s3URL, "--writer-user", writer, "--secret-key-file", key, "--credentials-file", creds, "--quiet")
+	out, err := nixpushd(t, initRootEnv(m), "init", "--to", s3URL, "--create-bucket", "--writer-user", writer, "--secret-key-file", key, "--credentials-file", creds, "--quiet")
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}

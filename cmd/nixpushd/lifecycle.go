@@ -220,9 +220,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // that says what was checked.
 func verifyKeys(ctx context.Context, t cache.Target, trusted *[]*nar.PublicKey) (string, error) {
 	recorded, err := cachekeys.List(ctx, t)
-	if err != nil {
+	if err != nil && ctx.Err() != nil {
 		return "", err
 	}
+	// A reader that may not read the records (anonymous, list-only) gets
+	// verify's own diagnosis of what it may not do, not this one.
+	unreadable := err != nil
 	names := func(ks []*nar.PublicKey) string {
 		var n []string
 		for _, k := range ks {
@@ -243,6 +246,9 @@ func verifyKeys(ctx context.Context, t cache.Target, trusted *[]*nar.PublicKey) 
 	if len(recorded) > 0 {
 		*trusted = recorded
 		return "signatures: checked against the keys the cache records (" + names(recorded) + "; give --trusted-public-keys to check against the clients' keys)", nil
+	}
+	if unreadable {
+		return "signatures: not checked (no --trusted-public-keys, and the cache's recorded keys cannot be read): give the clients' --trusted-public-keys", nil
 	}
 	return "signatures: not checked (no --trusted-public-keys, and the cache records no keys): give the clients' --trusted-public-keys", nil
 }

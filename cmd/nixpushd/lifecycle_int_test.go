@@ -22,6 +22,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/nixpushd/nixpushd/cachekeys"
 	"github.com/nixpushd/nixpushd/internal/testenv"
 	"github.com/nixpushd/nixpushd/lifecycle"
 	"github.com/nixpushd/nixpushd/nar"
@@ -173,6 +174,26 @@ func lcHashes(t testing.TB, paths ...string) map[string]bool {
 // lcKeys are the sorted keys of a set, for messages and comparisons.
 func lcKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
+// lcLeft is what gc may delete of the bucket's objects: all but the
+// signing keys' records (cachekeys), which gc leaves alone. It fails t if
+// the push's key record is gone.
+func lcLeft[V any](t *testing.T, m map[string]V) []string {
+	t.Helper()
+	var out []string
+	records := 0
+	for _, k := range lcKeys(m) {
+		if strings.HasPrefix(k, cachekeys.Prefix) {
+			records++
+			continue
+		}
+		out = append(out, k)
+	}
+	if records == 0 {
+		t.Errorf("gc deleted the signing key's record (%s*): %q", cachekeys.Prefix, lcKeys(m))
+	}
+	return out
+}
+
 // lcSummary is gc's one-line summary on stderr.
 type lcSummary struct {
 	NarInfos, Roots, Pinned, Kept, DeletedNarInfos, DeletedNARs, DeletedOther int
@@ -311,7 +332,7 @@ func TestGCDryRunAndSummary(t *testing.T) {
 			narKeys = append(narKeys, k)
 		case strings.HasPrefix(k, "locks/"):
 			lockKeys = append(lockKeys, k)
-		case k == "nix-cache-info":
+		case k == "nix-cache-info", strings.HasPrefix(k, cachekeys.Prefix):
 		default:
 			t.Errorf("unexpected object after push: %s", k)
 		}
@@ -381,8 +402,8 @@ func TestGCDryRunAndSummary(t *testing.T) {
 	} else if want := fmt.Sprintf(" other objects? \\(%d leftover locks?\\)", len(lockKeys)); !regexp.MustCompile(want).MatchString(r.stderr) {
 		t.Errorf("gc does not count the %d leftover locks it removed: %v", len(lockKeys), r)
 	}
-	if after := c.Objects(t); !slices.Equal(lcKeys(after), []string{"nix-cache-info"}) {
-		t.Errorf("after gc --keep 0s --grace 0s the bucket holds %q, want only nix-cache-info", lcKeys(after))
+	if after := c.Objects(t); !slices.Equal(lcLeft(t, after), []string{"nix-cache-info"}) {
+		t.Errorf("after gc --keep 0s --grace 0s the bucket holds %q, want only nix-cache-info and the key record", lcKeys(after))
 	}
 	// An empty cache is a valid one.
 	c.assertClean(t, "after gc emptied the cache")
@@ -532,7 +553,7 @@ func TestPinsSurviveAggressiveGC(t *testing.T) {
 	if s := lcParseSummary(t, r); s.Roots != 0 || s.Pinned != 0 || s.Kept != 0 || s.DeletedNarInfos != n || s.DeletedNARs != n {
 		t.Errorf("gc after pin rm: summary %+v, want 0 roots, %d narinfos and NARs deleted", s, n)
 	}
-	if got := lcKeys(c.Objects(t)); !slices.Equal(got, []string{"nix-cache-info"}) {
+	if got := lcLeft(t, c.Objects(t)); !slices.Equal(got, []string{"nix-cache-info"}) {
 		t.Errorf("after pin rm and gc the bucket holds %q, want only nix-cache-info", got)
 	}
 	if out, err := testenv.CopyFrom(t, c.HTTPURL, []string{c.public}, pinned.Top); err == nil {
@@ -779,7 +800,7 @@ func TestGCKill9LeavesValidCache(t *testing.T) {
 	if s := lcParseSummary(t, r); s.NarInfos != n || s.Roots != 0 || s.Kept != 0 || s.DeletedNarInfos != n || s.DeletedNARs != len(paths) {
 		t.Errorf("gc after the kill: summary %+v, want the %d narinfos left and all %d NARs deleted", s, n, len(paths))
 	}
-	if got := lcKeys(c.Objects(t)); !slices.Equal(got, []string{"nix-cache-info"}) {
+	if got := lcLeft(t, c.Objects(t)); !slices.Equal(got, []string{"nix-cache-info"}) {
 		t.Errorf("after the second gc the bucket holds %d objects, want only nix-cache-info: %.400q", len(got), got)
 	}
 	c.assertClean(t, "after the second gc")
