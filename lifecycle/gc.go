@@ -536,3 +536,43 @@ func sortedByKey(objs []cache.ObjectInfo) []cache.ObjectInfo {
 	})
 	return objs
 }
+
+// markSidecars is gc's step for build logs and debug-info links: those of
+// paths that go, past Grace. A link that does not parse stays (verify
+// reports it): what it names is unknown.
+func (p *GCPlan) markSidecars(ctx context.Context, inv *Inventory, entries map[string]*entry, kept, keepNAR map[string]bool, now time.Time) (gcStep, error) {
+	step := gcStep{kind: stepOther}
+	keptDrv := map[string]bool{}
+	for h := range kept {
+		if e := entries[h]; e != nil && e.deriver != "" {
+			keptDrv[e.deriver] = true
+		}
+	}
+	for _, drv := range slices.Sorted(maps.Keys(inv.Logs)) {
+		if o := inv.Logs[drv]; !keptDrv[drv] && now.Sub(o.LastModified) >= p.opts.Grace {
+			step.keys, step.sizes = append(step.keys, o.Key), append(step.sizes, o.Size)
+		}
+	}
+	outOf, _, err := readRealisations(ctx, p.t, inv, p.opts.Jobs)
+	if err != nil {
+		return step, err
+	}
+	for _, k := range slices.Sorted(maps.Keys(outOf)) {
+		if o := inv.Realisations[k]; !kept[outOf[k]] && now.Sub(o.LastModified) >= p.opts.Grace {
+			step.keys, step.sizes = append(step.keys, o.Key), append(step.sizes, o.Size)
+		}
+	}
+	if len(inv.DebugInfo) == 0 {
+		return step, nil
+	}
+	narOf, _, err := readDebugInfoLinks(ctx, p.t, inv, p.opts.Jobs)
+	if err != nil {
+		return step, err
+	}
+	for _, k := range slices.Sorted(maps.Keys(narOf)) {
+		if o := inv.DebugInfo[k]; !keepNAR[narOf[k]] && now.Sub(o.LastModified) >= p.opts.Grace {
+			step.keys, step.sizes = append(step.keys, o.Key), append(step.sizes, o.Size)
+		}
+	}
+	return step, nil
+}

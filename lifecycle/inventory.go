@@ -165,3 +165,26 @@ func toEntry(ni *nar.NarInfo, err error) *entry {
 	}
 	return e
 }
+
+// Keys of the files Nix writes beside narinfos and NARs (formats.go says
+// how gc and verify treat them), as the inventory sorts them.
+const (
+	debugInfoPrefix = "debuginfo/"
+	logPrefix       = "log/"
+)
+
+// isDebugInfoKey is debuginfo/<build-id>.
+func isDebugInfoKey(k string) bool {
+	id, ok := strings.CutPrefix(k, debugInfoPrefix)
+	return ok && id != "" && !strings.Contains(id, "/")
+}
+
+// isLogKey is log/<drv base name>.
+func isLogKey(k string) bool {
+	base, ok := strings.CutPrefix(k, logPrefix)
+	if !ok || !strings.HasSuffix(base, ".drv") {
+		return false
+	}
+	_, err := nar.ParseBaseName(base)
+	return err == nil
+}

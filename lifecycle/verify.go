@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -568,4 +569,47 @@ func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *V
 		}
 	}
 	return full, nil
+}
+
+// verifySidecars checks the listings, links and logs of a listed cache:
+// derivers are the Deriver fields of the narinfos read.
+func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, derivers map[string]bool, opts VerifyOptions, res *VerifyResult, add func(Problem)) error {
+	for _, h := range slices.Sorted(maps.Keys(inv.Listings)) {
+		if _, ok := inv.NarInfos[h]; !ok {
+			res.note(opts, Note{Kind: NoteOrphanListing, Key: inv.Listings[h].Key, Detail: "no narinfo for its path; harmless, gc deletes it once older than --grace"})
+		}
+	}
+	for _, drv := range slices.Sorted(maps.Keys(inv.Logs)) {
+		if !derivers[drv] {
+			res.note(opts, Note{Kind: NoteOrphanBuildLog, Key: inv.Logs[drv].Key, Detail: "no narinfo names this derivation as its Deriver; nix log finds it only by the .drv; gc deletes it once older than --grace"})
+		}
+	}
+	outOf, badDoi, err := readRealisations(ctx, t, inv, opts.Jobs)
+	if err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(badDoi)) {
+		add(Problem{Kind: ProblemRealisation, Key: k, Detail: badDoi[k].Error() + "; ca-derivations clients fail on it: delete it (push writes it again)"})
+	}
+	for _, k := range slices.Sorted(maps.Keys(outOf)) {
+		if _, ok := inv.NarInfos[outOf[k]]; !ok {
+			add(Problem{Kind: ProblemRealisation, Key: k, Detail: "its outPath has no narinfo; ca-derivations clients fail to substitute it: push the path again, or delete it"})
+		}
+	}
+	if len(inv.DebugInfo) == 0 {
+		return nil
+	}
+	narOf, bad, err := readDebugInfoLinks(ctx, t, inv, opts.Jobs)
+	if err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(bad)) {
+		add(Problem{Kind: ProblemDebugInfo, Key: k, Detail: bad[k].Error() + "; delete it (push --index-debug-info writes it again)"})
+	}
+	for _, k := range slices.Sorted(maps.Keys(narOf)) {
+		if _, ok := inv.NARs[narOf[k]]; !ok {
+			add(Problem{Kind: ProblemDebugInfo, Key: k, Detail: fmt.Sprintf("its NAR file %s is missing; debuginfod clients fail on it: delete it, or push the path again with --index-debug-info", narOf[k])})
+		}
+	}
+	return nil
 }

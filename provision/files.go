@@ -2,6 +2,7 @@ package provision
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -38,4 +39,16 @@ func ensureDir(path string) error {
 		return os.MkdirAll(dir, 0o700)
 	}
 	return nil
+}
+
+// Credentials are an S3 key pair. String never shows the secret.
+type Credentials struct {
+	AccessKey, SecretKey, SessionToken string
+}
+
+func (c Credentials) String() string { return c.AccessKey + ":<secret>" }
+
+// GoString hides the secret from %#v.
+func (c Credentials) GoString() string {
+	return fmt.Sprintf("provision.Credentials{AccessKey:%q, SecretKey:<secret>}", c.AccessKey)
 }

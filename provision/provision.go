@@ -25,18 +25,6 @@ import (
 	"github.com/nixpushd/nixpushd/provision/policy"
 )
 
-// Credentials are an S3 key pair. String never shows the secret.
-type Credentials struct {
-	AccessKey, SecretKey, SessionToken string
-}
-
-func (c Credentials) String() string { return c.AccessKey + ":<secret>" }
-
-// GoString hides the secret from %#v.
-func (c Credentials) GoString() string {
-	return fmt.Sprintf("provision.Credentials{AccessKey:%q, SecretKey:<secret>}", c.AccessKey)
-}
-
 // Config is what to set up.
 type Config struct {
 	Target s3.Config   // the bucket and server; Profile is ignored

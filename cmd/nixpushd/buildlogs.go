@@ -10,14 +10,6 @@ import (
 	"github.com/nixpushd/nixpushd/upload"
 )
 
-// buildLogDirIfOn is the Pusher's BuildLogDir: empty without --build-logs.
-func (o *targetOptions) buildLogDirIfOn() string {
-	if !o.buildLogs {
-		return ""
-	}
-	return o.buildLogDir
-}
-
 // pushBuildLogs uploads, with --build-logs, the build logs of push's
 // arguments: a .drv argument's own, and each other argument's deriver's.
 // Only the roots: a closure's members were mostly substituted, and their

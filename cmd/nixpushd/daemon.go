@@ -430,11 +430,6 @@ func checkDaemonConfig(ctx context.Context, o *targetOptions, c *daemon.Config) 
 	return problems
 }
 
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
 // writableDir reports whether the daemon could write in dir, or create
 // it: the nearest existing ancestor decides.
 func writableDir(flagName, dir string) error {
@@ -465,18 +460,6 @@ func checkCAFile(file string) error {
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(b) {
 		return fmt.Errorf("--ca-file %s: no PEM certificate in it", file)
-	}
-	return nil
-}
-
-// nixClientDirs creates the directories `nix copy --from file://DIR`
-// creates when they are missing (Nix 2.8: nar, realisations, log): a
-// user who may only read the cache would fail with "Permission denied".
-func nixClientDirs(cache string) error {
-	for _, d := range []string{"nar", "realisations", "log"} {
-		if err := os.MkdirAll(filepath.Join(cache, d), 0o755); err != nil {
-			return fmt.Errorf("cache directory: %w", err)
-		}
 	}
 	return nil
 }

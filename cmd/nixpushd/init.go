@@ -46,23 +46,6 @@ func (o *initOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.noHints, "quiet", false, "print the steps only, not the public key and configuration snippets")
 }
 
-// defaultConfigDir holds the secrets init writes: systemd's
-// $CONFIGURATION_DIRECTORY when set, else /etc/nixpushd for root (where
-// docs/nixos.md keeps them), else ~/.config/nixpushd.
-func defaultConfigDir() string {
-	if d := os.Getenv("CONFIGURATION_DIRECTORY"); d != "" {
-		return strings.Split(d, ":")[0]
-	}
-	if os.Geteuid() == 0 {
-		return "/etc/nixpushd"
-	}
-	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
-		return filepath.Join(d, "nixpushd")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".config", "nixpushd")
-}
-
 // runInit sets up a cache from nothing: every server-side step of the
 // seed guides, the signing key and the writer's credentials file.
 func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -303,12 +286,4 @@ func hints(cfg provision.Config, res *provision.Result) string {
 	fmt.Fprintf(&b, "or push by hand:\n  nixpushd push --to %s --credentials-file %s --secret-key-file %s%s /run/current-system\n",
 		shellQuote(cacheURL), shellQuote(cfg.CredentialsFile), shellQuote(cfg.SecretKeyFile), ca)
 	return b.String()
-}
-
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

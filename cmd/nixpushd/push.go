@@ -619,3 +619,11 @@ func writePublicKey(stateDir string, k *nar.SecretKey) error {
 	}
 	return nil
 }
+
+// buildLogDirIfOn is the Pusher's BuildLogDir: empty without --build-logs.
+func (o *targetOptions) buildLogDirIfOn() string {
+	if !o.buildLogs {
+		return ""
+	}
+	return o.buildLogDir
+}
