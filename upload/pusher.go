@@ -1142,7 +1142,15 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 		return err
 	}
 	key, _ := narinfoKey(pi.Path)
-	return p.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
+	if err := p.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo); err != nil {
+		return err
+	}
+	if p.Key != nil {
+		// Signed by Key: a later batch that finds it cached need not
+		// read it back to know.
+		p.rememberSigned(pi.Path)
+	}
+	return nil
 }
 
 // countingHash is a hash.Hash that also counts what it sees.

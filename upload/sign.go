@@ -23,7 +23,11 @@ import (
 // is. A narinfo that does not describe the local path (another NarHash,
 // NarSize or References: signing it would vouch for content this machine
 // does not have) is left alone and reported in notSigned. Narinfos found
-// signed are remembered for the Pusher's lifetime: each is read once.
+// signed, and those the Pusher wrote with Key, are remembered for its
+// lifetime: each is read at most once. A new Pusher (each `nixpushd
+// push`) reads every cached narinfo of the closure once: a listing
+// carries no signatures, and a member signed by another key must not
+// pass for ours.
 func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) (signed []string, notSigned map[string]string, err error) {
 	if p.Key == nil || !p.SignPresent || len(present) == 0 {
 		return nil, nil, nil

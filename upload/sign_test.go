@@ -2,7 +2,9 @@ package upload
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nixpushd/nixpushd/internal/cachetest"
@@ -121,4 +123,76 @@ func mustNarInfo(t *testing.T, b []byte) *nar.NarInfo {
 		t.Fatalf("%v:\n%s", err, b)
 	}
 	return ni
+}
+
+// getCounter counts the narinfos read.
+type getCounter struct {
+	*cachetest.Mem
+	gets atomic.Int64
+}
+
+func (g *getCounter) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasSuffix(key, ".narinfo") {
+		g.gets.Add(1)
+	}
+	return g.Mem.Get(ctx, key)
+}
+
+// A Pusher never reads back a narinfo it wrote with its key (the
+// daemon's later batches find their earlier paths cached), and a new
+// Pusher (a new `nixpushd push`) reads each cached narinfo once, signing
+// the whole closure when it was pushed unsigned.
+func TestSignPresentReads(t *testing.T) {
+	ctx := context.Background()
+	var closure []*store.PathInfo
+	var prev *store.PathInfo
+	for i := range 50 {
+		var pi *store.PathInfo
+		if prev == nil {
+			pi = info(fmt.Sprintf("p%02d", i))
+		} else {
+			pi = info(fmt.Sprintf("p%02d", i), prev)
+		}
+		closure = append(closure, pi)
+		prev = pi
+	}
+	key := testKey(t)
+	for _, tc := range []struct {
+		name           string
+		firstKey       *nar.SecretKey
+		samePusherGets int64 // the first Pusher pushing again
+		newPusherGets  int64
+		signed         int
+	}{
+		{"pushed with the key", key, 0, 50, 0},
+		{"pushed unsigned", nil, 0, 50 + 50, 50}, // all, then all again under the lock
+	} {
+		g := &getCounter{Mem: cachetest.NewMem()}
+		first := newTestPusher(t, g.Mem, nil)
+		first.Target = g
+		first.Key, first.SignPresent = tc.firstKey, tc.firstKey != nil
+		if _, err := first.Push(ctx, closure); err != nil {
+			t.Fatal(err)
+		}
+		g.gets.Store(0)
+		if _, err := first.Push(ctx, closure); err != nil || g.gets.Load() != tc.samePusherGets {
+			t.Errorf("%s: the same Pusher again read %d narinfos (%v), want %d", tc.name, g.gets.Load(), err, tc.samePusherGets)
+		}
+		p := newTestPusher(t, g.Mem, nil)
+		p.Target = g
+		p.Key, p.SignPresent = key, true
+		g.gets.Store(0)
+		res, err := p.Push(ctx, closure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Signed != tc.signed || g.gets.Load() != tc.newPusherGets {
+			t.Errorf("%s: %d signed after %d narinfo reads, want %d after %d", tc.name, res.Signed, g.gets.Load(), tc.signed, tc.newPusherGets)
+		}
+		for _, pi := range closure {
+			if mustNarInfo(t, g.Objects[narinfoKeyOf(t, pi.Path)]).Verify([]*nar.PublicKey{key.Public()}) != 1 {
+				t.Fatalf("%s: %s lacks our signature", tc.name, pi.Path)
+			}
+		}
+	}
 }
