@@ -104,7 +104,7 @@ type Pusher struct {
 
 	mu       sync.Mutex
 	inflight map[string]*pathState // paths being uploaded by any Push call
-	signedOK map[string]bool       // cached narinfos seen signed by Key
+	signed   signedSet             // cached narinfos known signed by Key (sign.go)
 
 	// The shared lock: publishers hold sessMu for reading; renewing the
 	// lock (after gc asked for the cache) holds it for writing.
@@ -268,14 +268,6 @@ func (p *Pusher) emit(e Event) {
 	if p.OnEvent != nil {
 		p.OnEvent(e)
 	}
-}
-
-func narinfoKey(storePath string) (string, error) {
-	sp, err := nar.ParseStorePath(storePath)
-	if err != nil {
-		return "", err
-	}
-	return sp.Hash + ".narinfo", nil
 }
 
 // EnsureCacheInfo writes nix-cache-info if the cache has none.
@@ -450,6 +442,29 @@ func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force
 		return res, err
 	}
 	return res, nil
+}
+
+// signPresent adds Key's signature to the cached narinfos of present
+// that lack it (sign.go), under the cache lock.
+func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) ([]string, map[string]string, error) {
+	if p.Key == nil || !p.SignPresent || len(present) == 0 {
+		return nil, nil, nil
+	}
+	jobs := p.IOJobs
+	if jobs <= 0 {
+		jobs = DefaultIOJobs
+	}
+	s := presentSigner{t: p.t, key: p.Key, jobs: jobs, log: p.log(), known: &p.signed,
+		session: func(ctx context.Context) (func(), error) {
+			p.enterSession()
+			_, release, err := p.readSession(ctx)
+			if err != nil {
+				p.leaveSession()
+				return nil, err
+			}
+			return func() { release(); p.leaveSession() }, nil
+		}}
+	return s.sign(ctx, present)
 }
 
 // ErrWeaker is returned for a forced path whose narinfo in the cache
@@ -1148,7 +1163,7 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 	if p.Key != nil {
 		// Signed by Key: a later batch that finds it cached need not
 		// read it back to know.
-		p.rememberSigned(pi.Path)
+		p.signed.add(pi.Path)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -16,43 +17,72 @@ import (
 	"github.com/nixpushd/nixpushd/store"
 )
 
-// signPresent makes "already cached" mean "cached and signed by Key":
-// for each path of present whose narinfo lacks a valid signature by Key
-// (unsigned, signed by others only, or by another key of Key's name), it
-// adds Key's signature, keeping the others and every other line as it
-// is. A narinfo that does not describe the local path (another NarHash,
+// presentSigner makes "already cached" mean "cached and signed by key":
+// for each path whose narinfo lacks a valid signature by key (unsigned,
+// signed by others only, or by another key of key's name), it adds key's
+// signature, keeping the others and every other line as it is. A
+// narinfo that does not describe the local path (another NarHash,
 // NarSize or References: signing it would vouch for content this machine
-// does not have) is left alone and reported in notSigned. Narinfos found
-// signed, and those the Pusher wrote with Key, are remembered for its
-// lifetime: each is read at most once. A new Pusher (each `nixpushd
-// push`) reads every cached narinfo of the closure once: a listing
-// carries no signatures, and a member signed by another key must not
-// pass for ours.
-func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) (signed []string, notSigned map[string]string, err error) {
-	if p.Key == nil || !p.SignPresent || len(present) == 0 {
-		return nil, nil, nil
+// does not have) is left alone and reported. Narinfos found signed, and
+// those the Pusher wrote with key, are remembered in known: each is read
+// at most once per Pusher. A new Pusher (each `nixpushd push`) reads
+// every cached narinfo of the closure once: a listing carries no
+// signatures, and a member signed by another key must not pass for ours.
+type presentSigner struct {
+	t     cache.Target
+	key   *nar.SecretKey
+	jobs  int // reads and writes at once
+	log   *slog.Logger
+	known *signedSet
+	// session holds the cache lock for writing narinfos (a rewrite must
+	// not race a gc sweep); release ends it.
+	session func(context.Context) (release func(), err error)
+}
+
+// signedSet is the store paths whose cached narinfo is known to carry
+// the Pusher's key's valid signature. The zero value is empty.
+type signedSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (s *signedSet) add(path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]bool{}
 	}
-	var todo []*store.PathInfo
-	p.mu.Lock()
-	for _, pi := range present {
-		if !p.signedOK[pi.Path] {
-			todo = append(todo, pi)
+	s.m[path] = true
+}
+
+// unknown returns the paths not in s.
+func (s *signedSet) unknown(paths []*store.PathInfo) []*store.PathInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*store.PathInfo
+	for _, pi := range paths {
+		if !s.m[pi.Path] {
+			out = append(out, pi)
 		}
 	}
-	p.mu.Unlock()
+	return out
+}
+
+// sign signs the narinfos of present that need it, returning the paths
+// signed and the reasons of those that could not be.
+func (s *presentSigner) sign(ctx context.Context, present []*store.PathInfo) (signed []string, notSigned map[string]string, err error) {
+	todo := s.known.unknown(present)
 	if len(todo) == 0 {
 		return nil, nil, nil
 	}
 	// Read without the lock (most narinfos are signed already); those to
 	// sign are read again and written under it, so that no rewrite races
 	// a gc sweep and each starts from the narinfo as it is then.
-	need, notSigned, err := p.eachNarInfo(ctx, todo, nil)
+	need, notSigned, err := s.each(ctx, todo, nil)
 	if err != nil || len(need) == 0 {
 		return nil, notSigned, err
 	}
-	p.enterSession()
-	defer p.leaveSession()
-	_, release, err := p.readSession(ctx)
+	release, err := s.session(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,8 +93,8 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) (si
 			again = append(again, pi)
 		}
 	}
-	done, why, err := p.eachNarInfo(ctx, again, func(ctx context.Context, pi *store.PathInfo, key string, text []byte) error {
-		return p.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
+	done, why, err := s.each(ctx, again, func(ctx context.Context, pi *store.PathInfo, key string, text []byte) error {
+		return s.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -74,26 +104,26 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) (si
 	}
 	for path := range done {
 		signed = append(signed, path)
-		p.rememberSigned(path)
-		p.log().Info("signed the narinfo already in the cache", "STORE_PATH", path, "key_name", p.Key.Name)
+		s.known.add(path)
+		s.log.Info("signed the narinfo already in the cache", "STORE_PATH", path, "key_name", s.key.Name)
 	}
 	slices.Sort(signed)
 	return signed, notSigned, nil
 }
 
-// eachNarInfo reads the narinfos of paths (IOJobs at once) and returns
-// those that need Key's signature and may get it (after write, if set,
-// wrote the signed text), and the reasons of those that need it but may
-// not. Narinfos found signed are remembered. A failed read or write only
+// each reads the narinfos of paths (jobs at once) and returns those that
+// need key's signature and may get it (after write, if set, wrote the
+// signed text), and the reasons of those that need it but may not.
+// Narinfos found signed are remembered. A failed read or write only
 // leaves the narinfo as it was: it is reported, not fatal.
-func (p *Pusher) eachNarInfo(ctx context.Context, paths []*store.PathInfo, write func(context.Context, *store.PathInfo, string, []byte) error) (map[string]bool, map[string]string, error) {
+func (s *presentSigner) each(ctx context.Context, paths []*store.PathInfo, write func(context.Context, *store.PathInfo, string, []byte) error) (map[string]bool, map[string]string, error) {
 	need, notSigned := map[string]bool{}, map[string]string{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(p.IOJobs, 1))
+	g.SetLimit(max(s.jobs, 1))
 	for _, pi := range paths {
 		g.Go(func() error {
-			key, text, why, err := p.readForSigning(gctx, pi)
+			key, text, why, err := s.read(gctx, pi)
 			if err == nil && text != nil && write != nil {
 				err = write(gctx, pi, key, text)
 			}
@@ -119,34 +149,25 @@ func (p *Pusher) eachNarInfo(ctx context.Context, paths []*store.PathInfo, write
 	return need, notSigned, nil
 }
 
-// readForSigning reads pi's narinfo: text is it signed by Key when it
-// needs the signature and may get it, why the reason it may not.
-func (p *Pusher) readForSigning(ctx context.Context, pi *store.PathInfo) (key string, text []byte, why string, err error) {
+// read reads pi's narinfo: text is it signed by key when it needs the
+// signature and may get it, why the reason it may not.
+func (s *presentSigner) read(ctx context.Context, pi *store.PathInfo) (key string, text []byte, why string, err error) {
 	key, err = narinfoKey(pi.Path)
 	if err != nil {
 		return "", nil, "", err
 	}
-	b, err := p.t.Get(ctx, key)
+	b, err := s.t.Get(ctx, key)
 	if errors.Is(err, cache.ErrNotFound) {
 		return key, nil, "", nil // deleted since: the next push uploads it
 	}
 	if err != nil {
 		return key, nil, "", err
 	}
-	text, why = AddSignature(b, pi, p.Key)
+	text, why = AddSignature(b, pi, s.key)
 	if text == nil && why == "" {
-		p.rememberSigned(pi.Path)
+		s.known.add(pi.Path)
 	}
 	return key, text, why, nil
-}
-
-func (p *Pusher) rememberSigned(path string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.signedOK == nil {
-		p.signedOK = map[string]bool{}
-	}
-	p.signedOK[path] = true
 }
 
 // AddSignature returns narinfo b with k's signature added: every line
