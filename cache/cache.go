@@ -26,6 +26,11 @@ type ObjectInfo struct {
 	Key          string
 	Size         int64
 	LastModified time.Time // the server's clock, not ours
+	// ETag is the server's entity tag, quotes removed ("" when the
+	// backend has none). For an object written by one PUT without
+	// server-side encryption it is the hex MD5 of its content, which is
+	// how a listing tells that a narinfo is the very text seen before.
+	ETag string
 }
 
 // Lister is a Target that can list its objects: gc, verify and the locks

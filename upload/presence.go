@@ -64,7 +64,7 @@ type Presence struct {
 type listProbe struct {
 	done chan struct{}
 	at   time.Time
-	keys map[string]struct{}
+	keys map[string]string // key → ETag
 	err  error
 }
 
@@ -171,19 +171,19 @@ func (p *Presence) listing(ctx context.Context, notBefore time.Time, budget int)
 	}
 	p.listings.Add(1)
 	asked := time.Now()
-	var keys map[string]struct{}
+	var keys map[string]string
 	err := p.rl.ListRoot(sema.WithTrace(ctx, &sema.Trace{GotSlot: sent}), func(o cache.ObjectInfo) error {
 		if keys == nil {
-			keys = make(map[string]struct{}, sizeHint)
+			keys = make(map[string]string, sizeHint)
 		}
 		if budget > 0 && len(keys) >= budget {
 			return errEnough
 		}
-		keys[o.Key] = struct{}{}
+		keys[o.Key] = o.ETag
 		return nil
 	})
 	if keys == nil {
-		keys = map[string]struct{}{}
+		keys = map[string]string{}
 	}
 	p.Requests.Add(int64(len(keys)/1000 + 1))
 	p.mu.Lock()
@@ -448,7 +448,7 @@ func (p *Presence) Prime(ctx context.Context, l cache.RootLister, keys []string)
 	}
 	start := time.Now()
 	seen := 0
-	all := make(map[string]struct{}, min(known, budget)+64)
+	all := make(map[string]string, min(known, budget)+64)
 	err := l.ListRoot(ctx, func(o cache.ObjectInfo) error {
 		if seen++; seen > budget {
 			return errEnough
@@ -456,7 +456,7 @@ func (p *Presence) Prime(ctx context.Context, l cache.RootLister, keys []string)
 		if _, ok := want[o.Key]; ok {
 			want[o.Key] = true
 		}
-		all[o.Key] = struct{}{}
+		all[o.Key] = o.ETag
 		return nil
 	})
 	p.Requests.Add(int64(seen/1000 + 1))
@@ -481,6 +481,19 @@ func (p *Presence) Prime(ctx context.Context, l cache.RootLister, keys []string)
 	}
 	p.mu.Unlock()
 	return true, nil
+}
+
+// ListedETag returns key's ETag in the last whole listing of the top of
+// the cache, if that listing is younger than the TTL and has key.
+func (p *Presence) ListedETag(key string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.snap
+	if s == nil || time.Since(s.at) >= p.ttl {
+		return "", false
+	}
+	tag, ok := s.keys[key]
+	return tag, ok && tag != ""
 }
 
 // Known reports whether a remembered answer younger than the TTL says key

@@ -79,6 +79,10 @@ type Pusher struct {
 	// a valid signature by Key: one that lacks it gets Key's signature
 	// added (Result.Signed), or is named in Result.NotSigned.
 	SignPresent bool
+	// SignedMemoDir, if set, is where the Pusher remembers across runs
+	// the cached narinfos it found or wrote signed by Key (signmemo.go),
+	// so that a listing tells a later push they still are, unread.
+	SignedMemoDir string
 	// BuildLogDir, if set, is Nix's log directory (store.DefaultLogDir):
 	// PushBuildLog uploads the build logs it keeps there as log/<drv>.
 	BuildLogDir string
@@ -105,6 +109,7 @@ type Pusher struct {
 	mu       sync.Mutex
 	inflight map[string]*pathState // paths being uploaded by any Push call
 	signed   signedSet             // cached narinfos known signed by Key (sign.go)
+	memo     *signMemo             // the same, across runs (nil: no Key)
 
 	// The shared lock: publishers hold sessMu for reading; renewing the
 	// lock (after gc asked for the cache) holds it for writing.
@@ -248,6 +253,9 @@ func (p *Pusher) init() {
 		p.t = p.Retry.Wrap(sema.Wrap(p.Target, semaphore.NewWeighted(int64(ioJobs))), p.stopped)
 		p.presence = NewPresence(p.t, ttl)
 		p.inflight = map[string]*pathState{}
+		if p.Key != nil {
+			p.memo = newSignMemo(p.SignedMemoDir, p.Target.String(), p.Key.Public().String())
+		}
 	})
 }
 
@@ -378,6 +386,7 @@ func (p *Pusher) Push(ctx context.Context, closure []*store.PathInfo) (*Result, 
 // --repair uses it for a truncated NAR or a bad signature.
 func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force []string) (*Result, error) {
 	p.init()
+	defer p.flushMemo()
 	res := &Result{Total: len(closure), Failed: map[string]error{}}
 	if err := p.EnsureCacheInfo(ctx); err != nil {
 		return res, err
@@ -454,7 +463,7 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) ([]
 	if jobs <= 0 {
 		jobs = DefaultIOJobs
 	}
-	s := presentSigner{t: p.t, key: p.Key, jobs: jobs, log: p.log(), known: &p.signed,
+	s := presentSigner{t: p.t, key: p.Key, jobs: jobs, log: p.log(), known: &p.signed, memo: p.memo, listed: p.presence.ListedETag,
 		session: func(ctx context.Context) (func(), error) {
 			p.enterSession()
 			_, release, err := p.readSession(ctx)
@@ -465,6 +474,16 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) ([]
 			return func() { release(); p.leaveSession() }, nil
 		}}
 	return s.sign(ctx, present)
+}
+
+// flushMemo saves what the memo learnt; failing only costs reads later.
+func (p *Pusher) flushMemo() {
+	if p.memo == nil {
+		return
+	}
+	if err := p.memo.flush(); err != nil {
+		p.log().Debug("not remembering signed narinfos", "err", err)
+	}
 }
 
 // ErrWeaker is returned for a forced path whose narinfo in the cache
@@ -1162,8 +1181,9 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 	}
 	if p.Key != nil {
 		// Signed by Key: a later batch that finds it cached need not
-		// read it back to know.
+		// read it back to know, nor a later run that lists it unchanged.
 		p.signed.add(pi.Path)
+		p.memo.add(key, text)
 	}
 	return nil
 }

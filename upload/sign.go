@@ -34,9 +34,19 @@ type presentSigner struct {
 	jobs  int // reads and writes at once
 	log   *slog.Logger
 	known *signedSet
+	// memo and listed: a narinfo whose ETag in a fresh listing is a text
+	// remembered signed (by an earlier run) is not read.
+	memo   *signMemo
+	listed func(key string) (etag string, ok bool)
 	// session holds the cache lock for writing narinfos (a rewrite must
 	// not race a gc sweep); release ends it.
 	session func(context.Context) (release func(), err error)
+}
+
+func (s *presentSigner) remember(key string, text []byte) {
+	if s.memo != nil {
+		s.memo.add(key, text)
+	}
 }
 
 // signedSet is the store paths whose cached narinfo is known to carry
@@ -72,6 +82,19 @@ func (s *signedSet) unknown(paths []*store.PathInfo) []*store.PathInfo {
 // signed and the reasons of those that could not be.
 func (s *presentSigner) sign(ctx context.Context, present []*store.PathInfo) (signed []string, notSigned map[string]string, err error) {
 	todo := s.known.unknown(present)
+	if s.memo != nil && s.listed != nil {
+		todo = slices.DeleteFunc(todo, func(pi *store.PathInfo) bool {
+			key, err := narinfoKey(pi.Path)
+			if err != nil {
+				return false
+			}
+			if tag, ok := s.listed(key); ok && s.memo.signed(key, tag) {
+				s.known.add(pi.Path)
+				return true
+			}
+			return false
+		})
+	}
 	if len(todo) == 0 {
 		return nil, nil, nil
 	}
@@ -94,7 +117,11 @@ func (s *presentSigner) sign(ctx context.Context, present []*store.PathInfo) (si
 		}
 	}
 	done, why, err := s.each(ctx, again, func(ctx context.Context, pi *store.PathInfo, key string, text []byte) error {
-		return s.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo)
+		if err := s.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo); err != nil {
+			return err
+		}
+		s.remember(key, text)
+		return nil
 	})
 	if err != nil {
 		return nil, nil, err
@@ -166,6 +193,7 @@ func (s *presentSigner) read(ctx context.Context, pi *store.PathInfo) (key strin
 	text, why = AddSignature(b, pi, s.key)
 	if text == nil && why == "" {
 		s.known.add(pi.Path)
+		s.remember(key, b)
 	}
 	return key, text, why, nil
 }

@@ -1,6 +1,6 @@
 package s3
 
-// The XML of a ListObjectsV2 page, scanned for the three fields nixpushd
+// The XML of a ListObjectsV2 page, scanned for the four fields nixpushd
 // uses rather than decoded.
 
 import (
@@ -53,6 +53,10 @@ func scanListPage(body []byte, fn func(cache.ObjectInfo) error) (string, error) 
 			if o.LastModified, err = time.Parse(time.RFC3339Nano, string(v)); err != nil {
 				return "", fmt.Errorf("listing: %s: time %q", key, v)
 			}
+		}
+		if v := xmlField(c, "ETag"); len(v) > 0 {
+			tag, _ := xmlText(v, false)
+			o.ETag = strings.Trim(tag, `"`)
 		}
 		if err := fn(o); err != nil {
 			return "", err

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"net/http"
@@ -108,9 +109,18 @@ func TestListFastMatchesMinio(t *testing.T) {
 	} {
 		got, want := collect(t, tc.list(fs)), collect(t, tc.list(ss))
 		if len(got) != tc.want || !slices.EqualFunc(got, want, func(a, b cache.ObjectInfo) bool {
-			return a.Key == b.Key && a.Size == b.Size && a.LastModified.Equal(b.LastModified)
+			return a.Key == b.Key && a.Size == b.Size && a.LastModified.Equal(b.LastModified) && a.ETag == b.ETag && a.ETag != ""
 		}) {
 			t.Errorf("%s: presigned listing gave %d objects, minio-go %d (want %d):\n%v\n%v", tc.name, len(got), len(want), tc.want, got, want)
+		}
+	}
+	// A one-PUT object's ETag is the MD5 of its content: what lets a push
+	// tell from a listing that a narinfo is the text it saw signed.
+	for _, o := range collect(t, func(fn func(cache.ObjectInfo) error) error { return fs.ListRoot(ctx, fn) }) {
+		if i := slices.Index(keys, o.Key); i >= 0 {
+			if sum := fmt.Sprintf("%x", md5.Sum(bytes.Repeat([]byte("x"), i))); o.ETag != sum {
+				t.Errorf("%s: ETag %q, want the MD5 of its content %s", o.Key, o.ETag, sum)
+			}
 		}
 	}
 	if fs.direct.off.Load() {
@@ -179,6 +189,10 @@ func TestScanListPage(t *testing.T) {
 		{"plain keys with entities",
 			`<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>x&lt;y&amp;z+</Key><Size>1</Size></Contents></ListBucketResult>`,
 			[]cache.ObjectInfo{{Key: "x<y&z+", Size: 1}}, "", ""},
+		{"etag, quoted as entities or plain",
+			`<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a.narinfo</Key><ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag><Size>1</Size></Contents>` +
+				`<Contents><Key>b.narinfo</Key><ETag>"92eb5ffee6ae2fec3ad71c777531578f-2"</ETag><Size>1</Size></Contents></ListBucketResult>`,
+			[]cache.ObjectInfo{{Key: "a.narinfo", Size: 1, ETag: "0cc175b9c0f1b6a831c399e269772661"}, {Key: "b.narinfo", Size: 1, ETag: "92eb5ffee6ae2fec3ad71c777531578f-2"}}, "", ""},
 		{"empty bucket", `<ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>`, nil, "", ""},
 		{"not a listing", `<html>proxy error</html>`, nil, "", "not a ListBucketResult"},
 		{"truncated without token", `<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>`, nil, "", "NextContinuationToken"},
@@ -195,7 +209,7 @@ func TestScanListPage(t *testing.T) {
 				return
 			}
 			if err != nil || next != tc.next || !slices.EqualFunc(got, tc.want, func(a, b cache.ObjectInfo) bool {
-				return a.Key == b.Key && a.Size == b.Size && a.LastModified.Equal(b.LastModified)
+				return a.Key == b.Key && a.Size == b.Size && a.LastModified.Equal(b.LastModified) && a.ETag == b.ETag
 			}) {
 				t.Fatalf("got %v, next %q, err %v; want %v, next %q", got, next, err, tc.want, tc.next)
 			}

@@ -275,7 +275,7 @@ func (s *Bucket) list(ctx context.Context, prefix string, recursive bool, fn fun
 		if strings.HasSuffix(obj.Key, "/") {
 			continue // a "directory": nar/, locks/, pins/
 		}
-		if err := fn(cache.ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}); err != nil {
+		if err := fn(cache.ObjectInfo{Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified, ETag: strings.Trim(obj.ETag, `"`)}); err != nil {
 			return err
 		}
 	}

@@ -63,7 +63,7 @@ func daemonFlags(args []string) (*targetOptions, *daemon.Config, *daemonExtra, b
 	fs.StringVar(&exclude, "exclude", "", "do not push paths whose name matches this regular expression")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight uploads may take before they are put back in the queue")
 	fs.DurationVar(&c.MaxRetryDelay, "max-retry-delay", 5*time.Minute, "cap of the exponential backoff between retries of a failing upload")
-	fs.IntVar(&c.MaxActive, "max-active", 1024, "queue items worked on at once; those claimed together are pushed as one batch")
+	fs.IntVar(&c.MaxActive, "max-active", 8192, "queue items worked on at once; those claimed together are pushed as one batch")
 	var pins pinFlag
 	fs.Var(&pins, "pin", "NAME=PATH: keep the pin NAME in the cache pointing at the closure of PATH (e.g. system=/run/current-system), updated as the link changes; repeatable")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9101 (empty = off)")

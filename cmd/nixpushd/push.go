@@ -213,23 +213,30 @@ func (o *targetOptions) pusherWithKey(ctx context.Context, log *slog.Logger, key
 	if key != nil {
 		check = checkCacheKey(key, keyFile, log)
 	}
+	memoDir := ""
+	if filepath.IsAbs(o.stateDir) {
+		memoDir = filepath.Join(o.stateDir, "signed")
+	}
 	return &upload.Pusher{
-		CheckKey:     check,
-		SignPresent:  true,
-		Target:       target,
-		Compressor:   comp,
-		Key:          key,
-		Jobs:         o.jobs,
-		IOJobs:       o.ioJobs,
-		MaxTempSize:  int64(o.maxTempSize),
-		Locker:       locker,
-		TempDir:      o.tempDir,
-		Log:          log,
-		Retry:        retry.Default,
-		NarListings:  o.narListings,
-		DebugInfo:    o.indexDebugInfo,
-		BuildLogDir:  o.buildLogDirIfOn(),
-		Realisations: o.realisations,
+		CheckKey:    check,
+		SignPresent: true,
+		// The state directory is per machine (or per user): the memo of
+		// narinfos found signed saves a re-push reading each of them.
+		SignedMemoDir: memoDir,
+		Target:        target,
+		Compressor:    comp,
+		Key:           key,
+		Jobs:          o.jobs,
+		IOJobs:        o.ioJobs,
+		MaxTempSize:   int64(o.maxTempSize),
+		Locker:        locker,
+		TempDir:       o.tempDir,
+		Log:           log,
+		Retry:         retry.Default,
+		NarListings:   o.narListings,
+		DebugInfo:     o.indexDebugInfo,
+		BuildLogDir:   o.buildLogDirIfOn(),
+		Realisations:  o.realisations,
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package cachetest
 
 import (
 	"context"
+	"crypto/md5"
 	"fmt"
 	"io"
 	"slices"
@@ -26,12 +27,13 @@ type Mem struct {
 	// before each Exists answer (to block or count).
 	Modified   map[string]time.Time
 	ExistsHook func(key string)
-	Lists      int // ListRoot calls
+	Lists      int            // ListRoot calls
+	Gets       map[string]int // Get calls per key
 }
 
 // NewMem returns an empty Mem.
 func NewMem() *Mem {
-	return &Mem{Objects: map[string][]byte{}, Checks: map[string]int{}, Puts: map[string]int{}, Modified: map[string]time.Time{}}
+	return &Mem{Objects: map[string][]byte{}, Checks: map[string]int{}, Puts: map[string]int{}, Gets: map[string]int{}, Modified: map[string]time.Time{}}
 }
 
 // Mem is a Target that lists, lists its root and deletes.
@@ -57,6 +59,7 @@ func (m *Mem) Exists(_ context.Context, key string) (bool, error) {
 func (m *Mem) Get(_ context.Context, key string) ([]byte, error) {
 	m.Mu.Lock()
 	defer m.Mu.Unlock()
+	m.Gets[key]++
 	b, ok := m.Objects[key]
 	if !ok {
 		return nil, fmt.Errorf("get %s: %w", key, cache.ErrNotFound)
@@ -97,13 +100,14 @@ func (m *Mem) Index(key string) int {
 }
 
 // List and Delete make Mem a Lister and Deleter, with Last-Modified
-// from the (possibly fake) clock.
+// from the (possibly fake) clock and the ETag S3 gives an object written
+// by one PUT: the MD5 of its content.
 func (m *Mem) List(_ context.Context, prefix string, fn func(cache.ObjectInfo) error) error {
 	m.Mu.Lock()
 	var objs []cache.ObjectInfo
 	for k, b := range m.Objects {
 		if strings.HasPrefix(k, prefix) {
-			objs = append(objs, cache.ObjectInfo{Key: k, Size: int64(len(b)), LastModified: m.Modified[k]})
+			objs = append(objs, cache.ObjectInfo{Key: k, Size: int64(len(b)), LastModified: m.Modified[k], ETag: fmt.Sprintf("%x", md5.Sum(b))})
 		}
 	}
 	m.Mu.Unlock()

@@ -3,6 +3,7 @@ package cachetest
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"io"
@@ -228,6 +229,8 @@ func testPutGet(t *testing.T, tg cache.Target) {
 			objs := list(t, l, key)
 			if len(objs) != 1 || objs[0].Key != key || objs[0].Size != int64(n) {
 				t.Errorf("List(%q) = %+v, want the one object of %d bytes", key, objs, n)
+			} else {
+				checkETag(t, objs[0], b)
 			}
 		}
 	}
@@ -251,8 +254,23 @@ func testReplace(t *testing.T, tg cache.Target) {
 			objs := list(t, l, key)
 			if len(objs) != 1 || objs[0].Size != int64(sizes[1]) {
 				t.Errorf("List(%q) after replacing = %+v, want one object of %d bytes", key, objs, sizes[1])
+			} else {
+				checkETag(t, objs[0], second)
 			}
 		}
+	}
+}
+
+// checkETag: a listed ETag is empty (the backend has none), a multipart
+// one ("…-N"), or the MD5 of the content, which push relies on to tell
+// an unchanged narinfo from a listing.
+func checkETag(t *testing.T, o cache.ObjectInfo, content []byte) {
+	t.Helper()
+	if o.ETag == "" || strings.Contains(o.ETag, "-") {
+		return
+	}
+	if sum := fmt.Sprintf("%x", md5.Sum(content)); o.ETag != sum {
+		t.Errorf("List: %s has ETag %q, want the MD5 of its content %s", o.Key, o.ETag, sum)
 	}
 }
 
