@@ -491,10 +491,14 @@ func (d *Daemon) allWanted(items []queue.Item, closure []*store.PathInfo) bool {
 // root's outcome.
 func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue.Item, closure []*store.PathInfo) {
 	res, err := d.p.Push(ctx, closure)
+	realisations := 0
 	if err == nil {
-		_, err = pushRealisations(ctx, d.st, d.p, d.log, closure, res)
+		realisations, err = pushRealisations(ctx, d.st, d.p, d.log, closure, res)
 	}
-	d.stats.addUploaded(res.Uploaded)
+	d.stats.addPush(res, realisations)
+	d.m.NarListings(res.NarListings)
+	d.m.DebugInfoLinks(res.DebugInfoLinks)
+	d.m.Realisations(realisations)
 	if err != nil {
 		for _, it := range roots {
 			log := d.log.With("STORE_PATH", it.Path)
@@ -540,6 +544,17 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		d.log.Error("recording completion", "err", err, "count", len(donePaths))
 		return
 	}
+	// The other files the batch wrote, when there are any: the batch's,
+	// like batch_paths.
+	var files []any
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"batch_nar_listings", res.NarListings}, {"batch_debug_info_links", res.DebugInfoLinks}, {"batch_realisations", realisations}} {
+		if f.n > 0 {
+			files = append(files, f.key, f.n)
+		}
+	}
 	for i, it := range done {
 		// The counts are the root's closure's: uploaded + already_cached
 		// + signed = closure (a path uploaded for another root of the
@@ -548,9 +563,11 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		// already there (reused_nars). batch_paths is the union of the
 		// closures of the batch's roots.
 		c := counts[i]
-		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", c.closure, "batch", len(roots), "batch_paths", res.Total,
-			"uploaded", c.uploaded, "already_cached", c.closure-c.uploaded-c.signed, "signed", c.signed, "reused_nars", c.reused,
-			"nar_bytes", c.narBytes, "stored_bytes", c.stored, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+		attrs := []any{"STORE_PATH", it.Path, "closure", c.closure, "batch", len(roots), "batch_paths", res.Total,
+			"uploaded", c.uploaded, "already_cached", c.closure - c.uploaded - c.signed, "signed", c.signed, "reused_nars", c.reused,
+			"nar_bytes", c.narBytes, "stored_bytes", c.stored}
+		attrs = append(attrs, files...)
+		d.log.Info("pushed", append(attrs, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)...)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/queue"
+	"github.com/nixpushd/nixpushd/upload"
 )
 
 // Status is what `nixpushd status` shows.
@@ -21,9 +22,15 @@ type Status struct {
 	Failed   int    `json:"failed"`
 	Uploaded int    `json:"uploaded_since_start"`
 	// BuildLogs counts the build logs uploaded (--build-logs).
-	BuildLogs int            `json:"build_logs_since_start,omitempty"`
-	Skipped   map[string]int `json:"skipped_since_start"`
-	LastError string         `json:"last_error,omitempty"`
+	BuildLogs int `json:"build_logs_since_start,omitempty"`
+	// NarListings, DebugInfoLinks and Realisations count the .ls
+	// listings, debuginfo/ links and realisations written
+	// (--nar-listings, --index-debug-info, --realisations).
+	NarListings    int            `json:"nar_listings_since_start,omitempty"`
+	DebugInfoLinks int            `json:"debug_info_links_since_start,omitempty"`
+	Realisations   int            `json:"realisations_since_start,omitempty"`
+	Skipped        map[string]int `json:"skipped_since_start"`
+	LastError      string         `json:"last_error,omitempty"`
 	// ErrorSince is when uploads began failing (RFC 3339).
 	ErrorSince string `json:"last_error_since,omitempty"`
 	// Degraded: the cache's configuration is wrong (credentials, bucket,
@@ -71,6 +78,9 @@ type counters struct {
 	errSince  time.Time      // when uploads began failing (zero: they work)
 	uploaded  int            // store paths uploaded (closures included)
 	buildLogs int            // build logs uploaded (buildlogs.go)
+	// Written with the uploads: .ls listings, debug-info links,
+	// realisations.
+	listings, debugInfoLinks, realisations int
 	// degraded: the last failure was the target's configuration
 	// (cache.IsConfig: credentials, bucket, TLS…): nothing can upload
 	// until a human acts. Reported in STATUS=, status and the journal.
@@ -86,9 +96,14 @@ func (c *counters) skip(reason string) {
 	c.mu.Unlock()
 }
 
-func (c *counters) addUploaded(n int) {
+// addPush counts what a push wrote: res's paths and files, and the
+// realisations written after it.
+func (c *counters) addPush(res *upload.Result, realisations int) {
 	c.mu.Lock()
-	c.uploaded += n
+	c.uploaded += res.Uploaded
+	c.listings += res.NarListings
+	c.debugInfoLinks += res.DebugInfoLinks
+	c.realisations += realisations
 	c.mu.Unlock()
 }
 
@@ -141,7 +156,7 @@ func (c *counters) fill(st *Status) {
 		st.Skipped[k] = v
 	}
 	st.LastError, st.Uploaded, st.Degraded = c.lastError, c.uploaded, c.degraded
-	st.BuildLogs = c.buildLogs
+	st.BuildLogs, st.NarListings, st.DebugInfoLinks, st.Realisations = c.buildLogs, c.listings, c.debugInfoLinks, c.realisations
 	if !c.errSince.IsZero() {
 		st.ErrorSince = c.errSince.Format(time.RFC3339)
 	}
