@@ -154,6 +154,7 @@ func listPackages(t *testing.T, root string) []goPackage {
 	cmd := exec.Command("go", "list", "-deps", "-export",
 		"-json=ImportPath,Dir,Export,GoFiles,CgoFiles,Standard,DepOnly", "./...")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOPROXY=off") // no network: the module cache has what builds
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
