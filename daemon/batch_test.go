@@ -215,7 +215,7 @@ func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
 	seqMeta := func() string { v, _, _ := q.Meta(metaSeq); return v }
 
 	q.SetMeta(metaCheckpoint, "1000") // what an older nixpushd left
-	if err := d.reconcile(t.Context()); err != nil {
+	if err := d.src.reconcile(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if got := queued(); !slices.Equal(got, []int{3, 4}) || seqMeta() != "5" || st.calls["RegisteredSince"] != 1 {
@@ -224,7 +224,7 @@ func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
 	register(6, 500) // e.g. nix-store --register-validity with an old time
 	register(7, 1010)
 	for range 2 {
-		if err := d.reconcile(t.Context()); err != nil {
+		if err := d.src.reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +234,7 @@ func TestReconcileReadsOnlyNewRegistrations(t *testing.T) {
 
 	// A first start begins after the newest registration.
 	d2, q2 := newTestDaemon(t, st, nil)
-	if err := d2.initCheckpoint(); err != nil {
+	if err := d2.src.initCheckpoint(); err != nil {
 		t.Fatal(err)
 	}
 	if v, _, _ := q2.Meta(metaSeq); v != "7" {
@@ -287,7 +287,7 @@ func TestWatcherGathersLongerInABurst(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() {
-			d.watchEvents(ctx, events, make(chan error), make(chan struct{}, 1))
+			d.src.watchEvents(ctx, events, make(chan error), make(chan struct{}, 1))
 			close(done)
 		}()
 		remove := func(i int) {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +17,7 @@ import (
 // the hook's socket or spool was just built here — the post-build-hook
 // sends its DRV_PATH among the paths — so its build log is in Nix's log
 // directory. Such a .drv is queued even when derivations themselves are
-// not pushed; processBatch hands it to takeBuildLogs first, which uploads
+// not pushed; processBatch hands it to buildLogs.take first, which uploads
 // its log to log/<drv> and completes it (or leaves it to the closure push
 // with --push-derivations). Derivations found by the watcher or reconcile
 // are only instantiated, mostly never built: they are not looked at.
@@ -25,15 +26,31 @@ import (
 // Pusher's IOJobs bounds the requests themselves.
 const buildLogWorkers = 8
 
+// buildLogs uploads the build logs of the derivations the hook sends.
+type buildLogs struct {
+	cfg   *Config
+	p     *upload.Pusher
+	q     *queue.Queue
+	log   *slog.Logger
+	items itemOutcomes
+}
+
+// itemOutcomes records what became of a queue item that failed (the
+// Daemon's fail and retry).
+type itemOutcomes interface {
+	fail(it queue.Item, log *slog.Logger, reason string)
+	retry(ctx context.Context, it queue.Item, log *slog.Logger, cause error)
+}
+
 // fromHook says whether source delivers what Nix just built.
 func fromHook(source string) bool { return source == "socket" || source == "spool" }
 
 func isDrv(p string) bool { return strings.HasSuffix(p, ".drv") }
 
-// buildLogDrvs returns the derivations among paths whose build logs are
-// to be uploaded: none unless the Pusher has a BuildLogDir.
-func (d *Daemon) buildLogDrvs(paths []string, source string) []string {
-	if d.p.BuildLogDir == "" || !fromHook(source) {
+// drvs returns the derivations among paths whose build logs are to be
+// uploaded: none unless the Pusher has a BuildLogDir.
+func (b *buildLogs) drvs(paths []string, source string) []string {
+	if b.p.BuildLogDir == "" || !fromHook(source) {
 		return nil
 	}
 	var drvs []string
@@ -56,13 +73,14 @@ func withBuildLogDrvs(kept, drvs []string) []string {
 	return kept
 }
 
-// takeBuildLogs uploads the build logs of the hook's derivations among
-// items and returns the items left for the closure push: the others, and
-// those derivations when derivations are pushed too. A derivation whose
-// log upload failed is retried or failed here, like a path.
-func (d *Daemon) takeBuildLogs(ctx context.Context, items []queue.Item) []queue.Item {
-	if d.p.BuildLogDir == "" {
-		return items
+// take uploads the build logs of the hook's derivations among items and
+// returns the items left for the closure push — the others, and those
+// derivations when derivations are pushed too — and how many logs it
+// uploaded. A derivation whose log upload failed is retried or failed
+// here, like a path.
+func (b *buildLogs) take(ctx context.Context, items []queue.Item) (rest []queue.Item, uploadedLogs int) {
+	if b.p.BuildLogDir == "" {
+		return items, 0
 	}
 	var jobs []int
 	for i, it := range items {
@@ -71,7 +89,7 @@ func (d *Daemon) takeBuildLogs(ctx context.Context, items []queue.Item) []queue.
 		}
 	}
 	if len(jobs) == 0 {
-		return items
+		return items, 0
 	}
 	errs := make([]error, len(jobs))
 	uploaded := make([]bool, len(jobs))
@@ -86,7 +104,7 @@ func (d *Daemon) takeBuildLogs(ctx context.Context, items []queue.Item) []queue.
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			uploaded[j], errs[j] = d.p.PushBuildLog(ctx, items[i].Path)
+			uploaded[j], errs[j] = b.p.PushBuildLog(ctx, items[i].Path)
 		})
 	}
 	wg.Wait()
@@ -96,41 +114,36 @@ func (d *Daemon) takeBuildLogs(ctx context.Context, items []queue.Item) []queue.
 	n := 0
 	for j, i := range jobs {
 		it := items[i]
-		log := d.log.With("STORE_PATH", it.Path)
+		log := b.log.With("STORE_PATH", it.Path)
 		switch err := errs[j]; {
 		case err == nil:
 			if uploaded[j] {
 				n++
 				log.Info("pushed build log", "key", upload.BuildLogKey(it.Path), "source", it.Source)
 			} else {
-				log.Debug("no build log kept by Nix", "log_dir", d.p.BuildLogDir)
+				log.Debug("no build log kept by Nix", "log_dir", b.p.BuildLogDir)
 			}
-			if !d.cfg.PushDerivations {
+			if !b.cfg.PushDerivations {
 				done[i] = true
 				complete = append(complete, it.Path)
 			}
 		case cache.IsPathPermanent(err):
 			done[i] = true
-			d.fail(it, log, err.Error())
+			b.items.fail(it, log, err.Error())
 		default:
 			done[i] = true
-			d.retry(ctx, it, log, err)
+			b.items.retry(ctx, it, log, err)
 		}
 	}
-	d.mu.Lock()
-	d.buildLogs += n
-	d.mu.Unlock()
-	d.m.BuildLogs(n)
 	if len(complete) > 0 {
-		if err := d.q.CompleteAll(complete, time.Now()); err != nil {
-			d.log.Error("recording completion", "err", err, "count", len(complete))
+		if err := b.q.CompleteAll(complete, time.Now()); err != nil {
+			b.log.Error("recording completion", "err", err, "count", len(complete))
 		}
 	}
-	var rest []queue.Item
 	for i, it := range items {
 		if !done[i] {
 			rest = append(rest, it)
 		}
 	}
-	return rest
+	return rest, n
 }

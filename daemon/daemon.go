@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,15 +25,6 @@ import (
 	"github.com/nixpushd/nixpushd/upload"
 )
 
-// Where reconcile has looked up to: metaSeq holds the Seq of the last
-// registration seen (store.Registered), metaCheckpoint the registration
-// time (unix seconds) that older versions used, and that a state without
-// metaSeq is reconciled from once, with a scan of the whole database.
-const (
-	metaSeq        = "reconcile-seq"
-	metaCheckpoint = "reconcile-checkpoint"
-)
-
 // Daemon ties the sources, the queue and the pusher together.
 type Daemon struct {
 	cfg    *Config
@@ -44,22 +35,13 @@ type Daemon struct {
 	notify *Notifier
 	m      *metrics.Metrics // nil: metrics off (its methods do nothing)
 
-	wake      chan struct{} // something was enqueued or finished
-	active    atomic.Int64  // queue items being worked on
-	started   time.Time
-	heartbeat atomic.Int64 // unix nanos of the dispatcher's last turn
+	stats *counters  // since start (status.go)
+	src   *sources   // watcher, spool, reconcile (sources.go)
+	logs  *buildLogs // build logs (buildlogs.go)
 
-	mu        sync.Mutex
-	skipped   map[string]int // reason → count, since start
-	lastError string         // last failure of the target as a whole
-	errSince  time.Time      // when uploads began failing (zero: they work)
-	uploaded  int            // store paths uploaded since start (closures included)
-	buildLogs int            // build logs uploaded since start (buildlogs.go)
-	// degraded: the last failure was the target's configuration
-	// (cache.IsConfig: credentials, bucket, TLS…): nothing can upload
-	// until a human acts. Reported in STATUS=, status and the journal.
-	degraded  bool
-	loggedBad time.Time // last journal line about the degraded state
+	wake    chan struct{} // something was enqueued or finished
+	active  atomic.Int64  // queue items being worked on
+	started time.Time
 }
 
 // degradedLogEvery spaces the journal's reminders that the cache is
@@ -68,12 +50,15 @@ const degradedLogEvery = time.Minute
 
 // New makes a Daemon. It does not start anything.
 func New(cfg *Config, q *queue.Queue, st store.Store, p *upload.Pusher, log *slog.Logger) *Daemon {
-	return &Daemon{
+	d := &Daemon{
 		cfg: cfg, q: q, st: st, p: p, log: log,
-		notify:  NewNotifier(log),
-		wake:    make(chan struct{}, 1),
-		skipped: map[string]int{},
+		notify: NewNotifier(log),
+		stats:  newCounters(),
+		wake:   make(chan struct{}, 1),
 	}
+	d.src = &sources{cfg: cfg, q: q, st: st, log: log, enq: d}
+	d.logs = &buildLogs{cfg: cfg, p: p, q: q, log: log, items: d}
+	return d
 }
 
 // SetMetrics makes the daemon count skips and queue retries in m. Call it
@@ -83,7 +68,7 @@ func (d *Daemon) SetMetrics(m *metrics.Metrics) { d.m = m }
 // Degraded reports whether the cache is unusable as configured (wrong
 // credentials, an untrusted certificate, a missing bucket): what status
 // and systemd's STATUS= call DEGRADED.
-func (d *Daemon) Degraded() bool { return d.isDegraded() }
+func (d *Daemon) Degraded() bool { return d.stats.isDegraded() }
 
 func (d *Daemon) poke() {
 	select {
@@ -101,7 +86,7 @@ func (d *Daemon) Enqueue(ctx context.Context, paths []string, source string) (in
 	if source == "socket" || source == "spool" {
 		paths = d.withOutputs(ctx, paths)
 	}
-	logDrvs := d.buildLogDrvs(paths, source)
+	logDrvs := d.logs.drvs(paths, source)
 	paths = d.prefilter(ctx, paths, source)
 	if source == "watch" || source == "reconcile" {
 		paths = d.notJustPushed(paths)
@@ -217,9 +202,7 @@ func (d *Daemon) keepBuiltHere(named []string, infos []*store.PathInfo, source s
 }
 
 func (d *Daemon) skip(reason, path string) {
-	d.mu.Lock()
-	d.skipped[reason]++
-	d.mu.Unlock()
+	d.stats.skip(reason)
 	d.m.Skip(reason)
 	d.log.Debug("skipped", "STORE_PATH", path, "reason", reason)
 }
@@ -234,7 +217,7 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	} else if n > 0 {
 		d.log.Info("resuming uploads interrupted by the last stop", "count", n)
 	}
-	if err := d.initCheckpoint(); err != nil {
+	if err := d.src.initCheckpoint(); err != nil {
 		return err
 	}
 	if err := d.noteTarget(); err != nil {
@@ -272,20 +255,21 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 			sources.Add(1)
 			go func() {
 				defer sources.Done()
-				d.watch(ctx, w, reconcileNow)
+				d.src.watch(ctx, w, reconcileNow)
 			}()
 		}
 	}
 	sources.Add(1)
 	go func() {
 		defer sources.Done()
-		d.reconcileLoop(ctx, reconcileNow)
+		d.src.reconcileLoop(ctx, reconcileNow)
 	}()
 	if len(d.cfg.Pins) > 0 {
+		pins := &pinner{pins: d.cfg.Pins, every: min(pinEvery, d.cfg.ReconcileInterval), st: d.st, p: d.p, log: d.log}
 		sources.Add(1)
 		go func() {
 			defer sources.Done()
-			d.pinLoop(ctx)
+			pins.loop(ctx)
 		}()
 	}
 	sources.Add(1)
@@ -297,7 +281,7 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 		sources.Add(1)
 		go func() {
 			defer sources.Done()
-			d.watchdog(ctx)
+			d.notify.watchdog(ctx)
 		}()
 	}
 
@@ -306,7 +290,7 @@ func (d *Daemon) Run(ctx context.Context, ln net.Listener) error {
 	if d.p.Key != nil {
 		attrs = append(attrs, "public_key", d.p.Key.Public().String())
 	}
-	if d.isDegraded() {
+	if d.stats.isDegraded() {
 		d.log.Warn("nixpushd ready, but DEGRADED: the cache cannot be used until its configuration is fixed; uploads are retried", attrs...)
 	} else {
 		d.log.Info("nixpushd ready", attrs...)
@@ -350,7 +334,7 @@ func addrOf(ln net.Listener) string {
 // finishes, or the next retry is due: an idle daemon uses no CPU.
 func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup) {
 	for {
-		d.heartbeat.Store(time.Now().UnixNano())
+		d.notify.Beat()
 		if ctx.Err() != nil {
 			return
 		}
@@ -405,7 +389,10 @@ func (d *Daemon) dispatch(ctx, workCtx context.Context, workers *sync.WaitGroup)
 // one push, and records each item's outcome in the queue.
 func (d *Daemon) processBatch(ctx context.Context, items []queue.Item) {
 	start := time.Now()
-	if items = d.takeBuildLogs(ctx, items); len(items) == 0 {
+	items, logs := d.logs.take(ctx, items)
+	d.stats.addBuildLogs(logs)
+	d.m.BuildLogs(logs)
+	if len(items) == 0 {
 		return
 	}
 	paths := make([]string, len(items))
@@ -504,12 +491,14 @@ func (d *Daemon) allWanted(items []queue.Item, closure []*store.PathInfo) bool {
 // root's outcome.
 func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue.Item, closure []*store.PathInfo) {
 	res, err := d.p.Push(ctx, closure)
+	realisations := 0
 	if err == nil {
-		err = d.pushRealisations(ctx, closure, res)
+		realisations, err = pushRealisations(ctx, d.st, d.p, d.log, closure, res)
 	}
-	d.mu.Lock()
-	d.uploaded += res.Uploaded
-	d.mu.Unlock()
+	d.stats.addPush(res, realisations)
+	d.m.NarListings(res.NarListings)
+	d.m.DebugInfoLinks(res.DebugInfoLinks)
+	d.m.Realisations(realisations)
 	if err != nil {
 		for _, it := range roots {
 			log := d.log.With("STORE_PATH", it.Path)
@@ -555,6 +544,17 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		d.log.Error("recording completion", "err", err, "count", len(donePaths))
 		return
 	}
+	// The other files the batch wrote, when there are any: the batch's,
+	// like batch_paths.
+	var files []any
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"batch_nar_listings", res.NarListings}, {"batch_debug_info_links", res.DebugInfoLinks}, {"batch_realisations", realisations}} {
+		if f.n > 0 {
+			files = append(files, f.key, f.n)
+		}
+	}
 	for i, it := range done {
 		// The counts are the root's closure's: uploaded + already_cached
 		// + signed = closure (a path uploaded for another root of the
@@ -563,9 +563,11 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		// already there (reused_nars). batch_paths is the union of the
 		// closures of the batch's roots.
 		c := counts[i]
-		d.log.Info("pushed", "STORE_PATH", it.Path, "closure", c.closure, "batch", len(roots), "batch_paths", res.Total,
-			"uploaded", c.uploaded, "already_cached", c.closure-c.uploaded-c.signed, "signed", c.signed, "reused_nars", c.reused,
-			"nar_bytes", c.narBytes, "stored_bytes", c.stored, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)
+		attrs := []any{"STORE_PATH", it.Path, "closure", c.closure, "batch", len(roots), "batch_paths", res.Total,
+			"uploaded", c.uploaded, "already_cached", c.closure - c.uploaded - c.signed, "signed", c.signed, "reused_nars", c.reused,
+			"nar_bytes", c.narBytes, "stored_bytes", c.stored}
+		attrs = append(attrs, files...)
+		d.log.Info("pushed", append(attrs, "duration", time.Since(start).Round(time.Millisecond), "source", it.Source)...)
 	}
 }
 
@@ -683,20 +685,7 @@ func (d *Daemon) retry(ctx context.Context, it queue.Item, log *slog.Logger, cau
 // noteFailure records a failure of the target. A configuration error
 // makes the daemon degraded, logged at once and then once a minute.
 func (d *Daemon) noteFailure(err error) {
-	now := time.Now()
-	d.mu.Lock()
-	d.lastError = err.Error()
-	if d.errSince.IsZero() {
-		d.errSince = now
-	}
-	wasDegraded := d.degraded
-	d.degraded = cache.IsConfig(err)
-	logIt := d.degraded && now.Sub(d.loggedBad) >= degradedLogEvery
-	if logIt {
-		d.loggedBad = now
-	}
-	since := d.errSince
-	d.mu.Unlock()
+	logIt, changed, since := d.stats.failed(err, time.Now(), degradedLogEvery)
 	if logIt {
 		pending := 0
 		if st, err := d.q.Stats(); err == nil {
@@ -705,27 +694,17 @@ func (d *Daemon) noteFailure(err error) {
 		d.log.Error("DEGRADED: the cache cannot be used until this is fixed; uploads are retried", "target", d.p.Target.String(),
 			"err", err.Error(), "since", since.Format(time.RFC3339), "waiting", pending)
 	}
-	if d.degraded != wasDegraded {
+	if changed {
 		d.poke() // the dispatcher refreshes STATUS=
 	}
 }
 
 // noteSuccess clears the failure state after an upload went through.
 func (d *Daemon) noteSuccess() {
-	d.mu.Lock()
-	was, since := d.degraded, d.errSince
-	d.lastError, d.errSince, d.degraded, d.loggedBad = "", time.Time{}, false, time.Time{}
-	d.mu.Unlock()
-	if was {
+	if was, since := d.stats.succeeded(); was {
 		d.log.Info("the cache works again", "target", d.p.Target.String(), "degraded_for", time.Since(since).Round(time.Second))
 		d.poke()
 	}
-}
-
-func (d *Daemon) isDegraded() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.degraded
 }
 
 // probeLoop checks a degraded cache once a minute, even with nothing to
@@ -740,7 +719,7 @@ func (d *Daemon) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !d.isDegraded() {
+		if !d.stats.isDegraded() {
 			continue
 		}
 		if err := d.p.CheckCache(ctx); err != nil {
@@ -774,22 +753,38 @@ func (d *Daemon) noteTarget() error {
 	return d.q.SetMeta(metaTarget, target)
 }
 
-// initCheckpoint records, on the very first start, that reconcile begins
-// now: the store's history is `nixpushd push`'s job, not the daemon's.
-func (d *Daemon) initCheckpoint() error {
-	_, ok, err := d.q.Meta(metaCheckpoint)
+// Snapshot gathers the current status.
+func (d *Daemon) Snapshot() (*Status, error) {
+	st, err := QueueStatus(d.q)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if ok {
-		return nil
+	st.Target, st.Uptime = d.p.Target.String(), time.Since(d.started).Round(time.Second).String()
+	d.stats.fill(st)
+	if d.p.Key != nil {
+		st.PublicKey = d.p.Key.Public().String()
+		st.SecretKeyFile = d.cfg.SecretKeyFile
 	}
-	now := time.Now().Unix()
-	d.log.Info("first start: pushing paths registered from now on (use `nixpushd push` for older ones)")
-	if seq, err := d.st.LastSeq(context.Background()); err == nil {
-		if err := d.q.SetMeta(metaSeq, strconv.FormatInt(seq, 10)); err != nil {
-			return err
-		}
+	return st, nil
+}
+
+// The daemon answers the hook socket (see Run).
+var _ hook.Handler = (*Daemon)(nil)
+
+// StatusJSON answers the socket's STATUS request.
+func (d *Daemon) StatusJSON(context.Context) ([]byte, error) {
+	st, err := d.Snapshot()
+	if err != nil {
+		return nil, err
 	}
-	return d.q.SetMeta(metaCheckpoint, strconv.FormatInt(now, 10))
+	return json.Marshal(st)
+}
+
+// updateStatus tells systemd the queue's shape.
+func (d *Daemon) updateStatus() {
+	stats, err := d.q.Stats()
+	if err != nil {
+		return
+	}
+	d.notify.Status(d.stats.systemdStatus(stats, d.active.Load()))
 }

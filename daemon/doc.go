@@ -6,8 +6,12 @@
 // of configured links, tells systemd its state (sd_notify, watchdog), and
 // answers status requests.
 //
-// Files: daemon.go (Daemon, Enqueue, Run, the dispatcher and the outcome
-// of each batch), sources.go, pins.go, status.go, notify.go, config.go.
+// Files: daemon.go (Daemon, Enqueue, Run, the dispatcher, the outcome of
+// each batch, Snapshot), sources.go (watcher, spool, reconcile), pins.go,
+// buildlogs.go, realisations.go, status.go (Status and the counters behind
+// it), notify.go (sd_notify, watchdog), config.go. Each concern's file has
+// its own type or functions, which daemon.go wires; none of them uses
+// daemon.go's declarations back (internal/layout checks).
 //
 // It holds no format or storage logic of its own: NARs are nar's, uploads
 // upload's, durability queue's.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -19,6 +20,7 @@ type Notifier struct {
 	// Watchdog is the interval systemd expects pings within (WatchdogSec),
 	// zero when the watchdog is off.
 	Watchdog time.Duration
+	beat     atomic.Int64 // unix nanos of the dispatcher's last turn
 }
 
 func NewNotifier(log *slog.Logger) *Notifier {
@@ -53,18 +55,21 @@ func (n *Notifier) Status(s string) {
 	}
 }
 
-// watchdog pings systemd while the dispatcher is alive. A wedged
-// dispatcher stops the pings, and systemd restarts the service.
-func (d *Daemon) watchdog(ctx context.Context) {
-	t := time.NewTicker(d.notify.Watchdog / 3)
+// Beat tells the watchdog that the dispatcher is alive.
+func (n *Notifier) Beat() { n.beat.Store(time.Now().UnixNano()) }
+
+// watchdog pings systemd while the dispatcher beats. A wedged dispatcher
+// stops the pings, and systemd restarts the service.
+func (n *Notifier) watchdog(ctx context.Context) {
+	t := time.NewTicker(n.Watchdog / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if time.Since(time.Unix(0, d.heartbeat.Load())) < d.notify.Watchdog {
-				d.notify.Ping()
+			if time.Since(time.Unix(0, n.beat.Load())) < n.Watchdog {
+				n.Ping()
 			}
 		}
 	}

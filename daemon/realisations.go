@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/nixpushd/nixpushd/store"
 	"github.com/nixpushd/nixpushd/upload"
@@ -9,11 +10,12 @@ import (
 
 // pushRealisations uploads the realisations (ca-derivations) of the
 // closure just pushed, once its narinfos are in: only those whose output
-// and dependencies uploaded. An error fails the batch like an upload's:
-// its roots are retried, and the paths are found present then.
-func (d *Daemon) pushRealisations(ctx context.Context, closure []*store.PathInfo, res *upload.Result) error {
-	if !d.p.Realisations {
-		return nil
+// and dependencies uploaded. It returns how many it wrote. An error fails
+// the batch like an upload's: its roots are retried, and the paths are
+// found present then.
+func pushRealisations(ctx context.Context, st store.Store, p *upload.Pusher, log *slog.Logger, closure []*store.PathInfo, res *upload.Result) (int, error) {
+	if !p.Realisations {
+		return 0, nil
 	}
 	paths := make([]string, len(closure))
 	in := make(map[string]bool, len(closure))
@@ -21,14 +23,14 @@ func (d *Daemon) pushRealisations(ctx context.Context, closure []*store.PathInfo
 		paths[i] = pi.Path
 		in[pi.Path] = true
 	}
-	rs, err := store.Realisations(ctx, d.st, paths)
+	rs, err := store.Realisations(ctx, st, paths)
 	if err != nil || len(rs) == 0 {
-		return err
+		return 0, err
 	}
 	rs = upload.Publishable(rs, func(p string) bool { return in[p] && res.Failed[p] == nil })
-	n, err := d.p.PushRealisations(ctx, rs)
+	n, err := p.PushRealisations(ctx, rs)
 	if n > 0 {
-		d.log.Info("pushed realisations", "count", n, "batch_paths", res.Total)
+		log.Info("pushed realisations", "count", n, "batch_paths", res.Total)
 	}
-	return err
+	return n, err
 }

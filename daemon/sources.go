@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,8 +16,52 @@ import (
 
 	"github.com/nixpushd/nixpushd/hook"
 	"github.com/nixpushd/nixpushd/nar"
+	"github.com/nixpushd/nixpushd/queue"
 	"github.com/nixpushd/nixpushd/store"
 )
+
+// sources finds the paths to push and hands them to enq (the Daemon).
+type sources struct {
+	cfg *Config
+	q   *queue.Queue
+	st  store.Store
+	log *slog.Logger
+	enq enqueuer
+}
+
+// enqueuer is where sources hand their paths: Daemon.Enqueue.
+type enqueuer interface {
+	Enqueue(ctx context.Context, paths []string, source string) (int, error)
+}
+
+// Where reconcile has looked up to: metaSeq holds the Seq of the last
+// registration seen (store.Registered), metaCheckpoint the registration
+// time (unix seconds) that older versions used, and that a state without
+// metaSeq is reconciled from once, with a scan of the whole database.
+const (
+	metaSeq        = "reconcile-seq"
+	metaCheckpoint = "reconcile-checkpoint"
+)
+
+// initCheckpoint records, on the very first start, that reconcile begins
+// now: the store's history is `nixpushd push`'s job, not the daemon's.
+func (s *sources) initCheckpoint() error {
+	_, ok, err := s.q.Meta(metaCheckpoint)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	now := time.Now().Unix()
+	s.log.Info("first start: pushing paths registered from now on (use `nixpushd push` for older ones)")
+	if seq, err := s.st.LastSeq(context.Background()); err == nil {
+		if err := s.q.SetMeta(metaSeq, strconv.FormatInt(seq, 10)); err != nil {
+			return err
+		}
+	}
+	return s.q.SetMeta(metaCheckpoint, strconv.FormatInt(now, 10))
+}
 
 func newStoreWatcher(dir string) (*fsnotify.Watcher, error) {
 	w, err := fsnotify.NewWatcher()
@@ -57,13 +102,13 @@ const (
 // watch turns lock removals into candidates, batches them for a moment (a
 // build registers its outputs together), keeps the valid ones and enqueues
 // them. An event overflow asks reconcile to run at once.
-func (d *Daemon) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow chan<- struct{}) {
+func (s *sources) watch(ctx context.Context, w *fsnotify.Watcher, reconcileNow chan<- struct{}) {
 	defer w.Close()
-	d.watchEvents(ctx, w.Events, w.Errors, reconcileNow)
+	s.watchEvents(ctx, w.Events, w.Errors, reconcileNow)
 }
 
 // watchEvents is watch's loop over the watcher's channels.
-func (d *Daemon) watchEvents(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error, reconcileNow chan<- struct{}) {
+func (s *sources) watchEvents(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error, reconcileNow chan<- struct{}) {
 	pending := map[string]bool{}
 	var flush <-chan time.Time
 	var t *time.Timer
@@ -82,7 +127,7 @@ func (d *Daemon) watchEvents(ctx context.Context, events <-chan fsnotify.Event, 
 			if !ev.Has(fsnotify.Remove) && !ev.Has(fsnotify.Rename) {
 				continue
 			}
-			if p := lockTarget(d.cfg.StoreDir, ev.Name); p != "" {
+			if p := lockTarget(s.cfg.StoreDir, ev.Name); p != "" {
 				pending[p] = true
 				if flush == nil {
 					wait := settle
@@ -98,13 +143,13 @@ func (d *Daemon) watchEvents(ctx context.Context, events <-chan fsnotify.Event, 
 				return
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				d.log.Warn("store watcher overflowed; reconciling now")
+				s.log.Warn("store watcher overflowed; reconciling now")
 				select {
 				case reconcileNow <- struct{}{}:
 				default:
 				}
 			} else {
-				d.log.Warn("store watcher", "err", err)
+				s.log.Warn("store watcher", "err", err)
 			}
 		case <-flush:
 			flush, t, lastFlush = nil, nil, time.Now()
@@ -115,8 +160,8 @@ func (d *Daemon) watchEvents(ctx context.Context, events <-chan fsnotify.Event, 
 			clear(pending)
 			// Enqueue's prefilter drops the paths that are not valid: a
 			// failed build removes its lock too.
-			if _, err := d.Enqueue(ctx, paths, "watch"); err != nil {
-				d.log.Error("enqueue from store watcher; reconcile will catch them", "err", err)
+			if _, err := s.enq.Enqueue(ctx, paths, "watch"); err != nil {
+				s.log.Error("enqueue from store watcher; reconcile will catch them", "err", err)
 			}
 		}
 	}
@@ -127,7 +172,7 @@ func (d *Daemon) watchEvents(ctx context.Context, events <-chan fsnotify.Event, 
 // left while the daemon was down are recorded as coming from it; it is
 // drained again later in case a hook spooled while the socket was briefly
 // unavailable.
-func (d *Daemon) reconcileLoop(ctx context.Context, now <-chan struct{}) {
+func (s *sources) reconcileLoop(ctx context.Context, now <-chan struct{}) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -138,28 +183,28 @@ func (d *Daemon) reconcileLoop(ctx context.Context, now <-chan struct{}) {
 		case <-now:
 			t.Stop()
 		}
-		d.drainSpool(ctx)
-		if err := d.reconcile(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("reconcile", "err", err)
+		s.drainSpool(ctx)
+		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("reconcile", "err", err)
 		}
-		if err := d.q.PruneDone(10000); err != nil {
-			d.log.Warn("pruning queue history", "err", err)
+		if err := s.q.PruneDone(10000); err != nil {
+			s.log.Warn("pruning queue history", "err", err)
 		}
-		t.Reset(d.cfg.ReconcileInterval)
+		t.Reset(s.cfg.ReconcileInterval)
 	}
 }
 
 // drainSpool queues the paths hooks left in the spool directory.
-func (d *Daemon) drainSpool(ctx context.Context) {
-	n, err := hook.DrainSpool(ctx, d.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
-		_, err := d.Enqueue(ctx, paths, "spool")
+func (s *sources) drainSpool(ctx context.Context) {
+	n, err := hook.DrainSpool(ctx, s.cfg.SpoolDir, func(ctx context.Context, paths []string) error {
+		_, err := s.enq.Enqueue(ctx, paths, "spool")
 		return err
-	}, d.log)
+	}, s.log)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		d.log.Error("draining the hook spool", "dir", d.cfg.SpoolDir, "err", err)
+		s.log.Error("draining the hook spool", "dir", s.cfg.SpoolDir, "err", err)
 	case n > 0:
-		d.log.Info("took paths the hook spooled while the daemon was unreachable", "count", n, "dir", d.cfg.SpoolDir)
+		s.log.Info("took paths the hook spooled while the daemon was unreachable", "count", n, "dir", s.cfg.SpoolDir)
 	}
 }
 
@@ -168,27 +213,27 @@ func (d *Daemon) drainSpool(ctx context.Context) {
 // while the daemon was down. It reads only the registrations after the
 // last one it saw; a state from before such checkpoints is reconciled from
 // its registration time once.
-func (d *Daemon) reconcile(ctx context.Context) error {
+func (s *sources) reconcile(ctx context.Context) error {
 	start := time.Now()
-	v, bySeq, err := d.q.Meta(metaSeq)
+	v, bySeq, err := s.q.Meta(metaSeq)
 	if err != nil {
 		return err
 	}
 	seq, _ := strconv.ParseInt(v, 10, 64)
 	var regs []store.Registered
 	if bySeq {
-		regs, err = d.st.RegisteredAfter(ctx, seq)
+		regs, err = s.st.RegisteredAfter(ctx, seq)
 	} else {
 		// Read the newest Seq first: whatever is registered during the
 		// scan has a larger one, and is found next time if the scan
 		// missed it.
-		if seq, err = d.st.LastSeq(ctx); err == nil {
-			v, _, err = d.q.Meta(metaCheckpoint)
+		if seq, err = s.st.LastSeq(ctx); err == nil {
+			v, _, err = s.q.Meta(metaCheckpoint)
 			if err != nil {
 				return err
 			}
 			cp, _ := strconv.ParseInt(v, 10, 64)
-			regs, err = d.st.RegisteredSince(ctx, cp)
+			regs, err = s.st.RegisteredSince(ctx, cp)
 		}
 	}
 	if errors.Is(err, errors.ErrUnsupported) {
@@ -201,21 +246,21 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	newSeq := seq
 	for _, r := range regs {
 		newSeq = max(newSeq, r.Seq)
-		if _, ok, err := d.q.Get(r.Path); err != nil {
+		if _, ok, err := s.q.Get(r.Path); err != nil {
 			return err
 		} else if !ok {
 			fresh = append(fresh, r.Path)
 		}
 	}
 	if len(fresh) > 0 {
-		if _, err := d.Enqueue(ctx, fresh, "reconcile"); err != nil {
+		if _, err := s.enq.Enqueue(ctx, fresh, "reconcile"); err != nil {
 			return err
 		}
-		d.log.Info("reconcile found paths without a watcher event", "count", len(fresh))
+		s.log.Info("reconcile found paths without a watcher event", "count", len(fresh))
 	}
-	d.log.Debug("reconciled", "registered_since_checkpoint", len(regs), "new", len(fresh), "took", time.Since(start))
+	s.log.Debug("reconciled", "registered_since_checkpoint", len(regs), "new", len(fresh), "took", time.Since(start))
 	if newSeq != seq || !bySeq {
-		return d.q.SetMeta(metaSeq, strconv.FormatInt(newSeq, 10))
+		return s.q.SetMeta(metaSeq, strconv.FormatInt(newSeq, 10))
 	}
 	return nil
 }

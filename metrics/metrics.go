@@ -42,7 +42,11 @@ type Metrics struct {
 	requestRetries prometheus.Counter
 	queueRetries   prometheus.Counter
 	lastSuccess    prometheus.Gauge
-	buildLogs      prometheus.Counter // formats.go
+	// The files Nix writes besides narinfos and NARs.
+	buildLogs      prometheus.Counter
+	narListings    prometheus.Counter
+	debugInfoLinks prometheus.Counter
+	realisations   prometheus.Counter
 }
 
 // New makes the metrics and registers them, with Go runtime and process
@@ -102,9 +106,11 @@ func New(opts Options) *Metrics {
 		m.skipped.WithLabelValues(r)
 	}
 	m.buildLogs = newBuildLogsCounter()
+	m.narListings, m.debugInfoLinks, m.realisations = newNarListingsCounter(), newDebugInfoLinksCounter(), newRealisationsCounter()
 	m.reg.MustRegister(
 		m.uploaded, m.skipped, m.failed, m.narBytes, m.storedBytes, m.duration,
-		m.requestRetries, m.queueRetries, m.lastSuccess, m.buildLogs,
+		m.requestRetries, m.queueRetries, m.lastSuccess,
+		m.buildLogs, m.narListings, m.debugInfoLinks, m.realisations,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStateCollector(m.opts),
@@ -210,4 +216,49 @@ func (m *Metrics) BuildLogs(n int) {
 		return
 	}
 	m.buildLogs.Add(float64(n))
+}
+
+func newNarListingsCounter() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nixpushd_nar_listings_written_total",
+		Help: "NAR listings (<hash>.ls) written (--nar-listings): one per NAR uploaded.",
+	})
+}
+
+// NarListings counts n NAR listings written.
+func (m *Metrics) NarListings(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.narListings.Add(float64(n))
+}
+
+func newDebugInfoLinksCounter() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nixpushd_debug_info_links_written_total",
+		Help: "Debug-info links (debuginfo/<build-id>) written (--index-debug-info): one per lib/debug/.build-id file of the NARs uploaded.",
+	})
+}
+
+// DebugInfoLinks counts n debug-info links written.
+func (m *Metrics) DebugInfoLinks(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.debugInfoLinks.Add(float64(n))
+}
+
+func newRealisationsCounter() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nixpushd_realisations_written_total",
+		Help: "Realisations (realisations/<drv hash>!<output>.doi) written (--realisations): outputs of content-addressed derivations.",
+	})
+}
+
+// Realisations counts n realisations written.
+func (m *Metrics) Realisations(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.realisations.Add(float64(n))
 }

@@ -305,3 +305,32 @@ func TestQueueSources(t *testing.T) {
 		t.Errorf("after a is done: oldest = %v %v %v, want %v", at, ok, err, t0.Add(time.Minute))
 	}
 }
+
+// The files besides narinfos and NARs count what the daemon reports, zero
+// and negative counts included (they add nothing), and nil Metrics (off)
+// take every call.
+func TestSidecarCounters(t *testing.T) {
+	m := New(Options{Now: fixedNow})
+	for _, n := range []int{2, 0, -1, 3} {
+		m.BuildLogs(n)
+		m.NarListings(n + 1)
+		m.DebugInfoLinks(n * 2)
+		m.Realisations(n)
+	}
+	s := scrape(t, m)
+	for name, want := range map[string]float64{
+		"nixpushd_build_logs_uploaded_total":      5,
+		"nixpushd_nar_listings_written_total":     3 + 1 + 4,
+		"nixpushd_debug_info_links_written_total": 4 + 6,
+		"nixpushd_realisations_written_total":     5,
+	} {
+		if got := s.value(t, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	var off *Metrics
+	off.BuildLogs(1)
+	off.NarListings(1)
+	off.DebugInfoLinks(1)
+	off.Realisations(1)
+}

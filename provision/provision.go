@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/minio/madmin-go/v3"
 	"github.com/minio/minio-go/v7"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/nixpushd/nixpushd/cache"
 	"github.com/nixpushd/nixpushd/cache/s3"
+	"github.com/nixpushd/nixpushd/cachekeys"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/provision/policy"
 )
@@ -104,9 +104,6 @@ func (r *Result) Changed() int {
 	}
 	return n
 }
-
-// opTimeout bounds one request (with minio-go's single retry).
-const opTimeout = 30 * time.Second
 
 type runner struct {
 	cfg    Config
@@ -231,10 +228,6 @@ func (r *runner) step(s Step) {
 	}
 }
 
-func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, opTimeout)
-}
-
 // connect makes the admin S3 client and checks, with one request, that
 // the endpoint answers and knows the admin credentials.
 func (r *runner) connect(ctx context.Context) error {
@@ -338,7 +331,7 @@ func (r *runner) cacheInfo(ctx context.Context) error {
 	b := r.cfg.Target.Bucket
 	octx, cancel := opContext(ctx)
 	defer cancel()
-	existing, err := r.get(octx, key)
+	existing, err := r.target().get(octx, key)
 	if err != nil {
 		return s3Problem("reading "+key, r.host, err)
 	}
@@ -363,18 +356,9 @@ func (r *runner) cacheInfo(ctx context.Context) error {
 	return nil
 }
 
-// get returns an object's content, nil when it does not exist.
-func (r *runner) get(ctx context.Context, key string) ([]byte, error) {
-	obj, err := r.s3.GetObject(ctx, r.cfg.Target.Bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, err
-	}
-	defer obj.Close()
-	b, err := io.ReadAll(io.LimitReader(obj, 1<<16))
-	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
-		return nil, nil
-	}
-	return b, err
+// target is the bucket through the admin's client.
+func (r *runner) target() adminTarget {
+	return adminTarget{s3: r.s3, bucket: r.cfg.Target.Bucket, url: CacheURL(r.cfg.Target)}
 }
 
 func oneLine(b []byte) string {
@@ -429,6 +413,23 @@ func (r *runner) anonymous(ctx context.Context) error {
 	return nil
 }
 
+// keyStepName is the step that records the key in the cache.
+const keyStepName = "key in the cache"
+
+// recordKey records pk in the cache (cachekeys), as a step.
+func (r *runner) recordKey(ctx context.Context, pk *nar.PublicKey, fix string) error {
+	recorded, err := writeKeyRecord(ctx, r.target(), r.host, pk, fix)
+	if err != nil {
+		return err
+	}
+	st := Step{Name: keyStepName, Status: StatusExists, Detail: cachekeys.ObjectKey(pk.Name)}
+	if recorded {
+		st.Status = StatusCreated
+	}
+	r.step(st)
+	return nil
+}
+
 func (r *runner) signingKey(ctx context.Context) error {
 	path := r.cfg.SecretKeyFile
 	const name = "signing key"
@@ -439,7 +440,7 @@ func (r *runner) signingKey(ctx context.Context) error {
 			return problemf("%s: fix or remove it (init never replaces a signing key that clients may trust)", nar.ErrorReason(err))
 		}
 		fix := fmt.Sprintf("reuse that key (copy its secret key to %s) or move %s away and pick a new name with --key-name", path, path)
-		if err := r.checkCacheKey(ctx, key.Public(), fix); err != nil {
+		if err := checkKeyRecord(ctx, r.target(), r.host, key.Public(), fix); err != nil {
 			return err
 		}
 		r.res.PublicKey = key.Public().String()
@@ -464,7 +465,7 @@ func (r *runner) signingKey(ctx context.Context) error {
 		return problemf("signing key: %v", err)
 	}
 	// Asked before the key is written: a refused name leaves no file.
-	if err := r.checkCacheKey(ctx, key.Public(), ""); err != nil {
+	if err := checkKeyRecord(ctx, r.target(), r.host, key.Public(), ""); err != nil {
 		return err
 	}
 	if err := ensureDir(path); err != nil {

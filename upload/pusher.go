@@ -192,7 +192,13 @@ type Result struct {
 	// Uploads are the paths uploaded, by path: a root's own counts are
 	// those of its closure's members.
 	Uploads map[string]Upload
+	// NarListings and DebugInfoLinks count the <hash>.ls listings and
+	// debuginfo/<build-id> links written (NarListings, DebugInfo).
+	NarListings, DebugInfoLinks int
 }
+
+// sidecarCounts are what putSidecars wrote for one NAR.
+type sidecarCounts struct{ listings, debugInfoLinks int }
 
 // Upload is what one path's upload stored.
 type Upload struct {
@@ -808,12 +814,15 @@ func (r *run) uploadNAR(n *node) {
 	if n.start.IsZero() {
 		n.start = time.Now()
 	}
-	info, fileSize, gen, err := r.p.uploadNAR(r.ctx, n.pi, r.force[n.pi.Path])
+	var sc sidecarCounts
+	info, fileSize, gen, err := r.p.uploadNAR(r.ctx, n.pi, r.force[n.pi.Path], &sc)
 	if err != nil {
 		r.fail(n, fmt.Errorf("upload %s: %w", n.pi.Path, err))
 		return
 	}
 	r.mu.Lock()
+	r.res.NarListings += sc.listings
+	r.res.DebugInfoLinks += sc.debugInfoLinks
 	n.narDone, n.info, n.narGen = true, info, gen
 	n.fileSize += fileSize
 	n.narReused = fileSize == 0
@@ -1210,7 +1219,7 @@ func (c counter) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return l
 // disk so that memory stays flat in NAR size and a retried PUT does not
 // compress again. Serialising and compressing hold a CPU slot; the
 // requests hold network slots only.
-func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) (*nar.NarInfo, int64, uint64, error) {
+func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool, sc *sidecarCounts) (*nar.NarInfo, int64, uint64, error) {
 	if pi.NarSize > 0 && pi.NarSize <= p.smallNAR {
 		// Small NARs (most paths of a system) compress in memory: a temp
 		// file would cost more syscalls than the NAR has bytes.
@@ -1225,7 +1234,7 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		return p.putNARAndSidecars(ctx, pi, info, listing, bytes.NewReader(buf.Bytes()), force)
+		return p.putNARAndSidecars(ctx, pi, info, listing, bytes.NewReader(buf.Bytes()), force, sc)
 	}
 	// Reserve temp space first, holding nothing else: compressed output is
 	// at most a little more than the NAR.
@@ -1256,17 +1265,17 @@ func (p *Pusher) uploadNAR(ctx context.Context, pi *store.PathInfo, force bool) 
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	return p.putNARAndSidecars(ctx, pi, info, listing, tmp, force)
+	return p.putNARAndSidecars(ctx, pi, info, listing, tmp, force, sc)
 }
 
 // putNARAndSidecars uploads the NAR (see putNAR) and, once it is in the
 // cache, the files that describe it (the .ls listing, the debug-info
 // links), before any narinfo can point at it: a reader never finds them
 // without their NAR, and the narinfo waits for one small PUT round.
-func (p *Pusher) putNARAndSidecars(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo, listing *nar.Listing, body io.ReaderAt, force bool) (*nar.NarInfo, int64, uint64, error) {
+func (p *Pusher) putNARAndSidecars(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo, listing *nar.Listing, body io.ReaderAt, force bool, sc *sidecarCounts) (*nar.NarInfo, int64, uint64, error) {
 	info, fileSize, gen, err := p.putNAR(ctx, info, body, force)
 	if err == nil && listing != nil {
-		err = p.putSidecars(ctx, pi, info, listing)
+		err = p.putSidecars(ctx, pi, info, listing, sc)
 	}
 	if err != nil {
 		return nil, 0, 0, err
@@ -1274,13 +1283,15 @@ func (p *Pusher) putNARAndSidecars(ctx context.Context, pi *store.PathInfo, info
 	return info, fileSize, gen, nil
 }
 
-// putSidecars writes pi's .ls and debug-info links from its listing.
-func (p *Pusher) putSidecars(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo, listing *nar.Listing) error {
+// putSidecars writes pi's .ls and debug-info links from its listing, and
+// adds them to sc once all are written.
+func (p *Pusher) putSidecars(ctx context.Context, pi *store.PathInfo, info *nar.NarInfo, listing *nar.Listing, sc *sidecarCounts) error {
 	type object struct {
 		key  string
 		body []byte
 	}
 	var objs []object
+	var written sidecarCounts
 	if p.NarListings {
 		sp, err := nar.ParseStorePath(pi.Path)
 		if err != nil {
@@ -1291,12 +1302,14 @@ func (p *Pusher) putSidecars(ctx context.Context, pi *store.PathInfo, info *nar.
 			return err
 		}
 		objs = append(objs, object{sp.Hash + ".ls", body})
+		written.listings++
 	}
 	if p.DebugInfo {
 		// Written even when present (Nix skips existing ones): the link
 		// then names the NAR that is in the cache now.
 		for _, l := range listing.DebugInfoLinks(info.URL) {
 			objs = append(objs, object{l.Key, l.Body})
+			written.debugInfoLinks++
 		}
 	}
 	var g errgroup.Group
@@ -1312,7 +1325,12 @@ func (p *Pusher) putSidecars(ctx context.Context, pi *store.PathInfo, info *nar.
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	sc.listings += written.listings
+	sc.debugInfoLinks += written.debugInfoLinks
+	return nil
 }
 
 // smallPut is the largest compressed NAR sent without asking first

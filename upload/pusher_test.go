@@ -435,7 +435,7 @@ func TestUnsignedPushKeepsSignedNarInfo(t *testing.T) {
 	unsigned.Key = nil
 	// As if Missing had answered before the signed write.
 	unsigned.init()
-	info, _, _, err := unsigned.uploadNAR(context.Background(), a, false)
+	info, _, _, err := unsigned.uploadNAR(context.Background(), a, false, &sidecarCounts{})
 	if err != nil {
 		t.Fatal(err)
 	}

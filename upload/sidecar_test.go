@@ -45,6 +45,9 @@ func TestPushSidecars(t *testing.T) {
 		if err != nil || len(res.Failed) != 0 {
 			t.Fatal(err, res.Failed)
 		}
+		if want := map[bool]int{true: 1}[on]; res.NarListings != want || res.DebugInfoLinks != want {
+			t.Errorf("on=%v: counted %d listings and %d debug-info links, want %d of each", on, res.NarListings, res.DebugInfoLinks, want)
+		}
 		key := narinfoKeyOf(t, pi.Path)
 		ni, err := nar.ParseNarInfo(m.Objects[key])
 		if err != nil {

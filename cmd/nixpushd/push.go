@@ -379,6 +379,13 @@ func summary(res *upload.Result, p *upload.Pusher, elapsed time.Duration, err er
 	if rest > 0 {
 		s += fmt.Sprintf(", %d not attempted", rest)
 	}
+	// The files written with the NARs (--nar-listings, --index-debug-info).
+	if res.NarListings > 0 {
+		s += ", " + plural(res.NarListings, "NAR listing")
+	}
+	if res.DebugInfoLinks > 0 {
+		s += ", " + plural(res.DebugInfoLinks, "debug-info link")
+	}
 	if res.Uploaded > 0 {
 		rate := float64(res.NarBytes) / elapsed.Seconds()
 		s += fmt.Sprintf("; %s NAR → %s %s", lifecycle.HumanBytes(res.NarBytes), lifecycle.HumanBytes(res.FileBytes), p.Compressor)

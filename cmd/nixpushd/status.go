@@ -107,6 +107,24 @@ func keyLine(st *daemon.Status, running bool, keyProblem string) string {
 	return fmt.Sprintf("signing (daemon not running): it would sign as %s (from %s)", name, st.SecretKeyFile)
 }
 
+// filesWritten is ", with N build logs, …" for the other files the
+// daemon wrote since start, "" when none.
+func filesWritten(st *daemon.Status) string {
+	var files []string
+	for _, f := range []struct {
+		n    int
+		word string
+	}{{st.BuildLogs, "build log"}, {st.NarListings, "NAR listing"}, {st.DebugInfoLinks, "debug-info link"}, {st.Realisations, "realisation"}} {
+		if f.n > 0 {
+			files = append(files, plural(f.n, f.word))
+		}
+	}
+	if len(files) == 0 {
+		return ""
+	}
+	return ", with " + strings.Join(files, ", ")
+}
+
 func printStatus(w io.Writer, st *daemon.Status, running bool, keyProblem string) {
 	if running {
 		fmt.Fprintf(w, "nixpushd: running for %s, pushing to %s\n", st.Uptime, st.Target)
@@ -119,7 +137,7 @@ func printStatus(w io.Writer, st *daemon.Status, running bool, keyProblem string
 		for k, v := range st.Skipped {
 			sk = append(sk, fmt.Sprintf("%d %s", v, k))
 		}
-		fmt.Fprintf(w, "since start: %s uploaded; skipped: %s\n", plural(st.Uploaded, "path"), orNone(strings.Join(sk, ", ")))
+		fmt.Fprintf(w, "since start: %s uploaded%s; skipped: %s\n", plural(st.Uploaded, "path"), filesWritten(st), orNone(strings.Join(sk, ", ")))
 	}
 	fmt.Fprintln(w, keyLine(st, running, keyProblem))
 	if st.PublicKey != "" {

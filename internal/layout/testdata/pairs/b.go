@@ -1,0 +1,5 @@
+package pairs
+
+type B struct{ a A }
+
+func (b B) Count() int { return b.a.n }
