@@ -267,8 +267,13 @@ func TestRepairDebugInfoLinks(t *testing.T) {
 		}
 	}
 
-	// The NAR is gone: the link names a missing NAR.
+	// The NAR is gone: the link names a missing NAR, and verify says
+	// whose it is.
 	os.Remove(filepath.Join(dir, ni.URL))
+	ps := verifyProblems(t, f)
+	if !slices.ContainsFunc(ps, func(p Problem) bool { return p.Key == link && p.StorePath == out && p.Hash == sp.Hash }) {
+		t.Errorf("verify does not name the path of the link's NAR: %+v", ps)
+	}
 	repair("NAR gone", []string{ActionNAR + " " + out + " ", ActionDebugInfo + " " + out + " " + link})
 
 	// The link does not parse, and another names a debug file nothing has.
