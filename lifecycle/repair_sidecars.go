@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -247,6 +248,9 @@ func planLinks(ctx context.Context, t cache.Target, links []Problem, opts Repair
 // over the store directory, a stat per path and member.
 func pathsWithMembers(ctx context.Context, t cache.Target, st store.Store, members []string) (map[string]string, error) {
 	ents, err := os.ReadDir(nar.StoreDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // no local store: nothing here has the files
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", nar.StoreDir, err)
 	}
