@@ -5,7 +5,10 @@
 // http(s):// cache, no s3:ListBucket). Repair is planned (PlanRepair: per
 // path the smallest change, never a narinfo weaker than the one it
 // replaces, refused as a whole when a rewrite lacks its key) and then
-// executed (ExecuteRepair). It reads formats through nar and reaches the
+// executed (ExecuteRepair). Realisations and debug-info links are
+// written again from the local store after the narinfos and NARs they
+// point at, or deleted when nothing local explains them (which needs
+// credentials that may delete). It reads formats through nar and reaches the
 // cache through cache.Target and its capabilities, counting requests with
 // cache/count.
 //

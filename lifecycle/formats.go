@@ -24,14 +24,17 @@ import (
 //     named by a surviving narinfo and the link is older than Grace (a
 //     pusher writes it after the NAR, before the narinfo). Verify reports
 //     a link whose NAR is missing, or that does not parse, as a problem:
-//     debuginfod clients would fail on it.
+//     debuginfod clients would fail on it. Repair writes it again from the
+//     local store, or deletes it (repair_sidecars.go).
 //   - log/<drv> follows the paths the derivation built: it stays while a
 //     surviving narinfo names the .drv as its Deriver, and goes past Grace
 //     once none does (the daemon may upload the log before the outputs'
 //     narinfos). Verify notes a log that no narinfo's Deriver names.
 //   - realisations/<id>.doi follows its outPath: it goes once that path's
 //     narinfo does, past Grace. Verify reports one that does not parse or
-//     whose outPath has no narinfo (a ca-derivations client fails on it).
+//     whose outPath has no narinfo (a ca-derivations client fails on it);
+//     repair pushes the outPath, writes it again from the local store, or
+//     deletes it.
 
 // Kinds of what verify finds in them.
 const (

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -31,24 +32,42 @@ const (
 	// path, signed with the repair key.
 	ActionRewrite = "rewrite"
 	// ActionPush uploads what the path's closure lacks (a missing
-	// reference), rewriting nothing that is there.
+	// reference, a realisation's outPath), rewriting nothing that is
+	// there.
 	ActionPush = "push"
+	// ActionRealisation writes realisations/<id>.doi again from the
+	// local store's realisation, signed with the repair key, once its
+	// outPath's narinfo is in the cache.
+	ActionRealisation = "realisation"
+	// ActionDebugInfo writes the path's debuginfo/<build ID> links again
+	// from the local store, naming the NAR its narinfo names once the
+	// NAR is restored.
+	ActionDebugInfo = "debuginfo"
+	// ActionDelete deletes objects the local store cannot replace and
+	// clients fail on (a realisation or link nothing here explains).
+	ActionDelete = "delete"
 )
 
 // RepairAction is one step of a repair.
 type RepairAction struct {
-	Kind      string // ActionNAR, ActionRewrite or ActionPush
-	StorePath string
+	Kind      string   // ActionNAR, ActionRewrite, ActionPush, ActionRealisation, ActionDebugInfo or ActionDelete
+	StorePath string   // ActionRealisation: its outPath; ActionDelete: ""
 	URL       string   // ActionNAR: the NAR file written
 	Problems  []string // the problem kinds it repairs
+	// Objects are the keys a realisation, debug-info or delete action
+	// repairs (.doi, debuginfo/<build ID>).
+	Objects []string
 	// OldSigs are the signatures of the narinfo in the cache today (kept
 	// by a rewrite when the path's fingerprint is unchanged).
 	OldSigs []string
-	// Why says why a NAR problem needs a rewrite, not just the NAR.
+	// Why says why a NAR problem needs a rewrite, not just the NAR, or
+	// why an object is deleted.
 	Why string
 
-	spool string // ActionNAR: the compressed NAR, made while planning
-	size  int64
+	spool       string // ActionNAR: the compressed NAR, made while planning
+	size        int64
+	realisation *nar.Realisation // ActionRealisation: the local store's
+	signed      bool             // ActionRealisation: the repair key signs it
 }
 
 func (a RepairAction) String() string {
@@ -62,20 +81,35 @@ func (a RepairAction) String() string {
 			s += ": " + a.Why
 		}
 		return s
+	case ActionRealisation:
+		how := "signed by the repair key"
+		if !a.signed {
+			how = "with the local store's signatures only (no signing key)"
+		}
+		return fmt.Sprintf("%s: write it again from the local store's realisation (outPath %s), %s, after its outPath's narinfo (%s)", strings.Join(a.Objects, ", "), a.StorePath, how, what)
+	case ActionDebugInfo:
+		return fmt.Sprintf("%s: write its debuginfo links again from the local store (%s), naming the NAR its narinfo names once that is restored (%s)", a.StorePath, strings.Join(a.Objects, ", "), what)
+	case ActionDelete:
+		return fmt.Sprintf("%s: delete it: %s; clients fail on it (%s)", strings.Join(a.Objects, ", "), a.Why, what)
 	default:
 		return fmt.Sprintf("%s: upload what its closure lacks (%s)", a.StorePath, what)
 	}
 }
 
 // Refusal is a path repair will not touch without a signing key: its
-// narinfo is signed today and only a new narinfo would repair it.
+// narinfo (or a realisation) is signed today and only a new one would
+// repair it.
 type Refusal struct {
 	StorePath string
+	Key       string // a realisation's key, instead of a path
 	Problems  []string
 	Signers   []string // key names on the narinfo today ("" : unsigned)
 }
 
 func (r Refusal) String() string {
+	if r.Key != "" {
+		return fmt.Sprintf("%s: %s: needs a new realisation, and the one in the cache is signed by %s: writing it unsigned would make clients with require-sigs reject it", r.Key, strings.Join(r.Problems, ", "), strings.Join(r.Signers, ", "))
+	}
 	if len(r.Signers) == 0 {
 		return fmt.Sprintf("%s: %s: needs a new narinfo signed by a trusted key", r.StorePath, strings.Join(r.Problems, ", "))
 	}
@@ -115,6 +149,9 @@ type RepairOptions struct {
 	// when a narinfo names the same method).
 	Compression compression.Options
 	TempDir     string
+	// Realisations looks realisations up by ID in the local store; nil:
+	// store.RealisationsByID on Store.
+	Realisations func(ctx context.Context, ids []string) ([]*nar.Realisation, error)
 }
 
 // ErrUntrustedKey is returned by PlanRepair for a key that is not among
@@ -123,12 +160,17 @@ var ErrUntrustedKey = errors.New("the signing key is not among --trusted-public-
 
 // PlanRepair decides how to repair problems (as Verify reported them):
 // per path, the weakest change that repairs it, and never a narinfo with
-// fewer signatures than the one it replaces.
+// fewer signatures than the one it replaces. Realisations and debug-info
+// links are written again from the local store after the narinfos and
+// NARs they point at; those the local store cannot explain are deleted
+// if the credentials may delete (repair_sidecars.go).
 func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts RepairOptions) (*RepairPlan, error) {
 	if opts.Key != nil && len(opts.TrustedKeys) > 0 && !keyTrusted(opts.Key, opts.TrustedKeys) {
 		return nil, fmt.Errorf("%w: %s would sign narinfos that clients trusting only %s reject; give the key whose public half is trusted", ErrUntrustedKey, opts.Key.Public(), keyNames(opts.TrustedKeys))
 	}
+	raw := t
 	t = retry.Default.Wrap(t, nil)
+	var sidecars []Problem
 	plan := &RepairPlan{Key: opts.Key}
 	type pathProblems struct {
 		hash  string
@@ -141,8 +183,7 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 			continue // a push writes a missing one
 		}
 		if p.Kind == ProblemDebugInfo || p.Kind == ProblemRealisation {
-			// Not a path's: the push that wrote it writes it again.
-			plan.Unrepairable = append(plan.Unrepairable, p.String())
+			sidecars = append(sidecars, p) // after the paths they point at
 			continue
 		}
 		if p.StorePath == "" && p.Kind == ProblemNarInfo {
@@ -188,6 +229,14 @@ func PlanRepair(ctx context.Context, t cache.Target, problems []Problem, opts Re
 			continue
 		}
 		plan.Actions = append(plan.Actions, *a)
+	}
+	planned := map[string]bool{}
+	for _, a := range plan.Actions {
+		planned[a.StorePath] = true
+	}
+	if err := planSidecars(ctx, t, raw, sidecars, opts, plan, planned); err != nil {
+		plan.Close()
+		return nil, err
 	}
 	return plan, nil
 }
@@ -373,19 +422,27 @@ type RepairResult struct {
 	NARs     int // NAR files uploaded under their old URL (ActionNAR)
 	Uploaded int // paths uploaded by the pusher (rewrites, missing references)
 	Present  int // paths of their closures already cached
-	Failed   map[string]error
+	// Realisations and Links are the .doi files and debug-info links
+	// written; Deleted the objects deleted.
+	Realisations, Links, Deleted int
+	// Failed is keyed by store path, or by object for a realisation or
+	// deletion.
+	Failed map[string]error
 }
 
 // ExecuteRepair carries out plan: NAR files first, then the rewrites and
-// missing paths through p (whose Key must be plan's), NAR before narinfo.
-// A plan with refusals is not executed at all.
+// missing paths through p (whose Key must be plan's), NAR before narinfo,
+// then the realisations and debug-info links (whose narinfos and NARs
+// are then there), then the deletions. A plan with refusals is not
+// executed at all.
 func ExecuteRepair(ctx context.Context, t cache.Target, p *upload.Pusher, st store.Store, plan *RepairPlan) (*RepairResult, error) {
 	if len(plan.Refused) > 0 {
-		return nil, fmt.Errorf("%s a new narinfo and no signing key was given; nothing was changed", needs(len(plan.Refused)))
+		return nil, fmt.Errorf("%s a new signed narinfo or realisation and no signing key was given; nothing was changed", needs(len(plan.Refused)))
 	}
 	if p != nil && p.Key != plan.Key {
 		return nil, errors.New("repair: the pusher's key is not the plan's")
 	}
+	raw := t
 	t = retry.Default.Wrap(t, nil)
 	res := &RepairResult{Failed: map[string]error{}}
 	var want, force []string
@@ -407,15 +464,23 @@ func ExecuteRepair(ctx context.Context, t cache.Target, p *upload.Pusher, st sto
 			want = append(want, a.StorePath)
 		}
 	}
-	if len(want) == 0 {
-		return res, nil
+	if len(want) > 0 {
+		if p == nil {
+			return res, errors.New("repair: rewrites planned but no pusher given")
+		}
+		if err := pushRepairs(ctx, p, st, plan, want, force, sigs, res); err != nil {
+			return res, err
+		}
 	}
-	if p == nil {
-		return res, errors.New("repair: rewrites planned but no pusher given")
-	}
+	return res, executeSidecars(ctx, t, raw, plan, res)
+}
+
+// pushRepairs uploads want (forcing force) with the cache's old
+// signatures kept where they still sign what is written.
+func pushRepairs(ctx context.Context, p *upload.Pusher, st store.Store, plan *RepairPlan, want, force []string, sigs map[string][]string, res *RepairResult) error {
 	closure, err := st.Closure(ctx, want)
 	if err != nil {
-		return res, err
+		return err
 	}
 	// Keep the signatures the cache's narinfo had, where they still sign
 	// what is written: a rewrite never drops another key's signature.
@@ -435,7 +500,64 @@ func ExecuteRepair(ctx context.Context, t cache.Target, p *upload.Pusher, st sto
 			res.Failed[k] = v
 		}
 	}
-	return res, err
+	return err
+}
+
+// executeSidecars writes the realisations and links and deletes what
+// the plan deletes, skipping what points at a path that failed. t
+// retries; raw is the target as given.
+func executeSidecars(ctx context.Context, t, raw cache.Target, plan *RepairPlan, res *RepairResult) error {
+	var del []string
+	for _, a := range plan.Actions {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch a.Kind {
+		case ActionRealisation:
+			k := a.Objects[0]
+			failed := res.Failed[a.StorePath]
+			for _, dep := range a.realisation.DependentRealisations {
+				failed = cmp.Or(failed, res.Failed[nar.StoreDir+"/"+dep])
+			}
+			if failed != nil {
+				res.Failed[k] = fmt.Errorf("%s: not written, its outPath could not be pushed: %w", k, failed)
+				continue
+			}
+			if err := writeRealisation(ctx, t, a, plan.Key); err != nil {
+				res.Failed[k] = err
+				continue
+			}
+			res.Realisations++
+		case ActionDebugInfo:
+			if err := res.Failed[a.StorePath]; err != nil {
+				res.Failed[a.StorePath] = fmt.Errorf("%s: debuginfo links not written: %w", a.StorePath, err)
+				continue
+			}
+			n, err := writeLinks(ctx, t, a)
+			if err != nil {
+				res.Failed[a.StorePath] = fmt.Errorf("%s: write its debuginfo links: %w", a.StorePath, err)
+				continue
+			}
+			res.Links += n
+		case ActionDelete:
+			del = append(del, a.Objects...)
+		}
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	d, ok := t.(cache.Deleter)
+	if _, rawOK := raw.(cache.Deleter); !ok || !rawOK {
+		return fmt.Errorf("repair: %s cannot delete", raw)
+	}
+	if err := d.Delete(ctx, del); err != nil {
+		for _, k := range del {
+			res.Failed[k] = fmt.Errorf("delete %s: %w", k, err)
+		}
+		return nil
+	}
+	res.Deleted += len(del)
+	return nil
 }
 
 // keptSigs is pi's signatures plus old (the cache's narinfo's, which
@@ -495,7 +617,8 @@ func putFile(ctx context.Context, t cache.Target, key, name string, size int64) 
 	return t.Put(ctx, key, f, size, cache.TypeNAR)
 }
 
-// needs writes "1 path needs", "2 paths need".
+// needs writes "1 path needs", "2 paths need" (a refused realisation
+// counts as its path).
 func needs(n int) string {
 	if n == 1 {
 		return "1 path needs"

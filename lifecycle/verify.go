@@ -212,6 +212,12 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	seenNAR := map[string]bool{}
 	referenced := map[string]bool{}
 	derivers := map[string]bool{} // Deriver fields: which log/<drv> belong
+	// NAR key → store path, only for a cache with debug-info links: a
+	// link naming a missing NAR is repaired through the path that owns it.
+	var pathOfNAR map[string]string
+	if len(inv.DebugInfo) > 0 {
+		pathOfNAR = map[string]string{}
+	}
 	var denied error
 	err = f.fetch(ctx, hashes, func(h string, ni *nar.NarInfo, err error) {
 		if errors.Is(err, cache.ErrNotFound) {
@@ -223,6 +229,9 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 		}
 		if ni != nil {
 			referenced[ni.URL] = true
+			if pathOfNAR != nil {
+				pathOfNAR[ni.URL] = ni.StorePath
+			}
 			if ni.Deriver != "" {
 				derivers[ni.Deriver] = true
 			}
@@ -254,7 +263,7 @@ func Verify(ctx context.Context, t cache.Target, opts VerifyOptions, report func
 	for _, o := range inv.Stray {
 		res.note(opts, Note{Kind: NoteStrayNarInfo, Key: o.Key, Detail: "its name is not the hash part of a store path, so no Nix client ever asks for it; delete it"})
 	}
-	if err := verifySidecars(ctx, t, inv, derivers, opts, res, add); err != nil {
+	if err := verifySidecars(ctx, t, inv, derivers, pathOfNAR, opts, res, add); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return counted(finishVerify(ctx, t, opts, res, add, full, start))
@@ -572,8 +581,9 @@ func walkClosure(ctx context.Context, t cache.Target, opts VerifyOptions, res *V
 }
 
 // verifySidecars checks the listings, links and logs of a listed cache:
-// derivers are the Deriver fields of the narinfos read.
-func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, derivers map[string]bool, opts VerifyOptions, res *VerifyResult, add func(Problem)) error {
+// derivers are the Deriver fields of the narinfos read, pathOfNAR the
+// store path of the narinfo naming each NAR key.
+func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, derivers map[string]bool, pathOfNAR map[string]string, opts VerifyOptions, res *VerifyResult, add func(Problem)) error {
 	for _, h := range slices.Sorted(maps.Keys(inv.Listings)) {
 		if _, ok := inv.NarInfos[h]; !ok {
 			res.note(opts, Note{Kind: NoteOrphanListing, Key: inv.Listings[h].Key, Detail: "no narinfo for its path; harmless, gc deletes it once older than --grace"})
@@ -589,11 +599,11 @@ func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, deriver
 		return err
 	}
 	for _, k := range slices.Sorted(maps.Keys(badDoi)) {
-		add(Problem{Kind: ProblemRealisation, Key: k, Detail: badDoi[k].Error() + "; ca-derivations clients fail on it: delete it (push writes it again)"})
+		add(Problem{Kind: ProblemRealisation, Key: k, Detail: badDoi[k].Error() + "; ca-derivations clients fail on it: verify --repair writes it again if the local store has the realisation, else deletes it"})
 	}
 	for _, k := range slices.Sorted(maps.Keys(outOf)) {
 		if _, ok := inv.NarInfos[outOf[k]]; !ok {
-			add(Problem{Kind: ProblemRealisation, Key: k, Detail: "its outPath has no narinfo; ca-derivations clients fail to substitute it: push the path again, or delete it"})
+			add(Problem{Kind: ProblemRealisation, Key: k, Detail: "its outPath has no narinfo; ca-derivations clients fail to substitute it: verify --repair pushes the path if the local store has it, else deletes it"})
 		}
 	}
 	if len(inv.DebugInfo) == 0 {
@@ -604,11 +614,18 @@ func verifySidecars(ctx context.Context, t cache.Target, inv *Inventory, deriver
 		return err
 	}
 	for _, k := range slices.Sorted(maps.Keys(bad)) {
-		add(Problem{Kind: ProblemDebugInfo, Key: k, Detail: bad[k].Error() + "; delete it (push --index-debug-info writes it again)"})
+		add(Problem{Kind: ProblemDebugInfo, Key: k, Detail: bad[k].Error() + "; debuginfod clients fail on it: verify --repair writes it again if a cached path of the local store has the debug file, else deletes it"})
 	}
 	for _, k := range slices.Sorted(maps.Keys(narOf)) {
 		if _, ok := inv.NARs[narOf[k]]; !ok {
-			add(Problem{Kind: ProblemDebugInfo, Key: k, Detail: fmt.Sprintf("its NAR file %s is missing; debuginfod clients fail on it: delete it, or push the path again with --index-debug-info", narOf[k])})
+			// The path whose narinfo names the NAR, if any: repair
+			// restores the NAR and then the link.
+			p := Problem{Kind: ProblemDebugInfo, Key: k, StorePath: pathOfNAR[narOf[k]],
+				Detail: fmt.Sprintf("its NAR file %s is missing; debuginfod clients fail on it: verify --repair restores the NAR and the link from the local store, else deletes the link", narOf[k])}
+			if sp, err := nar.ParseStorePath(p.StorePath); err == nil {
+				p.Hash = sp.Hash
+			}
+			add(p)
 		}
 	}
 	return nil

@@ -79,25 +79,34 @@ func (s *DB) realisations(ctx context.Context, paths []string) ([]*nar.Realisati
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	if err := s.loadDeps(ctx, byRow); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadDeps fills the DependentRealisations of each realisation, by its
+// row id.
+func (s *DB) loadDeps(ctx context.Context, byRow map[int64]*nar.Realisation) error {
 	for id, r := range byRow {
 		deps, err := s.db.QueryContext(ctx, `SELECT d.drvPath, d.outputName, v.path
 			FROM RealisationsRefs x JOIN Realisations d ON d.id = x.realisationReference JOIN ValidPaths v ON v.id = d.outputPath
 			WHERE x.referrer = ?`, id)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for deps.Next() {
 			var hash, output, path string
 			if err := deps.Scan(&hash, &output, &path); err != nil {
 				deps.Close()
-				return nil, err
+				return err
 			}
 			r.DependentRealisations[hash+"!"+output] = strings.TrimPrefix(path, nar.StoreDir+"/")
 		}
 		deps.Close()
 		if err := deps.Err(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }

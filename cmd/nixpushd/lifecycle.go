@@ -317,18 +317,21 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 		for _, r := range plan.Refused {
 			fmt.Fprintln(stderr, "refused: "+r.String())
 		}
-		return fmt.Errorf("verify --repair: refused for %s: only a new narinfo repairs it, and without a signing key it would be weaker than the signed one in the cache; nothing was changed. Give the key they are signed with: --secret-key-file FILE (or put it at %s, where push and the daemon look)", plural(len(plan.Refused), "path"), keyFile)
+		return fmt.Errorf("verify --repair: refused for %s: only a new narinfo (or realisation) repairs it, and without a signing key it would be weaker than the signed one in the cache; nothing was changed. Give the key they are signed with: --secret-key-file FILE (or put it at %s, where push and the daemon look)", plural(len(plan.Refused), "path"), keyFile)
 	}
 	if dryRun {
 		fmt.Fprintf(stderr, "verify --repair --dry-run: %d actions planned, nothing changed\n", len(plan.Actions))
 		if len(plan.Unrepairable) > 0 {
-			return fmt.Errorf("verify --repair: %s the paths from another machine", problemsNeed(len(plan.Unrepairable)))
+			return fmt.Errorf("verify --repair: %s", unrepairable(len(plan.Unrepairable)))
 		}
 		return nil
 	}
 	var p *upload.Pusher
+	if key == nil && slices.ContainsFunc(plan.Actions, func(a lifecycle.RepairAction) bool { return a.Kind == lifecycle.ActionRealisation }) {
+		log.Warn("no signing key: the realisations repair writes carry only the local store's signatures; nothing signed is replaced: give --secret-key-file, or create " + keyFile)
+	}
 	for _, a := range plan.Actions {
-		if a.Kind != lifecycle.ActionNAR {
+		if a.Kind == lifecycle.ActionRewrite || a.Kind == lifecycle.ActionPush {
 			if key == nil {
 				log.Warn("no signing key: the narinfos repair writes (for paths missing, or whose narinfo is unsigned or unparsable today) are unsigned; nothing signed is replaced, but clients with require-sigs reject them: give --secret-key-file, or create " + keyFile)
 			}
@@ -342,17 +345,27 @@ func repairCache(ctx context.Context, o *targetOptions, log *slog.Logger, t cach
 	if err != nil {
 		return fmt.Errorf("verify --repair: %w", err)
 	}
-	fmt.Fprintf(stderr, "repaired: %s uploaded again (%d in their closures already cached), %s restored under their narinfo's URL\n", plural(res.Uploaded, "path"), res.Present, plural(res.NARs, "NAR file"))
+	line := fmt.Sprintf("repaired: %s uploaded again (%d in their closures already cached), %s restored under their narinfo's URL", plural(res.Uploaded, "path"), res.Present, plural(res.NARs, "NAR file"))
+	if res.Realisations+res.Links+res.Deleted > 0 {
+		line += fmt.Sprintf(", %s and %s written, %s deleted", plural(res.Realisations, "realisation"), plural(res.Links, "debuginfo link"), plural(res.Deleted, "object"))
+	}
+	fmt.Fprintln(stderr, line)
 	if len(res.Failed) > 0 {
-		for _, path := range slices.Sorted(maps.Keys(res.Failed)) {
-			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[path])
+		for _, k := range slices.Sorted(maps.Keys(res.Failed)) {
+			fmt.Fprintf(stderr, "failed: %v\n", res.Failed[k])
 		}
-		return fmt.Errorf("verify --repair: %s could not be repaired", plural(len(res.Failed), "path"))
+		return fmt.Errorf("verify --repair: %d of the paths and objects could not be repaired (the \"failed:\" lines say why)", len(res.Failed))
 	}
 	if len(plan.Unrepairable) > 0 {
-		return fmt.Errorf("verify --repair: %s the paths from another machine", problemsNeed(len(plan.Unrepairable)))
+		return fmt.Errorf("verify --repair: %s", unrepairable(len(plan.Unrepairable)))
 	}
 	return nil
+}
+
+// unrepairable says that n problems are left, and where the lines saying
+// what they need are.
+func unrepairable(n int) string {
+	return fmt.Sprintf("%s what this run cannot do (the \"cannot repair\" lines say what: the paths from another machine, or deleting with the gc user's credentials)", problemsNeed(n))
 }
 
 func runPin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
