@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -384,4 +385,61 @@ func writeLinks(ctx context.Context, t cache.Target, a RepairAction) (int, error
 		}
 	}
 	return len(links), nil
+}
+
+// executeSidecars writes the realisations and links and deletes what
+// the plan deletes, skipping what points at a path that failed. t
+// retries; raw is the target as given.
+func executeSidecars(ctx context.Context, t, raw cache.Target, plan *RepairPlan, res *RepairResult) error {
+	var del []string
+	for _, a := range plan.Actions {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch a.Kind {
+		case ActionRealisation:
+			k := a.Objects[0]
+			failed := res.Failed[a.StorePath]
+			for _, dep := range a.realisation.DependentRealisations {
+				failed = cmp.Or(failed, res.Failed[nar.StoreDir+"/"+dep])
+			}
+			if failed != nil {
+				res.Failed[k] = fmt.Errorf("%s: not written, its outPath could not be pushed: %w", k, failed)
+				continue
+			}
+			if err := writeRealisation(ctx, t, a, plan.Key); err != nil {
+				res.Failed[k] = err
+				continue
+			}
+			res.Realisations++
+		case ActionDebugInfo:
+			if err := res.Failed[a.StorePath]; err != nil {
+				res.Failed[a.StorePath] = fmt.Errorf("%s: debuginfo links not written: %w", a.StorePath, err)
+				continue
+			}
+			n, err := writeLinks(ctx, t, a)
+			if err != nil {
+				res.Failed[a.StorePath] = fmt.Errorf("%s: write its debuginfo links: %w", a.StorePath, err)
+				continue
+			}
+			res.Links += n
+		case ActionDelete:
+			del = append(del, a.Objects...)
+		}
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	d, ok := t.(cache.Deleter)
+	if _, rawOK := raw.(cache.Deleter); !ok || !rawOK {
+		return fmt.Errorf("repair: %s cannot delete", raw)
+	}
+	if err := d.Delete(ctx, del); err != nil {
+		for _, k := range del {
+			res.Failed[k] = fmt.Errorf("delete %s: %w", k, err)
+		}
+		return nil
+	}
+	res.Deleted += len(del)
+	return nil
 }
