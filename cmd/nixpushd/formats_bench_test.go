@@ -10,55 +10,65 @@ import (
 	"github.com/nixpushd/nixpushd/internal/testenv"
 )
 
-// BenchmarkNarListingsCost pushes the same small-path DAG as
+// formatVariants are the push flags of BenchmarkFormatsCost: every
+// optional file off (the base of each ratio), each one on alone, and the
+// defaults.
+var formatVariants = []struct{ name, flags string }{
+	{"all off", "--nar-listings=false --index-debug-info=false --build-logs=false --realisations=false"},
+	{"+nar-listings", "--nar-listings=true --index-debug-info=false --build-logs=false --realisations=false"},
+	{"+index-debug-info", "--nar-listings=false --index-debug-info=true --build-logs=false --realisations=false"},
+	{"+build-logs", "--nar-listings=false --index-debug-info=false --build-logs=true --realisations=false"},
+	{"+realisations", "--nar-listings=false --index-debug-info=false --build-logs=false --realisations=true"},
+	{"defaults", ""},
+}
+
+// BenchmarkFormatsCost measures what each optional file of issue #22
+// costs a one-shot push (xz, local MinIO through the counting proxy), on
+// the two shapes of the Performance page: the 5,051-small-path DAG of
 // BenchmarkSmallPaths5000 (NIXPUSHD_BENCH_LEAVES leaves, default 5000)
-// twice into fresh buckets, with --nar-listings=false and =true, and
-// prints time and requests side by side.
-func BenchmarkNarListingsCost(b *testing.B) {
+// and the >200 MB closure of real files of BenchmarkVsSeeds. Each
+// variant pushes into a fresh bucket, after one warm-up push; it prints
+// wall time, CPU and requests as ratios to "all off".
+func BenchmarkFormatsCost(b *testing.B) {
 	m := requireBench(b)
 	leaves := 5000
 	if s := os.Getenv("NIXPUSHD_BENCH_LEAVES"); s != "" {
 		leaves, _ = strconv.Atoi(s)
 	}
-	mids, shared := max(leaves/100, 1), 10
-	secret, _ := testenv.GenerateKey(b, b.TempDir(), "ls-bench-1")
+	secret, _ := testenv.GenerateKey(b, b.TempDir(), "formats-bench-1")
 	p := testenv.StartProxy(b, m.Endpoint)
 	for i := 0; i < b.N; i++ {
-		paths := lbEval(b, lbWideExpr, "--arg", "leaves", strconv.Itoa(leaves), "--arg", "mids", strconv.Itoa(mids), "--arg", "shared", strconv.Itoa(min(shared, leaves)))
-		top := paths[0]
-		runs := map[string]lbRun{}
-		// off, on, off, on: the second of each is the figure (warm caches).
-		for _, round := range []int{0, 1} {
-			for _, on := range []string{"false", "true"} {
+		small := lbEval(b, lbWideExpr, "--arg", "leaves", strconv.Itoa(leaves), "--arg", "mids", strconv.Itoa(max(leaves/100, 1)), "--arg", "shared", strconv.Itoa(min(10, leaves)))
+		big := testenv.BuildExpr(b, corpusExpr)[0]
+		bigPaths, _ := closureOf(b, big)
+		for _, shape := range []struct {
+			name  string
+			top   string
+			paths int
+		}{{fmt.Sprintf("%d small paths", len(small)), small[0], len(small)}, {fmt.Sprintf("%d-path closure of real files", len(bigPaths)), big, len(bigPaths)}} {
+			push := func(flags string) lbRun {
 				c := m.NewCache(b, "")
-				r := lbExec(b, p, bin, writerEnv(c), "push", "--quiet", "--to", lbS3URL(c, p), "--compression", "xz", "--secret-key-file", secret, "--nar-listings="+on, top)
-				if got := lbNarInfos(b, c); got != len(paths) {
-					b.Fatalf("%d narinfos, want %d\n%s", got, len(paths), r.out)
+				args := append([]string{"push", "--quiet", "--to", lbS3URL(c, p), "--compression", "xz", "--secret-key-file", secret}, strings.Fields(flags)...)
+				r := lbExec(b, p, bin, writerEnv(c), append(args, shape.top)...)
+				if got := lbNarInfos(b, c); got != shape.paths {
+					b.Fatalf("%s %s: %d narinfos, want %d\n%s", shape.name, flags, got, shape.paths, r.out)
 				}
-				ls := 0
-				for k := range c.Objects(b) {
-					if strings.HasSuffix(k, ".ls") {
-						ls++
-					}
-				}
-				if (on == "true") != (ls == len(paths)) {
-					b.Fatalf("--nar-listings=%s: %d .ls for %d paths", on, ls, len(paths))
-				}
-				if round == 1 {
-					runs[on] = r
-				}
+				return r
+			}
+			push(formatVariants[0].flags) // warm-up: page cache, the DB
+			var runs []lbRun
+			for _, v := range formatVariants {
+				runs = append(runs, push(v.flags))
+			}
+			base := runs[0]
+			fmt.Printf("\n%s, xz, one-shot push into local MinIO: each optional file's cost\n", shape.name)
+			fmt.Printf("%-18s %8s %8s %9s %8s %8s %9s\n", "", "wall s", "CPU s", "requests", "wall ×", "CPU ×", "requests ×")
+			for k, v := range formatVariants {
+				r := runs[k]
+				fmt.Printf("%-18s %8.2f %8.2f %9d %8.2f %8.2f %9.3f\n", v.name, r.m.wall.Seconds(), r.m.cpu.Seconds(), r.counts[testenv.KindTotal],
+					r.m.wall.Seconds()/base.m.wall.Seconds(), r.m.cpu.Seconds()/base.m.cpu.Seconds(),
+					float64(r.counts[testenv.KindTotal])/float64(base.counts[testenv.KindTotal]))
 			}
 		}
-		off, on := runs["false"], runs["true"]
-		fmt.Printf("\n%d small paths, xz, one-shot push into local MinIO\n", len(paths))
-		fmt.Printf("%-22s %8s %8s %10s %10s\n", "", "wall s", "CPU s", "requests", "PUTs")
-		for _, row := range []struct {
-			name string
-			r    lbRun
-		}{{"--nar-listings=false", off}, {"--nar-listings=true", on}} {
-			fmt.Printf("%-22s %8.2f %8.2f %10d %10d\n", row.name, row.r.m.wall.Seconds(), row.r.m.cpu.Seconds(), row.r.counts[testenv.KindTotal], row.r.counts[testenv.KindPutObject])
-		}
-		fmt.Printf("%-22s %8.2fx %7.2fx %9.2fx %9.2fx\n", "on / off", on.m.wall.Seconds()/off.m.wall.Seconds(), on.m.cpu.Seconds()/off.m.cpu.Seconds(),
-			float64(on.counts[testenv.KindTotal])/float64(off.counts[testenv.KindTotal]), float64(on.counts[testenv.KindPutObject])/float64(off.counts[testenv.KindPutObject]))
 	}
 }
