@@ -15,16 +15,12 @@ import (
 // here. A store without the database (the `nix` CLI fallback) or a
 // database without the table (ca-derivations never enabled) has none.
 func Realisations(ctx context.Context, st Store, paths []string) ([]*nar.Realisation, error) {
-	db := dbOf(st)
-	if db == nil || len(paths) == 0 {
+	if len(paths) == 0 {
 		return nil, nil
 	}
-	var n int
-	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name IN ('Realisations', 'RealisationsRefs')`).Scan(&n); err != nil {
-		return nil, fmt.Errorf("query Nix database %s: %w", db.path, err)
-	}
-	if n != 2 {
-		return nil, nil
+	db, err := realisationsDB(ctx, st)
+	if db == nil || err != nil {
+		return nil, err
 	}
 	var out []*nar.Realisation
 	for i := 0; i < len(paths); i += batch {
@@ -109,4 +105,21 @@ func (s *DB) loadDeps(ctx context.Context, byRow map[int64]*nar.Realisation) err
 		}
 	}
 	return nil
+}
+
+// realisationsDB is st's database if it has the realisation tables
+// (ca-derivations enabled once), else nil.
+func realisationsDB(ctx context.Context, st Store) (*DB, error) {
+	db := dbOf(st)
+	if db == nil {
+		return nil, nil
+	}
+	var n int
+	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name IN ('Realisations', 'RealisationsRefs')`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("query Nix database %s: %w", db.path, err)
+	}
+	if n != 2 {
+		return nil, nil
+	}
+	return db, nil
 }

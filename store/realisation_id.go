@@ -17,16 +17,12 @@ import (
 // parse: its name still says which realisation it was. A store without
 // the database (or without the table) knows none.
 func RealisationsByID(ctx context.Context, st Store, ids []string) ([]*nar.Realisation, error) {
-	db := dbOf(st)
-	if db == nil || len(ids) == 0 {
+	if len(ids) == 0 {
 		return nil, nil
 	}
-	var n int
-	if err := db.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name IN ('Realisations', 'RealisationsRefs')`).Scan(&n); err != nil {
-		return nil, fmt.Errorf("query Nix database %s: %w", db.path, err)
-	}
-	if n != 2 {
-		return nil, nil
+	db, err := realisationsDB(ctx, st)
+	if db == nil || err != nil {
+		return nil, err
 	}
 	var out []*nar.Realisation
 	byRow := map[int64]*nar.Realisation{}
