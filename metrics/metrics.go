@@ -105,8 +105,14 @@ func New(opts Options) *Metrics {
 	for _, r := range knownReasons {
 		m.skipped.WithLabelValues(r)
 	}
-	m.buildLogs = newBuildLogsCounter()
-	m.narListings, m.debugInfoLinks, m.realisations = newNarListingsCounter(), newDebugInfoLinksCounter(), newRealisationsCounter()
+	m.buildLogs = newFileCounter("nixpushd_build_logs_uploaded_total",
+		"Build logs uploaded to log/<drv> (--build-logs): one per derivation built here whose log Nix kept.")
+	m.narListings = newFileCounter("nixpushd_nar_listings_written_total",
+		"NAR listings (<hash>.ls) written (--nar-listings): one per NAR uploaded.")
+	m.debugInfoLinks = newFileCounter("nixpushd_debug_info_links_written_total",
+		"Debug-info links (debuginfo/<build-id>) written (--index-debug-info): one per lib/debug/.build-id file of the NARs uploaded.")
+	m.realisations = newFileCounter("nixpushd_realisations_written_total",
+		"Realisations (realisations/<drv hash>!<output>.doi) written (--realisations): outputs of content-addressed derivations.")
 	m.reg.MustRegister(
 		m.uploaded, m.skipped, m.failed, m.narBytes, m.storedBytes, m.duration,
 		m.requestRetries, m.queueRetries, m.lastSuccess,
@@ -201,64 +207,43 @@ func (m *Metrics) QueueRetry() {
 	m.queueRetries.Inc()
 }
 
-// The files Nix writes to a cache besides narinfos and NARs.
+// The files Nix writes to a cache besides narinfos and NARs: one counter
+// each, counted the same way.
 
-func newBuildLogsCounter() prometheus.Counter {
-	return prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "nixpushd_build_logs_uploaded_total",
-		Help: "Build logs uploaded to log/<drv> (--build-logs): one per derivation built here whose log Nix kept.",
-	})
+func newFileCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func addFiles(c prometheus.Counter, n int) {
+	if n > 0 {
+		c.Add(float64(n))
+	}
 }
 
 // BuildLogs counts n build logs uploaded.
 func (m *Metrics) BuildLogs(n int) {
-	if m == nil || n <= 0 {
-		return
+	if m != nil {
+		addFiles(m.buildLogs, n)
 	}
-	m.buildLogs.Add(float64(n))
-}
-
-func newNarListingsCounter() prometheus.Counter {
-	return prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "nixpushd_nar_listings_written_total",
-		Help: "NAR listings (<hash>.ls) written (--nar-listings): one per NAR uploaded.",
-	})
 }
 
 // NarListings counts n NAR listings written.
 func (m *Metrics) NarListings(n int) {
-	if m == nil || n <= 0 {
-		return
+	if m != nil {
+		addFiles(m.narListings, n)
 	}
-	m.narListings.Add(float64(n))
-}
-
-func newDebugInfoLinksCounter() prometheus.Counter {
-	return prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "nixpushd_debug_info_links_written_total",
-		Help: "Debug-info links (debuginfo/<build-id>) written (--index-debug-info): one per lib/debug/.build-id file of the NARs uploaded.",
-	})
 }
 
 // DebugInfoLinks counts n debug-info links written.
 func (m *Metrics) DebugInfoLinks(n int) {
-	if m == nil || n <= 0 {
-		return
+	if m != nil {
+		addFiles(m.debugInfoLinks, n)
 	}
-	m.debugInfoLinks.Add(float64(n))
-}
-
-func newRealisationsCounter() prometheus.Counter {
-	return prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "nixpushd_realisations_written_total",
-		Help: "Realisations (realisations/<drv hash>!<output>.doi) written (--realisations): outputs of content-addressed derivations.",
-	})
 }
 
 // Realisations counts n realisations written.
 func (m *Metrics) Realisations(n int) {
-	if m == nil || n <= 0 {
-		return
+	if m != nil {
+		addFiles(m.realisations, n)
 	}
-	m.realisations.Add(float64(n))
 }
