@@ -35,9 +35,10 @@ type Daemon struct {
 	notify *Notifier
 	m      *metrics.Metrics // nil: metrics off (its methods do nothing)
 
-	stats *counters  // since start (status.go)
-	src   *sources   // watcher, spool, reconcile (sources.go)
-	logs  *buildLogs // build logs (buildlogs.go)
+	stats *counters    // since start (status.go)
+	src   *sources     // watcher, spool, reconcile (sources.go)
+	logs  *buildLogs   // build logs (buildlogs.go)
+	real  realisations // ca-derivations' realisations (realisations.go)
 
 	wake    chan struct{} // something was enqueued or finished
 	active  atomic.Int64  // queue items being worked on
@@ -493,7 +494,7 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	res, err := d.p.Push(ctx, closure)
 	realisations := 0
 	if err == nil {
-		realisations, err = pushRealisations(ctx, d.st, d.p, d.log, closure, res)
+		realisations, err = d.real.push(ctx, d.st, d.p, d.log, closure, res)
 	}
 	d.stats.addPush(res, realisations)
 	d.m.NarListings(res.NarListings)

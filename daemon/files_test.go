@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -136,5 +137,22 @@ in mk "ca-top" "mkdir $out; echo ${dep} > $out/ref"
 		if !strings.Contains(line, want) {
 			t.Errorf("journal line for %s: %q, want it to hold %q", root, line, want)
 		}
+	}
+
+	// A later batch over the same, cached closure uploads nothing, so it
+	// neither looks up nor writes realisations again.
+	if _, err := q.Enqueue([]string{caTop}, "socket", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if items, err = q.Claim(time.Now(), 10); err != nil || len(items) != 1 {
+		t.Fatalf("claimed %d items (%v), want 1", len(items), err)
+	}
+	os.Remove(doi[0])
+	d.processBatch(t.Context(), items)
+	if again, err := d.Snapshot(); err != nil || again.Realisations != s.Realisations || again.Uploaded != s.Uploaded {
+		t.Errorf("second batch: %+v, %v; want nothing more uploaded or written", again, err)
+	}
+	if _, err := os.Stat(doi[0]); err == nil {
+		t.Errorf("%s written again by a batch that uploaded nothing", doi[0])
 	}
 }
