@@ -259,7 +259,9 @@ func (p *Pusher) init() {
 		p.t = p.Retry.Wrap(sema.Wrap(p.Target, semaphore.NewWeighted(int64(ioJobs))), p.stopped)
 		p.presence = NewPresence(p.t, ttl)
 		p.inflight = map[string]*pathState{}
-		if p.Key != nil {
+		// A cache on this disk gives no ETags, and reading its narinfos
+		// costs no request: no memo there.
+		if l, local := p.Target.(cache.Local); p.Key != nil && !(local && l.IsLocal()) {
 			p.memo = newSignMemo(p.SignedMemoDir, p.Target.String(), p.Key.Public().String())
 		}
 	})

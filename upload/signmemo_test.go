@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixpushd/nixpushd/cache/file"
 	"github.com/nixpushd/nixpushd/internal/cachetest"
 	"github.com/nixpushd/nixpushd/store"
 )
@@ -138,5 +139,26 @@ func TestSignMemoFile(t *testing.T) {
 	}
 	if last := newSignMemo(dir, "s3://b", "k-1:AAAA"); !last.signed("abc.narinfo", sumOf([]byte{byte(2999 % 256), byte(2999 >> 8)})) {
 		t.Error("after compaction the memo lost the latest text")
+	}
+}
+
+// A file:// cache lists no ETags and reads cost no request: no memo is
+// kept (it would only cost memory on a 100,000-path push).
+func TestSignMemoNotForLocalCaches(t *testing.T) {
+	dir, memo := t.TempDir(), t.TempDir()
+	target, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTestPusher(t, cachetest.NewMem(), nil)
+	p.Target, p.SignPresent, p.SignedMemoDir = target, true, memo
+	if _, err := p.Push(context.Background(), []*store.PathInfo{info("a"), info("b", info("a"))}); err != nil {
+		t.Fatal(err)
+	}
+	if p.memo != nil {
+		t.Error("a Pusher into a file:// cache keeps a memo of signed narinfos")
+	}
+	if entries, _ := os.ReadDir(memo); len(entries) != 0 {
+		t.Errorf("memo directory holds %d files after a push into file://", len(entries))
 	}
 }
