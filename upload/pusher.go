@@ -106,6 +106,8 @@ type Pusher struct {
 	maxTemp  int64
 	presence *Presence
 
+	ioJobs int // IOJobs, or its default
+
 	mu       sync.Mutex
 	inflight map[string]*pathState // paths being uploaded by any Push call
 	signed   signedSet             // cached narinfos known signed by Key (sign.go)
@@ -256,6 +258,7 @@ func (p *Pusher) init() {
 			p.smallNAR = smallNAR
 		}
 		p.cpu = semaphore.NewWeighted(int64(jobs))
+		p.ioJobs = ioJobs
 		p.t = p.Retry.Wrap(sema.Wrap(p.Target, semaphore.NewWeighted(int64(ioJobs))), p.stopped)
 		p.presence = NewPresence(p.t, ttl)
 		p.inflight = map[string]*pathState{}
@@ -467,11 +470,7 @@ func (p *Pusher) signPresent(ctx context.Context, present []*store.PathInfo) ([]
 	if p.Key == nil || !p.SignPresent || len(present) == 0 {
 		return nil, nil, nil
 	}
-	jobs := p.IOJobs
-	if jobs <= 0 {
-		jobs = DefaultIOJobs
-	}
-	s := presentSigner{t: p.t, key: p.Key, jobs: jobs, log: p.log(), known: &p.signed, memo: p.memo, listed: p.presence.ListedETag,
+	s := presentSigner{t: p.t, key: p.Key, jobs: p.ioJobs, log: p.log(), known: &p.signed, memo: p.memo, listed: p.presence.ListedETag,
 		session: func(ctx context.Context) (func(), error) {
 			p.enterSession()
 			_, release, err := p.readSession(ctx)

@@ -35,18 +35,13 @@ type presentSigner struct {
 	log   *slog.Logger
 	known *signedSet
 	// memo and listed: a narinfo whose ETag in a fresh listing is a text
-	// remembered signed (by an earlier run) is not read.
+	// remembered signed (by an earlier run) is not read. A nil memo
+	// remembers nothing.
 	memo   *signMemo
 	listed func(key string) (etag string, ok bool)
 	// session holds the cache lock for writing narinfos (a rewrite must
 	// not race a gc sweep); release ends it.
 	session func(context.Context) (release func(), err error)
-}
-
-func (s *presentSigner) remember(key string, text []byte) {
-	if s.memo != nil {
-		s.memo.add(key, text)
-	}
 }
 
 // signedSet is the store paths whose cached narinfo is known to carry
@@ -82,7 +77,7 @@ func (s *signedSet) unknown(paths []*store.PathInfo) []*store.PathInfo {
 // signed and the reasons of those that could not be.
 func (s *presentSigner) sign(ctx context.Context, present []*store.PathInfo) (signed []string, notSigned map[string]string, err error) {
 	todo := s.known.unknown(present)
-	if s.memo != nil && s.listed != nil {
+	if s.listed != nil {
 		todo = slices.DeleteFunc(todo, func(pi *store.PathInfo) bool {
 			key, err := narinfoKey(pi.Path)
 			if err != nil {
@@ -120,7 +115,7 @@ func (s *presentSigner) sign(ctx context.Context, present []*store.PathInfo) (si
 		if err := s.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo); err != nil {
 			return err
 		}
-		s.remember(key, text)
+		s.memo.add(key, text)
 		return nil
 	})
 	if err != nil {
@@ -193,7 +188,7 @@ func (s *presentSigner) read(ctx context.Context, pi *store.PathInfo) (key strin
 	text, why = AddSignature(b, pi, s.key)
 	if text == nil && why == "" {
 		s.known.add(pi.Path)
-		s.remember(key, b)
+		s.memo.add(key, b)
 	}
 	return key, text, why, nil
 }
