@@ -181,11 +181,10 @@ func PlanGC(ctx context.Context, t cache.Target, opts GCOptions) (_ *GCPlan, err
 		if !ok {
 			return nil, fmt.Errorf("%s does not support deleting", t)
 		}
-		// Fail before anything else if the credentials cannot delete: a
-		// missing key deletes fine with permission, and is refused without.
+		// Fail before anything else if the credentials cannot delete.
 		// (Not counted, like the lock's requests: the figure is the
 		// collection's work.)
-		if err := del.Delete(ctx, []string{cachelock.Prefix + "permission-probe"}); err != nil {
+		if err := probeDelete(ctx, del); err != nil {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 		if opts.Locker == nil {
@@ -575,4 +574,11 @@ func (p *GCPlan) markSidecars(ctx context.Context, inv *Inventory, entries map[s
 		}
 	}
 	return step, nil
+}
+
+// probeDelete asks whether the credentials may delete, changing nothing:
+// deleting a missing key succeeds with the permission and is refused
+// without it.
+func probeDelete(ctx context.Context, del cache.Deleter) error {
+	return del.Delete(ctx, []string{cachelock.Prefix + "permission-probe"})
 }

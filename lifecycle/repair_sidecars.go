@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/nixpushd/nixpushd/cache"
-	"github.com/nixpushd/nixpushd/cachelock"
 	"github.com/nixpushd/nixpushd/nar"
 	"github.com/nixpushd/nixpushd/store"
 )
@@ -312,7 +311,7 @@ func (d *deleteCheck) can(ctx context.Context) (bool, string, error) {
 		d.done, d.reason = true, fmt.Sprintf("%s cannot delete; delete it through an s3:// or file:// URL", d.t)
 		return false, d.reason, nil
 	}
-	err := del.Delete(ctx, []string{cachelock.Prefix + "permission-probe"})
+	err := probeDelete(ctx, del)
 	if err != nil && !cache.IsConfig(err) {
 		return false, "", fmt.Errorf("check that the credentials may delete: %w", err)
 	}
