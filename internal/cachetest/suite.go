@@ -728,7 +728,10 @@ func testCancelled(t *testing.T, tg cache.Target) {
 func testBarrier(t *testing.T, tg cache.Target) {
 	b, ok := tg.(cache.Barrierer)
 	if !ok {
-		t.Skipf("%s is not a cache.Barrierer", tg)
+		// Not a capability every backend has (S3 writes are durable when
+		// they return): nothing to test, and not a missing dependency.
+		t.Logf("%s is not a cache.Barrierer", tg)
+		return
 	}
 	if err := b.Barrier(t.Context()); err != nil {
 		t.Errorf("Barrier before any write: %v", err)
