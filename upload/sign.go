@@ -77,7 +77,9 @@ func (s *signedSet) unknown(paths []*store.PathInfo) []*store.PathInfo {
 // signed and the reasons of those that could not be.
 func (s *presentSigner) sign(ctx context.Context, present []*store.PathInfo) (signed []string, notSigned map[string]string, err error) {
 	todo := s.known.unknown(present)
-	if s.listed != nil {
+	// Without a memo no listed ETag can spare a read: skip the per-path
+	// key and listing lookups (a 100,000-path push into file://).
+	if s.memo != nil && s.listed != nil {
 		todo = slices.DeleteFunc(todo, func(pi *store.PathInfo) bool {
 			key, err := narinfoKey(pi.Path)
 			if err != nil {
