@@ -96,6 +96,38 @@ func TestPresenceFreshness(t *testing.T) {
 	})
 }
 
+// A key found missing after it was seen present is Lost once, even when
+// a new lock session (Reset) came between; one never seen is not.
+func TestPresenceLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := cachetest.NewMem()
+		m.Objects["seen"] = []byte("x")
+		p := NewPresence(sema.Wrap(m, semaphore.NewWeighted(4)), 10*time.Minute)
+		ctx := context.Background()
+		p.Recent(ctx, "seen")
+		p.Mark("written", true)
+		p.Recent(ctx, "never")
+		time.Sleep(time.Second)
+		m.Remove("seen")
+		if ok, _ := p.Check(ctx, "seen", time.Now()); ok {
+			t.Fatal("a fresh Check found the removed key")
+		}
+		p.Reset()
+		time.Sleep(time.Second)
+		if ok, _ := p.Recent(ctx, "written"); ok {
+			t.Fatal("Recent after Reset found a key that is not in the cache")
+		}
+		for key, want := range map[string]bool{"seen": true, "written": true, "never": false} {
+			if got := p.Lost(key); got != want {
+				t.Errorf("Lost(%q) = %v, want %v", key, got, want)
+			}
+			if p.Lost(key) {
+				t.Errorf("Lost(%q) is true twice", key)
+			}
+		}
+	})
+}
+
 // The scenario, in memory: a dependency deleted behind the
 // Pusher's back (as an expiry rule would) is uploaded again before the
 // new dependent's narinfo, although the Pusher remembers it as present.

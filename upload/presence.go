@@ -41,6 +41,12 @@ type Presence struct {
 	next    map[string]*probe // not sent yet: anyone may join
 	inserts int
 	resetAt time.Time
+	// prior is known as it was at the last Reset: no longer an answer,
+	// but it tells a key the cache lost from one never uploaded. lost
+	// holds the keys a fresh answer found missing after an earlier one
+	// had found them (or Mark had written them), and when.
+	prior map[string]answer
+	lost  map[string]time.Time
 
 	// Listings answer many keys with a request per thousand objects.
 	rl        cache.RootLister
@@ -87,6 +93,7 @@ func NewPresence(t cache.Target, ttl time.Duration) *Presence {
 	p := &Presence{
 		target: t, ttl: ttl,
 		known: map[string]answer{}, cur: map[string]*probe{}, next: map[string]*probe{},
+		lost: map[string]time.Time{},
 	}
 	p.rl, _ = t.(cache.RootLister)
 	if l, ok := t.(cache.Local); ok && l.IsLocal() {
@@ -527,8 +534,12 @@ func (p *Presence) Mark(key string, ok bool) {
 
 // remember keeps the newer answer; p.mu is held.
 func (p *Presence) remember(key string, a answer) {
-	if old, ok := p.known[key]; (ok && old.at.After(a.at)) || a.at.Before(p.resetAt) {
+	old, ok := p.known[key]
+	if (ok && old.at.After(a.at)) || a.at.Before(p.resetAt) {
 		return
+	}
+	if !a.ok && ((ok && old.ok) || p.prior[key].ok) {
+		p.lost[key] = a.at
 	}
 	p.known[key] = a
 	// Drop expired answers now and then, so memory follows the TTL, not
@@ -540,15 +551,31 @@ func (p *Presence) remember(key string, a answer) {
 				delete(p.known, k)
 			}
 		}
+		for k, at := range p.lost {
+			if !at.After(cutoff) {
+				delete(p.lost, k)
+			}
+		}
 		p.inserts = 0
 	}
+}
+
+// Lost reports whether key was found missing after this process had
+// seen it in the cache (or written it), and forgets that: a path uploaded
+// now is uploaded again, and its log line says so.
+func (p *Presence) Lost(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.lost[key]
+	delete(p.lost, key)
+	return ok
 }
 
 // Reset forgets every answer: after a gc may have run (a new lock
 // session), nothing seen before counts.
 func (p *Presence) Reset() {
 	p.mu.Lock()
-	clear(p.known)
+	p.prior, p.known = p.known, make(map[string]answer, len(p.known))
 	p.snap = nil
 	p.resetAt = time.Now()
 	p.mu.Unlock()

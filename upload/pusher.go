@@ -905,7 +905,12 @@ func (r *run) publish(batch []*node) {
 				p.log().Info("uploaded narinfo; its NAR file was already in the cache", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "stored_bytes", 0,
 					"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
 			} else {
-				p.log().Info("uploaded", "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
+				msg := "uploaded"
+				if key, _ := narinfoKey(n.pi.Path); p.presence.Lost(key) {
+					// An expiry rule, a gc or a hand deleted it.
+					msg = "uploaded again; the cache had lost it"
+				}
+				p.log().Info(msg, "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
 					"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
 			}
 			r.succeed(n)
