@@ -227,8 +227,9 @@ func TestPushAllPresentRequests(t *testing.T) {
 	}
 }
 
-// The fresh checks before publishing are shared: 50 leaves and a top
-// referencing all of them cost one check per leaf, not one per edge.
+// The fresh checks before publishing are shared: 50 cached leaves and 5
+// mids referring to all of them cost one check per leaf, not one per
+// edge; leaves the push uploaded itself cost none.
 func TestPushFreshChecksPerReference(t *testing.T) {
 	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
@@ -246,12 +247,25 @@ func TestPushFreshChecksPerReference(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	// Missing: 55 narinfo checks (or, past 99 requests, a listing that
-	// answers the rest); small NARs are sent unasked; fresh reference
-	// checks: at most 5 × 50, at least 50 (fewer than the 55 + 50
-	// requests a listing would replace).
-	n := p.Requests()
-	if n < 55+50-listPage/listPerCheck+1 || n > 55+250 {
-		t.Errorf("%d requests", n)
+	// answers the rest); small NARs are sent unasked; no fresh
+	// reference checks: this push wrote the leaves.
+	if n := p.Requests(); n < 1 || n > 55 {
+		t.Errorf("%d requests, want 1-55 (what is missing; no fresh checks of the leaves this push wrote)", n)
+	}
+
+	m2 := cachetest.NewMem()
+	if _, err := newTestPusher(t, m2, nil).Push(context.Background(), leaves); err != nil {
+		t.Fatal(err)
+	}
+	p2 := newTestPusher(t, m2, nil)
+	if res, err := p2.Push(context.Background(), closure); err != nil || res.Uploaded != len(mids) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// Missing: 55 checks; fresh checks of the cached leaves: at most
+	// 5 × 50, at least 50 (fewer than the 55 + 50 requests a listing
+	// would replace).
+	if n := p2.Requests(); n < 55+50-listPage/listPerCheck+1 || n > 55+250 {
+		t.Errorf("cached leaves: %d requests", n)
 	}
 }
 
@@ -301,6 +315,64 @@ func TestPushAfterGCRechecks(t *testing.T) {
 		}
 		if _, ok := m.Objects[aKey]; !ok {
 			t.Error("a was not uploaded again after gc deleted it")
+		}
+		synctest.Wait()
+	})
+}
+
+// A reference the push wrote itself counts as present only within the
+// lock session it was written in: when gc takes the cache between the
+// reference's narinfo and its dependent's, and deletes the reference,
+// the dependent waits for it to be uploaded again.
+func TestPushOwnWriteRecheckedAfterGC(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := cachetest.NewMem()
+		p := newTestPusher(t, m, nil)
+		lk, err := cachelock.New(m, 10*time.Second, newTestLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk.Poll = 500 * time.Millisecond
+		p.Locker = lk
+		ctx := context.Background()
+		a := info("a")
+		b := info("b", a)
+		aKey := narinfoKeyOf(t, a.Path)
+		gcDone := make(chan struct{})
+		var once sync.Once
+		p.dump = func(w io.Writer, path string) error {
+			if path == b.Path {
+				once.Do(func() {
+					for !m.Has(aKey) {
+						time.Sleep(10 * time.Millisecond)
+					}
+					// gc: waits for the pusher to yield, deletes a.
+					go func() {
+						defer close(gcDone)
+						excl, err := lk.Acquire(ctx, cachelock.Exclusive)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						ni, _ := nar.ParseNarInfo(m.Objects[aKey])
+						m.Remove(aKey, ni.URL)
+						excl.Release(ctx)
+					}()
+					time.Sleep(10 * time.Second) // gc waits; the pusher sees it at a refresh
+				})
+			}
+			return fakeDump(nil)(w, path)
+		}
+		res, err := p.Push(ctx, []*store.PathInfo{a, b})
+		if err != nil || len(res.Failed) > 0 {
+			t.Fatalf("%+v %v", res, err)
+		}
+		<-gcDone
+		if !m.Has(aKey) {
+			t.Fatalf("b was published after gc deleted its reference a, which the push had written before gc: %v", m.Order)
+		}
+		if res.Uploaded != 3 {
+			t.Errorf("uploaded %d, want 3 (a, a again, b)", res.Uploaded)
 		}
 		synctest.Wait()
 	})
@@ -388,9 +460,11 @@ func TestPushPrimesWithListing(t *testing.T) {
 	}
 }
 
-// With many references, the fresh checks before publishing are one
-// listing of the cache (sent after the narinfo became ready), shared by
-// the dependents waiting at the same time, not a check per reference.
+// References the push wrote itself, in the same lock session, cost no
+// fresh check. References found cached are checked afresh before
+// publishing: with many, by one listing of the cache (sent after the
+// narinfo became ready), shared by the dependents waiting at the same
+// time, not a check per reference.
 func TestPushFreshChecksByListing(t *testing.T) {
 	m := cachetest.NewMem()
 	p := newTestPusher(t, m, nil)
@@ -412,8 +486,8 @@ func TestPushFreshChecksByListing(t *testing.T) {
 			heads += n
 		}
 	}
-	if heads != 0 || m.Lists < 2 || m.Lists > 6 {
-		t.Errorf("%d narinfo checks and %d listings; want 0 and 2-6 (one to find what is missing, one or more for the mids' references)", heads, m.Lists)
+	if heads != 0 || m.Lists != 1 {
+		t.Errorf("%d narinfo checks and %d listings; want 0 and 1 (to find what is missing; the mids' references were written by this push)", heads, m.Lists)
 	}
 	// A reference deleted meanwhile is still caught by the listing.
 	m.Remove(narinfoKeyOf(t, leaves[7].Path))
@@ -425,5 +499,26 @@ func TestPushFreshChecksByListing(t *testing.T) {
 	}
 	if _, ok := m.Objects[narinfoKeyOf(t, leaves[7].Path)]; !ok {
 		t.Error("a reference deleted before the push was not uploaded again")
+	}
+
+	// A push that finds the leaves cached checks them afresh for its
+	// dependents, by listing: 200 leaves, 5 mids referring to all.
+	m2 := cachetest.NewMem()
+	if _, err := newTestPusher(t, m2, nil).Push(context.Background(), leaves); err != nil {
+		t.Fatal(err)
+	}
+	m2.Checks, m2.Lists = map[string]int{}, 0
+	p3 := newTestPusher(t, m2, nil)
+	if res, err := p3.Push(context.Background(), closure); err != nil || res.Uploaded != 5 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	heads = 0
+	for k, n := range m2.Checks {
+		if strings.HasSuffix(k, ".narinfo") {
+			heads += n
+		}
+	}
+	if heads != 0 || m2.Lists < 2 || m2.Lists > 6 {
+		t.Errorf("cached leaves: %d narinfo checks and %d listings; want 0 and 2-6 (one to find what is missing, one or more for the mids' references)", heads, m2.Lists)
 	}
 }

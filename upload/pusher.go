@@ -647,6 +647,8 @@ type node struct {
 	dependents []*node
 	narDone    bool
 	narGen     uint64 // lock session of the NAR's existence check or upload
+	wrote      bool   // this run wrote its narinfo, in lock session wroteGen
+	wroteGen   uint64
 	info       *nar.NarInfo
 	fileSize   int64
 	narReused  bool // the last NAR upload found the file already there
@@ -848,7 +850,7 @@ func (r *run) publish(batch []*node) {
 			return
 		}
 		readyAt := time.Now()
-		present, err := r.checkRefs(batch, readyAt)
+		present, err := r.checkRefs(batch, gen, readyAt)
 		if err != nil {
 			release()
 			for _, n := range batch {
@@ -913,6 +915,9 @@ func (r *run) publish(batch []*node) {
 				p.log().Info(msg, "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
 					"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
 			}
+			r.mu.Lock()
+			n.wrote, n.wroteGen = true, gen
+			r.mu.Unlock()
 			r.succeed(n)
 		}
 		return
@@ -973,9 +978,17 @@ func refsOf(n *node) []string {
 // checkRefs asks, with requests sent after readyAt, which references of
 // the batch's nodes the cache has: one question for the whole batch, so
 // that references shared by several dependents are asked about once.
-func (r *run) checkRefs(batch []*node, readyAt time.Time) (map[string]bool, error) {
+//
+// A reference whose narinfo this run wrote in lock session gen is present
+// without asking, as its NAR is (prepare): what deletes objects without
+// our lock (an expiry rule) takes objects days old, and a gc under the lock
+// starts a new session. What this push found cached, or another push or
+// run wrote, is asked about: that is what an expiry rule deletes.
+func (r *run) checkRefs(batch []*node, gen uint64, readyAt time.Time) (map[string]bool, error) {
 	seen := map[string]bool{}
+	out := map[string]bool{}
 	var keys []string
+	r.mu.Lock()
 	for _, n := range batch {
 		for _, ref := range refsOf(n) {
 			key, err := narinfoKey(ref)
@@ -983,14 +996,18 @@ func (r *run) checkRefs(batch []*node, readyAt time.Time) (map[string]bool, erro
 				continue // prepare fails n for a bad reference
 			}
 			seen[key] = true
+			if rn := r.nodes[ref]; rn != nil && rn.wrote && rn.wroteGen == gen {
+				out[key] = true
+				continue
+			}
 			keys = append(keys, key)
 		}
 	}
+	r.mu.Unlock()
 	present, err := r.p.presence.CheckMany(r.ctx, keys, readyAt)
 	if err != nil {
 		return nil, fmt.Errorf("check references: %w", err)
 	}
-	out := make(map[string]bool, len(keys))
 	for i, k := range keys {
 		out[k] = present[i]
 	}
