@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -511,20 +509,17 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 		}
 		return
 	}
-	byPath := make(map[string]*store.PathInfo, len(closure))
-	for _, pi := range closure {
-		byPath[pi.Path] = pi
-	}
+	outs := newOutcomes(closure, res)
 	d.noteSuccess()
 	var done []queue.Item
 	var counts []rootCounts
 	for _, it := range roots {
 		log := d.log.With("STORE_PATH", it.Path)
-		failedPath, members, ferr := closureOutcome(it.Path, byPath, res.Failed)
+		failedPath, ferr, c := outs.root(it.Path)
 		switch {
 		case ferr == nil:
 			done = append(done, it)
-			counts = append(counts, countRoot(members, res))
+			counts = append(counts, c)
 		case cache.IsPathPermanent(ferr):
 			// A corrupt or vanished path in the closure will never
 			// upload: the root cannot either.
@@ -576,54 +571,6 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 type rootCounts struct {
 	closure, uploaded, signed, reused int
 	narBytes, stored                  int64
-}
-
-func countRoot(members []string, res *upload.Result) rootCounts {
-	c := rootCounts{closure: len(members)}
-	signed := make(map[string]bool, len(res.SignedPaths))
-	for _, p := range res.SignedPaths {
-		signed[p] = true
-	}
-	for _, p := range members {
-		if signed[p] {
-			c.signed++
-		}
-		if u, ok := res.Uploads[p]; ok {
-			c.uploaded++
-			c.narBytes += u.NarSize
-			c.stored += u.FileSize
-			if u.ReusedNAR {
-				c.reused++
-			}
-		}
-	}
-	return c
-}
-
-// closureOutcome walks root's closure and returns a failed member (a
-// permanent failure first), the closure's members, and the member's
-// error.
-func closureOutcome(root string, byPath map[string]*store.PathInfo, failed map[string]error) (string, []string, error) {
-	seen := map[string]bool{root: true}
-	stack := []string{root}
-	var failedPath string
-	var ferr error
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if err := failed[p]; err != nil && (ferr == nil || (cache.IsPathPermanent(err) && !cache.IsPathPermanent(ferr))) {
-			failedPath, ferr = p, err
-		}
-		if pi := byPath[p]; pi != nil {
-			for _, r := range pi.References {
-				if !seen[r] {
-					seen[r] = true
-					stack = append(stack, r)
-				}
-			}
-		}
-	}
-	return failedPath, slices.Collect(maps.Keys(seen)), ferr
 }
 
 func (d *Daemon) retryAll(ctx context.Context, items []queue.Item, err error) {

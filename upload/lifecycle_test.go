@@ -128,6 +128,44 @@ func TestPresenceLost(t *testing.T) {
 	})
 }
 
+// Written vouches for a key this process wrote only while pushes go on
+// without a break, within the TTL and the lock session; seeing the key
+// present since keeps it ours.
+func TestPresenceWritten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := cachetest.NewMem()
+		p := NewPresence(sema.Wrap(m, semaphore.NewWeighted(4)), 10*time.Minute)
+		p.Busy()
+		p.Busy()
+		p.MarkWritten("a")
+		p.Mark("a", true) // seen since
+		p.Mark("b", true) // seen, not written
+		if !p.Written("a") || p.Written("b") {
+			t.Fatalf("Written(a) %v, Written(b) %v; want true, false", p.Written("a"), p.Written("b"))
+		}
+		p.Done() // one push ends; the other goes on
+		if !p.Written("a") {
+			t.Error("Written(a) false while a push goes on")
+		}
+		p.Done()
+		p.Busy()
+		if p.Written("a") {
+			t.Error("Written(a) true after a moment with no push going on")
+		}
+		p.MarkWritten("c")
+		time.Sleep(11 * time.Minute)
+		if p.Written("c") {
+			t.Error("Written(c) true past the TTL")
+		}
+		p.MarkWritten("d")
+		p.Reset()
+		if p.Written("d") {
+			t.Error("Written(d) true in a new lock session")
+		}
+		p.Done()
+	})
+}
+
 // The scenario, in memory: a dependency deleted behind the
 // Pusher's back (as an expiry rule would) is uploaded again before the
 // new dependent's narinfo, although the Pusher remembers it as present.

@@ -47,6 +47,10 @@ type Presence struct {
 	// had found them (or Mark had written them), and when.
 	prior map[string]answer
 	lost  map[string]time.Time
+	// busy counts the pushes going on; period counts the moments it fell
+	// to 0, which end what Written vouches for.
+	busy   int
+	period uint64
 
 	// Listings answer many keys with a request per thousand objects.
 	rl        cache.RootLister
@@ -77,6 +81,9 @@ type listProbe struct {
 type answer struct {
 	at time.Time // when the request that gave it was sent
 	ok bool
+	// own is 1 + the busy period in which this process wrote the key
+	// (MarkWritten), 0 if it did not.
+	own uint64
 }
 
 type probe struct {
@@ -541,6 +548,9 @@ func (p *Presence) remember(key string, a answer) {
 	if !a.ok && ((ok && old.ok) || p.prior[key].ok) {
 		p.lost[key] = a.at
 	}
+	if ok && a.ok && a.own == 0 {
+		a.own = old.own // seen since it was written: still ours
+	}
 	p.known[key] = a
 	// Drop expired answers now and then, so memory follows the TTL, not
 	// the daemon's uptime.
@@ -558,6 +568,45 @@ func (p *Presence) remember(key string, a answer) {
 		}
 		p.inserts = 0
 	}
+}
+
+// MarkWritten records that this process just wrote key, in the lock
+// session its caller holds (Reset, at a new session, forgets it).
+func (p *Presence) MarkWritten(key string) {
+	p.mu.Lock()
+	p.remember(key, answer{at: time.Now(), ok: true, own: p.period + 1})
+	p.mu.Unlock()
+}
+
+// Written reports whether this process wrote key in the current lock
+// session, during the pushes going on now (Busy), less than the TTL ago.
+// The check before a dependent's narinfo takes that as present: what can
+// delete it since (an expiry rule, days later) would not, and a gc under
+// the lock starts a new session. Once no push is going on, what was
+// written counts for no more than what was seen: a burst's paths refer to
+// each other without a request each, while a path expired behind an idle
+// daemon's back is caught before a new dependent names it.
+func (p *Presence) Written(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.known[key]
+	return ok && a.ok && a.own == p.period+1 && time.Since(a.at) < p.ttl
+}
+
+// Busy and Done bracket a push (see Written).
+func (p *Presence) Busy() {
+	p.mu.Lock()
+	p.busy++
+	p.mu.Unlock()
+}
+
+// Done ends what Busy began.
+func (p *Presence) Done() {
+	p.mu.Lock()
+	if p.busy--; p.busy == 0 {
+		p.period++
+	}
+	p.mu.Unlock()
 }
 
 // Lost reports whether key was found missing after this process had

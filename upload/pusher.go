@@ -398,6 +398,8 @@ func (p *Pusher) Push(ctx context.Context, closure []*store.PathInfo) (*Result, 
 func (p *Pusher) PushForce(ctx context.Context, closure []*store.PathInfo, force []string) (*Result, error) {
 	p.init()
 	defer p.flushMemo()
+	p.presence.Busy()
+	defer p.presence.Done()
 	res := &Result{Total: len(closure), Failed: map[string]error{}}
 	if err := p.EnsureCacheInfo(ctx); err != nil {
 		return res, err
@@ -647,8 +649,6 @@ type node struct {
 	dependents []*node
 	narDone    bool
 	narGen     uint64 // lock session of the NAR's existence check or upload
-	wrote      bool   // this run wrote its narinfo, in lock session wroteGen
-	wroteGen   uint64
 	info       *nar.NarInfo
 	fileSize   int64
 	narReused  bool // the last NAR upload found the file already there
@@ -850,7 +850,7 @@ func (r *run) publish(batch []*node) {
 			return
 		}
 		readyAt := time.Now()
-		present, err := r.checkRefs(batch, gen, readyAt)
+		present, err := r.checkRefs(batch, readyAt)
 		if err != nil {
 			release()
 			for _, n := range batch {
@@ -915,9 +915,6 @@ func (r *run) publish(batch []*node) {
 				p.log().Info(msg, "STORE_PATH", n.pi.Path, "nar_size", n.pi.NarSize, "file_size", n.fileSize,
 					"duration", time.Since(n.start).Round(time.Millisecond), "url", n.info.URL)
 			}
-			r.mu.Lock()
-			n.wrote, n.wroteGen = true, gen
-			r.mu.Unlock()
 			r.succeed(n)
 		}
 		return
@@ -979,16 +976,17 @@ func refsOf(n *node) []string {
 // the batch's nodes the cache has: one question for the whole batch, so
 // that references shared by several dependents are asked about once.
 //
-// A reference whose narinfo this run wrote in lock session gen is present
-// without asking, as its NAR is (prepare): what deletes objects without
-// our lock (an expiry rule) takes objects days old, and a gc under the lock
-// starts a new session. What this push found cached, or another push or
-// run wrote, is asked about: that is what an expiry rule deletes.
-func (r *run) checkRefs(batch []*node, gen uint64, readyAt time.Time) (map[string]bool, error) {
+// A reference whose narinfo this process wrote during the pushes going on
+// now, in this lock session, is present without asking, as a NAR written
+// in this session is (prepare): a gc under the lock starts a new session,
+// and what deletes objects without our lock (an expiry rule) takes
+// objects days old. What a push found cached, or wrote before a moment
+// with no push going on, is asked about: that is what an expiry rule
+// deletes (Presence.Written).
+func (r *run) checkRefs(batch []*node, readyAt time.Time) (map[string]bool, error) {
 	seen := map[string]bool{}
 	out := map[string]bool{}
 	var keys []string
-	r.mu.Lock()
 	for _, n := range batch {
 		for _, ref := range refsOf(n) {
 			key, err := narinfoKey(ref)
@@ -996,14 +994,13 @@ func (r *run) checkRefs(batch []*node, gen uint64, readyAt time.Time) (map[strin
 				continue // prepare fails n for a bad reference
 			}
 			seen[key] = true
-			if rn := r.nodes[ref]; rn != nil && rn.wrote && rn.wroteGen == gen {
+			if r.p.presence.Written(key) {
 				out[key] = true
 				continue
 			}
 			keys = append(keys, key)
 		}
 	}
-	r.mu.Unlock()
 	present, err := r.p.presence.CheckMany(r.ctx, keys, readyAt)
 	if err != nil {
 		return nil, fmt.Errorf("check references: %w", err)
@@ -1211,6 +1208,9 @@ func (p *Pusher) writeNarInfo(ctx context.Context, pi *store.PathInfo, info *nar
 	if err := p.t.Put(ctx, key, bytes.NewReader(text), int64(len(text)), cache.TypeNarInfo); err != nil {
 		return err
 	}
+	// Still in the lock session the caller holds: a gc's new session
+	// forgets it (Reset).
+	p.presence.MarkWritten(key)
 	if p.Key != nil {
 		// Signed by Key: a later batch that finds it cached need not
 		// read it back to know, nor a later run that lists it unchanged.

