@@ -1,7 +1,9 @@
 // Package upload pushes closures of store paths into a binary cache so
 // that the cache is valid at every instant: a path's NAR goes up before
 // its narinfo, and its narinfo only after each of its references was seen
-// in the cache by a request sent after the narinfo became ready.
+// in the cache by a request sent after the narinfo became ready, or was
+// written by this process during the pushes going on now, in the same
+// lock session (Presence.Written: a burst's paths refer to each other).
 //
 // It owns the scheduling (a bounded pool fed leaves first, CPU and network
 // slots apart), the NAR files (serialised, hashed and compressed once, in
