@@ -515,7 +515,7 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	var counts []rootCounts
 	for _, it := range roots {
 		log := d.log.With("STORE_PATH", it.Path)
-		failedPath, ferr, c := outs.root(it.Path)
+		failedPath, c, ferr := outs.root(it.Path)
 		switch {
 		case ferr == nil:
 			done = append(done, it)

@@ -78,8 +78,8 @@ func (o *outcomes) index(p string) int32 {
 }
 
 // root walks root's closure and returns a failed member (a permanent
-// failure first) with its error, and the closure's counts.
-func (o *outcomes) root(root string) (failedPath string, ferr error, c rootCounts) {
+// failure first), the closure's counts, and the member's error.
+func (o *outcomes) root(root string) (failedPath string, c rootCounts, ferr error) {
 	if _, ok := o.idx[root]; !ok {
 		// Not in the batch's closure: counted alone, as its own closure.
 		o.index(root)
@@ -121,5 +121,5 @@ func (o *outcomes) root(root string) (failedPath string, ferr error, c rootCount
 			}
 		}
 	}
-	return failedPath, ferr, c
+	return failedPath, c, ferr
 }
