@@ -567,12 +567,6 @@ func (d *Daemon) pushClosure(ctx context.Context, start time.Time, roots []queue
 	}
 }
 
-// rootCounts are one root's share of a push.
-type rootCounts struct {
-	closure, uploaded, signed, reused int
-	narBytes, stored                  int64
-}
-
 func (d *Daemon) retryAll(ctx context.Context, items []queue.Item, err error) {
 	for _, it := range items {
 		d.retry(ctx, it, d.log.With("STORE_PATH", it.Path), err)

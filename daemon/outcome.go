@@ -22,6 +22,12 @@ type outcomes struct {
 	stack  []int32
 }
 
+// rootCounts are one root's share of a push.
+type rootCounts struct {
+	closure, uploaded, signed, reused int
+	narBytes, stored                  int64
+}
+
 // pathFacts is what Push did for one path.
 type pathFacts struct {
 	signed, uploaded, reused bool
