@@ -313,13 +313,7 @@ func TestPushFreshChecksPerReference(t *testing.T) {
 func TestPushAfterGCRechecks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := cachetest.NewMem()
-		p := newTestPusher(t, m, nil)
-		lk, err := cachelock.New(m, 10*time.Second, newTestLog())
-		if err != nil {
-			t.Fatal(err)
-		}
-		lk.Poll = 500 * time.Millisecond
-		p.Locker = lk
+		p := newLockingTestPusher(t, m)
 		a := info("a")
 		ctx := context.Background()
 		if _, err := p.Push(ctx, []*store.PathInfo{a}); err != nil {
@@ -365,13 +359,7 @@ func TestPushAfterGCRechecks(t *testing.T) {
 func TestPushOwnWriteRecheckedAfterGC(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := cachetest.NewMem()
-		p := newTestPusher(t, m, nil)
-		lk, err := cachelock.New(m, 10*time.Second, newTestLog())
-		if err != nil {
-			t.Fatal(err)
-		}
-		lk.Poll = 500 * time.Millisecond
-		p.Locker = lk
+		p := newLockingTestPusher(t, m)
 		ctx := context.Background()
 		a := info("a")
 		b := info("b", a)
@@ -387,7 +375,7 @@ func TestPushOwnWriteRecheckedAfterGC(t *testing.T) {
 					// gc: waits for the pusher to yield, deletes a.
 					go func() {
 						defer close(gcDone)
-						excl, err := lk.Acquire(ctx, cachelock.Exclusive)
+						excl, err := p.Locker.Acquire(ctx, cachelock.Exclusive)
 						if err != nil {
 							t.Error(err)
 							return
@@ -414,6 +402,19 @@ func TestPushOwnWriteRecheckedAfterGC(t *testing.T) {
 		}
 		synctest.Wait()
 	})
+}
+
+// newLockingTestPusher is newTestPusher that takes the cache lock, as a
+// real push does, polling often enough for a test.
+func newLockingTestPusher(t *testing.T, m *cachetest.Mem) *Pusher {
+	p := newTestPusher(t, m, nil)
+	lk, err := cachelock.New(m, 10*time.Second, newTestLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Poll = 500 * time.Millisecond
+	p.Locker = lk
+	return p
 }
 
 func newTestLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
